@@ -1,0 +1,82 @@
+"""File plumbing of the command line: stdin/stdout, atomic no-clobber writes, progress."""
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+from codec import CodecError
+
+
+class OutputExists(Exception):
+    """The output file exists and --force was not given."""
+
+
+def read_input(path: str) -> bytes:
+    """Bytes of a file, or of stdin for ``-``."""
+    if path == "-":
+        return sys.stdin.buffer.read()
+    p = Path(path)
+    if p.is_dir():
+        raise CodecError("is a directory")
+    if not p.exists():
+        raise CodecError("no such file")
+    return p.read_bytes()
+
+
+def write_output(path: str, data: bytes, force: bool) -> None:
+    """Write ``data`` to ``path`` (``-``: stdout) atomically: a temporary file in the same
+    directory, renamed over the target; on any failure or Ctrl-C the temporary file is removed."""
+    if path == "-":
+        sys.stdout.buffer.write(data)
+        sys.stdout.buffer.flush()
+        return
+    target = Path(path)
+    if target.exists() and not force:
+        raise OutputExists(f"{path} exists (use --force to overwrite)")
+    if target.is_dir():
+        raise OutputExists(f"{path} is a directory")
+    parent = target.parent if str(target.parent) else Path(".")
+    if not parent.is_dir():
+        raise CodecError(f"output directory {parent} does not exist")
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+
+
+class Progress:
+    """A one-line progress bar on stderr when there are several inputs and stderr is a terminal."""
+
+    def __init__(self, total: int, enabled: bool = True):
+        self.total, self.count = total, 0
+        self.live = enabled and total > 1 and sys.stderr.isatty()
+
+    def step(self, name: str) -> None:
+        self.count += 1
+        if self.live:
+            width = 30
+            filled = width * (self.count - 1) // self.total
+            bar = "#" * filled + "-" * (width - filled)
+            sys.stderr.write(f"\r[{bar}] {self.count}/{self.total} {name[-40:]:<40}")
+            sys.stderr.flush()
+
+    def message(self, text: str) -> None:
+        if self.live:
+            sys.stderr.write("\r\033[K")
+        print(text, file=sys.stderr)
+
+    def done(self) -> None:
+        if self.live:
+            sys.stderr.write("\r\033[K")
+            sys.stderr.flush()

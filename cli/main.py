@@ -1,0 +1,250 @@
+"""The ``lic`` command line: encode, decode, info (and train).
+
+Exit codes: 0 success, 1 bad input or failure (one line on stderr per
+problem, the other inputs still processed), 2 usage error, 130 interrupted.
+Outputs are written atomically and never replace an existing file without
+``--force``.  Only the public ``codec`` API is used here; ``lic info`` never
+imports torch.
+"""
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import sys
+import warnings
+from pathlib import Path
+
+import codec
+from codec import CodecError
+
+from .io import OutputExists, Progress, read_input, write_output
+
+PROG = "lic"
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=PROG, description="lic: a learned image codec")
+    p.add_argument("--version", action="version",
+                   version=f"lic {codec.__version__} (format {codec.FORMAT_VERSION})")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    enc = sub.add_parser("encode", help="compress images to .lic")
+    enc.add_argument("inputs", nargs="+", metavar="IN", help="image files, or - for stdin")
+    enc.add_argument("-o", "--output", help="output file (one input) or directory; - for stdout")
+    rate = enc.add_mutually_exclusive_group()
+    rate.add_argument("-q", "--quality", type=float, default=75.0, help="0..100 (default 75)")
+    rate.add_argument("--target-bpp", type=float, help="largest quality within this many bits/pixel")
+    rate.add_argument("--target-size", type=int, help="largest quality within this many bytes")
+    enc.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    enc.add_argument("--strip", action="store_true", help="drop ICC profile, EXIF and XMP")
+    enc.add_argument("--weights", help=argparse.SUPPRESS)
+    _common(enc)
+    enc.add_argument("--json", action="store_true", help="print results as JSON on stdout")
+
+    dec = sub.add_parser("decode", help="decompress .lic files (format from the output extension)")
+    dec.add_argument("inputs", nargs="+", metavar="IN", help=".lic files, or - for stdin")
+    dec.add_argument("-o", "--output", help="output file (one input) or directory; - for stdout")
+    dec.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    dec.add_argument("--weights", help=argparse.SUPPRESS)
+    _common(dec)
+
+    info = sub.add_parser("info", help="print a .lic header (no decoding)")
+    info.add_argument("inputs", nargs="+", metavar="FILE")
+    info.add_argument("--json", action="store_true")
+
+    sub.add_parser("train", help="train the model (see python -m codec.train --help)", add_help=False)
+    return p
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-f", "--force", action="store_true", help="overwrite existing outputs")
+    loud = p.add_mutually_exclusive_group()
+    loud.add_argument("-v", "--verbose", action="store_true",
+                      help="also report PSNR and what JPEG reaches at the same size")
+    loud.add_argument("--quiet", action="store_true", help="print errors only")
+
+
+def _output_path(inp: str, output: str | None, many: bool, suffix: str) -> str:
+    if output == "-" or (inp == "-" and output is None):
+        return "-"
+    name = "stdin" if inp == "-" else Path(inp).stem
+    if output is None:
+        return str(Path(inp).with_suffix(suffix))
+    if many or Path(output).is_dir() or output.endswith(os.sep):
+        return str(Path(output) / (name + suffix))
+    return output
+
+
+def _error(msg: str) -> None:
+    print(f"{PROG}: error: {msg}", file=sys.stderr)
+
+
+def _make_codec(args):
+    return codec.Codec(weights=args.weights, device=args.device)
+
+
+def cmd_encode(args) -> int:
+    if args.output == "-" and len(args.inputs) > 1:
+        raise CodecError("-o - takes a single input")
+    lic = _make_codec(args)
+    failures, results = 0, []
+    progress = Progress(len(args.inputs), enabled=not args.quiet)
+    for inp in args.inputs:
+        progress.step(inp)
+        try:
+            out = _output_path(inp, args.output, len(args.inputs) > 1, ".lic")
+            source = read_input(inp)
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                data = lic.encode(source, args.quality, target_bpp=args.target_bpp,
+                                  target_size=args.target_size, strip=args.strip)
+            for w in caught:
+                if not args.quiet:
+                    progress.message(f"{PROG}: warning: {inp}: {w.message}")
+            write_output(out, data, args.force)
+            header = codec.read_header(data)
+            row = {"input": inp, "output": out, "bytes": len(data), "width": header.width,
+                   "height": header.height, "quality": header.quality,
+                   "bpp": round(8 * len(data) / (header.width * header.height), 4)}
+            if args.verbose:
+                row.update(_quality_report(lic, source, data))
+            results.append(row)
+            if not args.quiet and not args.json:
+                progress.message(_describe(row))
+        except (CodecError, OutputExists, OSError) as exc:
+            failures += 1
+            progress.message(f"{PROG}: error: {inp}: {_why(exc)}")
+    progress.done()
+    if args.json:
+        print(json.dumps(results if len(args.inputs) > 1 else (results[0] if results else None), indent=2))
+    return 1 if failures else 0
+
+
+def _quality_report(lic, source: bytes, data: bytes) -> dict:
+    """PSNR of the round trip, and JPEG's PSNR at the same (or smaller) file size."""
+    import numpy as np
+    from PIL import Image
+
+    ref = np.asarray(Image.open(io.BytesIO(source)).convert("RGB"), dtype=np.float64)
+    ours = np.asarray(lic.decode(data).convert("RGB"), dtype=np.float64)
+    jpeg_bytes, jpeg_psnr = 0, None
+    for q in range(1, 96):  # the largest JPEG quality that fits in our size
+        buf = io.BytesIO()
+        Image.fromarray(ref.astype(np.uint8)).save(buf, "JPEG", quality=q, optimize=True)
+        if buf.tell() > len(data):
+            break
+        jpeg_bytes = buf.tell()
+        jpeg_psnr = _psnr(ref, np.asarray(Image.open(buf).convert("RGB"), dtype=np.float64))
+    return {"psnr": round(_psnr(ref, ours), 3), "jpeg_bytes": jpeg_bytes,
+            "jpeg_psnr": None if jpeg_psnr is None else round(jpeg_psnr, 3)}
+
+
+def _psnr(a, b) -> float:
+    import numpy as np
+
+    mse = float(np.mean((a - b) ** 2))
+    return float("inf") if mse == 0 else 10 * np.log10(255**2 / mse)
+
+
+def _describe(row: dict) -> str:
+    text = (f"{row['input']} -> {row['output']}: {row['bytes']} bytes, {row['bpp']} bpp "
+            f"(quality {row['quality']:g})")
+    if "psnr" in row:
+        jpeg = ("JPEG does not fit" if row["jpeg_psnr"] is None
+                else f"JPEG at {row['jpeg_bytes']} bytes: {row['jpeg_psnr']} dB")
+        text += f", PSNR {row['psnr']} dB; {jpeg}"
+    return text
+
+
+def cmd_decode(args) -> int:
+    if args.output == "-" and len(args.inputs) > 1:
+        raise CodecError("-o - takes a single input")
+    lic = _make_codec(args)
+    failures = 0
+    progress = Progress(len(args.inputs), enabled=not args.quiet)
+    for inp in args.inputs:
+        progress.step(inp)
+        try:
+            out = _output_path(inp, args.output, len(args.inputs) > 1, ".png")
+            image = lic.decode(read_input(inp))
+            write_output(out, _save_image(image, out), args.force)
+            if not args.quiet:
+                progress.message(f"{inp} -> {out}: {image.width}x{image.height} {image.mode}")
+        except (CodecError, OutputExists, OSError) as exc:
+            failures += 1
+            progress.message(f"{PROG}: error: {inp}: {_why(exc)}")
+    progress.done()
+    return 1 if failures else 0
+
+
+def _save_image(image, out: str) -> bytes:
+    from PIL import Image
+
+    ext = ".png" if out == "-" else Path(out).suffix.lower()
+    fmt = Image.registered_extensions().get(ext)
+    if fmt is None:
+        raise CodecError(f"unknown output image extension {ext or '(none)'!r}")
+    if fmt == "JPEG" and image.mode in ("LA", "RGBA"):
+        image = image.convert(image.mode[:-1])
+    extra = {k: image.info[k] for k in ("icc_profile", "exif") if image.info.get(k)}
+    if image.info.get("xmp"):
+        if fmt == "PNG":
+            from PIL.PngImagePlugin import PngInfo
+
+            extra["pnginfo"] = PngInfo()
+            extra["pnginfo"].add_itxt("XML:com.adobe.xmp", image.info["xmp"].decode("utf-8", "replace"))
+        elif fmt in ("JPEG", "WEBP", "TIFF"):
+            extra["xmp"] = image.info["xmp"]
+    buf = io.BytesIO()
+    try:
+        image.save(buf, fmt, **extra)
+    except (OSError, ValueError, KeyError) as exc:
+        raise CodecError(f"cannot write {fmt}: {exc}") from None
+    return buf.getvalue()
+
+
+def cmd_info(args) -> int:
+    failures, rows = 0, []
+    for inp in args.inputs:
+        try:
+            h = codec.read_header(sys.stdin.buffer.read() if inp == "-" else inp)
+            rows.append({"file": inp, **h.to_dict()})
+            if not args.json:
+                print(f"{inp}: {h.width}x{h.height} {h.mode}, quality {h.quality:g}, "
+                      f"format {h.version[0]}.{h.version[1]}, model {h.model_name} "
+                      f"({h.weights_sha256.hex()[:12]}), profile {h.profile}")
+        except CodecError as exc:
+            failures += 1
+            _error(f"{inp}: {exc}")
+    if args.json:
+        print(json.dumps(rows if len(args.inputs) > 1 else (rows[0] if rows else None), indent=2))
+    return 1 if failures else 0
+
+
+def _why(exc: BaseException) -> str:
+    if isinstance(exc, OSError) and exc.strerror:
+        return f"{exc.strerror}" + (f": {exc.filename}" if exc.filename else "")
+    return str(exc)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["train"]:
+        from codec.train import main as train_main
+
+        return train_main(argv[1:])
+    args = _parser().parse_args(argv)
+    try:
+        return {"encode": cmd_encode, "decode": cmd_decode, "info": cmd_info}[args.command](args)
+    except CodecError as exc:
+        _error(str(exc))
+        return 1
+    except KeyboardInterrupt:
+        _error("interrupted")
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

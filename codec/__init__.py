@@ -1,0 +1,59 @@
+"""lic: a learned image codec.
+
+    import codec
+    data = codec.encode("photo.png", quality=75)   # -> bytes of a .lic file
+    image = codec.decode(data)                     # -> PIL.Image.Image
+    codec.read_header(data)                        # -> Header, without loading the model
+
+Importing this package is cheap (no torch): the model is loaded on first use,
+or explicitly with ``codec.Codec(device=...)``.
+"""
+from __future__ import annotations
+
+import os
+
+from .container import FORMAT_MAJOR, FORMAT_MINOR, Header
+from .errors import CodecError, CorruptFileError, WeightsError, WeightsMismatchError
+
+__version__ = "0.1.0"
+FORMAT_VERSION = f"{FORMAT_MAJOR}.{FORMAT_MINOR}"
+
+__all__ = ["Codec", "CodecError", "CorruptFileError", "EncodeOptions", "Header", "WeightsError",
+           "WeightsMismatchError", "decode", "encode", "read_header", "__version__"]
+
+
+def encode(image, quality: float = 75.0, *, target_bpp: float | None = None,
+           target_size: int | None = None, strip: bool = False) -> bytes:
+    """Encode an image (PIL image, uint8 numpy array, path, or image bytes) → .lic bytes."""
+    from .api import default_codec
+
+    return default_codec().encode(image, quality, target_bpp=target_bpp, target_size=target_size,
+                                  strip=strip)
+
+
+def decode(data):
+    """Decode .lic bytes (or a path to a .lic file) → PIL.Image.Image."""
+    from .api import default_codec
+
+    return default_codec().decode(data)
+
+
+def read_header(data) -> Header:
+    """Header of .lic bytes or of a .lic file path; reads only the first bytes, never torch."""
+    from .container import MAX_HEADER, read_header as _read
+
+    if isinstance(data, (str, os.PathLike)):
+        try:
+            with open(data, "rb") as f:
+                data = f.read(12 + MAX_HEADER + 4)
+        except OSError as exc:
+            raise CodecError(f"{data}: {exc.strerror}") from None
+    return _read(data)
+
+
+def __getattr__(name: str):
+    if name in ("Codec", "EncodeOptions"):
+        from . import api
+
+        return getattr(api, name)
+    raise AttributeError(f"module 'codec' has no attribute {name!r}")

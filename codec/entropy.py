@@ -1,0 +1,140 @@
+"""Entropy model of the frozen codec: probability tables and the probability path.
+
+A trainable :class:`~codec.model.LicModel` estimates rates with continuous
+densities.  Freezing (:func:`freeze_tables`) evaluates those densities once,
+at integer offsets, and stores them as integer frequency tables (total
+``2**PRECISION``) in the weights file.  Encoder and decoder then pick a table
+per symbol by an integer index and never evaluate a density again, so the
+symbol → table mapping is exact wherever the index is.
+
+Two families of tables, one layout (:class:`TableSet`):
+
+* z (factorised prior): one table per channel, symbol = round(z - median_c).
+* y (Gaussian conditional): one table per entry of a log-spaced scale grid;
+  the probability path (:func:`probability_path`) maps ẑ to the mean of every
+  element of y' and the index of the grid scale just above its predicted σ;
+  symbol = round(y' - mean).
+
+Every table covers ``[-radius, radius]`` plus one escape entry for values
+outside; escaped values travel beside the stream (see :mod:`codec.coder`).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from .transforms import split_hyper_params
+
+PRECISION = 16  # bits of the integer frequency tables
+SCALE_TABLE_SIZE = 64
+SCALE_MIN, SCALE_MAX = 0.11, 256.0
+GAUSS_TAIL_SIGMAS = 6.0
+MAX_RADIUS = 2048
+
+
+def scale_grid() -> np.ndarray:
+    """The σ grid of the y tables (CompressAI's default grid: 0.11 … 256, log-spaced)."""
+    return np.exp(np.linspace(math.log(SCALE_MIN), math.log(SCALE_MAX), SCALE_TABLE_SIZE))
+
+
+@dataclass
+class TableSet:
+    """Integer frequency tables, one row per table.
+
+    ``freqs[k, :2*radius[k]+2]`` holds the frequencies of the symbols
+    ``-radius[k] … radius[k]`` followed by the escape entry; entries beyond are
+    zero padding.  Every used entry is ≥ 1 and each row sums to 2**PRECISION.
+    """
+
+    freqs: np.ndarray  # (K, L) int32
+    radius: np.ndarray  # (K,) int32
+
+    def __post_init__(self):
+        self.freqs = np.asarray(self.freqs, dtype=np.int32)
+        self.radius = np.asarray(self.radius, dtype=np.int32)
+        self._models: list | None = None
+
+    def __len__(self) -> int:
+        return len(self.radius)
+
+    def models(self) -> list:
+        """constriction Categorical models, built once per TableSet."""
+        if self._models is None:
+            import constriction
+
+            cat = constriction.stream.model.Categorical
+            self._models = [
+                cat(self.freqs[k, : 2 * int(r) + 2].astype(np.float64) / 2**PRECISION, perfect=False)
+                for k, r in enumerate(self.radius)
+            ]
+        return self._models
+
+
+def quantize_pmf(pmf: np.ndarray, tail: float) -> np.ndarray:
+    """Float pmf over [-r, r] and its tail mass → integer frequencies (+escape) summing to 2**PRECISION."""
+    probs = np.append(np.clip(pmf, 0, None), max(tail, 0.0)).astype(np.float64)
+    probs /= probs.sum()
+    n = len(probs)
+    budget = 2**PRECISION - n  # every entry gets 1 for free, the rest by probability
+    freqs = 1 + np.floor(probs * budget).astype(np.int64)
+    freqs[np.argmax(freqs)] += 2**PRECISION - freqs.sum()
+    return freqs
+
+
+def _stack(rows: list[np.ndarray], radius: list[int]) -> TableSet:
+    width = max(len(r) for r in rows)
+    freqs = np.zeros((len(rows), width), dtype=np.int32)
+    for k, r in enumerate(rows):
+        freqs[k, : len(r)] = r
+    return TableSet(freqs, np.array(radius, dtype=np.int32))
+
+
+def gaussian_tables() -> TableSet:
+    """Tables of a zero-mean discretised Gaussian for every σ of :func:`scale_grid`."""
+    rows, radii = [], []
+    for sigma in scale_grid():
+        r = min(MAX_RADIUS, int(math.ceil(GAUSS_TAIL_SIGMAS * sigma)) + 1)
+        k = torch.arange(-r, r + 1, dtype=torch.float64)
+        pmf = torch.special.ndtr((k + 0.5) / sigma) - torch.special.ndtr((k - 0.5) / sigma)
+        tail = 2 * float(torch.special.ndtr(torch.tensor(-(r + 0.5) / sigma, dtype=torch.float64)))
+        rows.append(quantize_pmf(pmf.numpy(), tail))
+        radii.append(r)
+    return _stack(rows, radii)
+
+
+@torch.no_grad()
+def factorized_tables(entropy_bottleneck) -> tuple[TableSet, np.ndarray]:
+    """Per-channel tables of CompressAI's EntropyBottleneck, and its medians (float32)."""
+    eb = entropy_bottleneck
+    q = eb.quantiles.detach()[:, 0, :]  # (C, 3): lower tail point, median, upper tail point
+    medians = q[:, 1]
+    reach = torch.maximum(medians - q[:, 0], q[:, 2] - medians).ceil().clamp(1, MAX_RADIUS)
+    radii = [int(r) for r in reach]
+    big = max(radii)
+    offsets = torch.arange(-big, big + 1, dtype=torch.float32)
+    lik, lower, upper = eb._likelihood((medians[:, None] + offsets)[:, None, :], stop_gradient=True)
+    rows = []
+    for c, r in enumerate(radii):
+        lo, hi = big - r, big + r
+        tail = float(torch.sigmoid(lower[c, 0, lo]) + torch.sigmoid(-upper[c, 0, hi]))
+        rows.append(quantize_pmf(lik[c, 0, lo : hi + 1].double().numpy(), tail))
+    return _stack(rows, radii), medians.float().numpy()
+
+
+def scale_to_index(scale: torch.Tensor) -> torch.Tensor:
+    """Index of the smallest grid σ ≥ ``scale`` (the last one for larger scales)."""
+    grid = torch.as_tensor(scale_grid(), dtype=scale.dtype, device=scale.device)
+    return torch.bucketize(scale, grid).clamp_(max=SCALE_TABLE_SIZE - 1)
+
+
+def probability_path(hyper_synthesis, z_hat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """ẑ → (mean of every element of y', y-table index of every element).
+
+    The only place where the decoder's table choice is computed: it must give
+    identical indexes on encoder and decoder (see the determinism issue).
+    """
+    mean, scale = split_hyper_params(hyper_synthesis(z_hat))
+    return mean, scale_to_index(scale)

@@ -1,0 +1,166 @@
+"""Image input/output around the codec: modes, alpha, metadata.
+
+Every input becomes an 8-bit RGB array for the network plus what the file
+must carry beside it (source mode, lossless alpha, ICC/EXIF/XMP).  Choices,
+after what Pillow and libwebp users expect:
+
+* grayscale (L, 1, I, I;16, F) is coded as RGB and returned as L;
+* RGBA / LA keep their alpha, coded losslessly in its own chunk;
+* palette images become RGB (RGBA if the palette has transparency);
+* 16-bit input is reduced to 8-bit with a warning;
+* EXIF is carried byte for byte, orientation included: it is not applied.
+"""
+from __future__ import annotations
+
+import io
+import os
+import warnings
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from .errors import CodecError
+
+
+class PrecisionWarning(UserWarning):
+    """Input had more than 8 bits per sample and was reduced."""
+
+
+@dataclass
+class Metadata:
+    icc_profile: bytes | None = None
+    exif: bytes | None = None
+    xmp: bytes | None = None
+
+
+@dataclass
+class SourceImage:
+    """What the encoder codes: RGB pixels for the network, the rest beside them."""
+
+    rgb: np.ndarray  # (H, W, 3) uint8
+    mode: str  # "L", "LA", "RGB" or "RGBA": what decode gives back
+    alpha: np.ndarray | None = None  # (H, W) uint8
+    metadata: Metadata = field(default_factory=Metadata)
+
+
+def _to_8bit(im: Image.Image) -> Image.Image:
+    if im.mode in ("I;16", "I;16L", "I;16B", "I;16N", "I"):
+        arr = np.asarray(im, dtype=np.int64)
+        peak = 65535 if im.mode.startswith("I;16") or arr.max(initial=0) > 255 else 255
+        if peak == 65535:
+            warnings.warn("16-bit input reduced to 8 bits per sample", PrecisionWarning, stacklevel=3)
+        arr = np.clip(arr, 0, peak) * 255 // peak
+        return Image.fromarray(arr.astype(np.uint8), "L")
+    if im.mode == "F":
+        arr = np.asarray(im, dtype=np.float64)
+        scale = 255.0 if arr.max(initial=0) <= 1.0 else 1.0
+        return Image.fromarray(np.clip(np.rint(arr * scale), 0, 255).astype(np.uint8), "L")
+    return im
+
+
+def _metadata(im: Image.Image) -> Metadata:
+    xmp = im.info.get("xmp") or im.info.get("XML:com.adobe.xmp")
+    if isinstance(xmp, str):
+        xmp = xmp.encode("utf-8")
+    exif = im.info.get("exif")
+    if exif is None and hasattr(im, "getexif"):
+        ex = im.getexif()
+        exif = ex.tobytes() if len(ex) else None
+    return Metadata(im.info.get("icc_profile") or None, exif or None, xmp or None)
+
+
+def open_image(source) -> Image.Image:
+    """A path, bytes, file object or PIL image → a loaded PIL image (CodecError if unreadable)."""
+    if isinstance(source, Image.Image):
+        return source
+    try:
+        if isinstance(source, (bytes, bytearray, memoryview)):
+            source = io.BytesIO(bytes(source))
+        elif isinstance(source, (str, os.PathLike)) and not Path(source).is_file():
+            raise CodecError(f"{source}: no such file")
+        im = Image.open(source)
+        im.load()
+        return im
+    except CodecError:
+        raise
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        name = source if isinstance(source, (str, os.PathLike)) else "input"
+        raise CodecError(f"{name}: not a readable image ({exc})") from None
+    except Image.DecompressionBombError as exc:
+        raise CodecError(str(exc)) from None
+
+
+def prepare(source, strip: bool = False) -> SourceImage:
+    """Any supported input (PIL image, uint8 array, path, bytes) → SourceImage."""
+    if isinstance(source, np.ndarray):
+        return _from_array(source)
+    im = open_image(source)
+    meta = Metadata() if strip else _metadata(im)
+    if im.mode == "P":
+        im = im.convert("RGBA" if "transparency" in im.info else "RGB")
+    elif im.mode == "PA":
+        im = im.convert("RGBA")
+    elif im.mode == "1":
+        im = im.convert("L")
+    im = _to_8bit(im)
+    if im.mode in ("L", "LA", "RGB", "RGBA"):
+        mode = im.mode
+    elif im.mode in ("La", "RGBa"):
+        im = im.convert("RGBA" if im.mode == "RGBa" else "LA")
+        mode = im.mode
+    else:  # CMYK, YCbCr, LAB, HSV...
+        im = im.convert("RGB")
+        mode = "RGB"
+    alpha = np.asarray(im.getchannel("A")) if mode in ("LA", "RGBA") else None
+    rgb = np.asarray(im.convert("RGB"))
+    return SourceImage(np.ascontiguousarray(rgb), mode, alpha, meta)
+
+
+def _from_array(arr: np.ndarray) -> SourceImage:
+    if arr.dtype != np.uint8:
+        raise CodecError(f"numpy input must be uint8, got {arr.dtype}")
+    if arr.ndim == 2:
+        return SourceImage(np.repeat(arr[:, :, None], 3, axis=2), "L")
+    if arr.ndim == 3 and arr.shape[2] in (1, 2, 3, 4):
+        c = arr.shape[2]
+        rgb = arr[:, :, :3] if c >= 3 else np.repeat(arr[:, :, :1], 3, axis=2)
+        alpha = arr[:, :, -1].copy() if c in (2, 4) else None
+        mode = {1: "L", 2: "LA", 3: "RGB", 4: "RGBA"}[c]
+        return SourceImage(np.ascontiguousarray(rgb), mode, alpha)
+    raise CodecError(f"numpy input must be (H, W) or (H, W, 1|2|3|4), got shape {arr.shape}")
+
+
+def pack_alpha(alpha: np.ndarray) -> bytes:
+    return zlib.compress(np.ascontiguousarray(alpha, dtype=np.uint8).tobytes(), 9)
+
+
+def unpack_alpha(payload: bytes, width: int, height: int) -> np.ndarray:
+    from .errors import CorruptFileError
+
+    d = zlib.decompressobj()
+    try:
+        raw = d.decompress(payload, width * height + 1)
+    except zlib.error:
+        raise CorruptFileError("corrupt alpha chunk") from None
+    if len(raw) != width * height or d.unconsumed_tail:
+        raise CorruptFileError("corrupt alpha chunk (wrong size)")
+    return np.frombuffer(raw, dtype=np.uint8).reshape(height, width)
+
+
+def finish(rgb: np.ndarray, mode: str, alpha: np.ndarray | None, meta: Metadata) -> Image.Image:
+    """Decoded RGB + alpha + metadata → the PIL image in the source's mode."""
+    im = Image.fromarray(rgb, "RGB")
+    if mode in ("L", "LA"):
+        im = im.convert("L")
+    if alpha is not None:
+        im.putalpha(Image.fromarray(alpha, "L"))
+    if meta.icc_profile:
+        im.info["icc_profile"] = meta.icc_profile
+    if meta.exif:
+        im.info["exif"] = meta.exif
+    if meta.xmp:
+        im.info["xmp"] = meta.xmp
+    return im

@@ -1,0 +1,88 @@
+"""The trainable model: transforms + the training-time entropy models.
+
+``LicModel`` is the *trainable* state.  It estimates rates from likelihoods
+(CompressAI's EntropyBottleneck for z, a mean-scale Gaussian for y) and is
+never used to write files; :func:`codec.entropy.freeze` turns it into frozen
+probability tables that the coder uses.
+
+Training forward pass (mixed quantisation, Minnen & Singh 2020): the rate of y
+is estimated with additive uniform noise, while the synthesis transform sees
+the straight-through rounded latent it will see at decode time::
+
+    x ─g_a─▶ y ×gain ─▶ y' ─h_a─▶ z ─EB(noise)─▶ z̃ ─h_s─▶ (μ, σ)
+    rate_y  = -log2 p(y' + u | μ, σ)        u ~ U(-½, ½)
+    ŷ'      = round(y' - μ) + μ  (straight-through)
+    x̂       = g_s(ŷ' × inv_gain)
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .transforms import (
+    GainUnits, ModelConfig, analysis, hyper_analysis, hyper_synthesis, interp_lambda,
+    split_hyper_params, synthesis,
+)
+from compressai.entropy_models import EntropyBottleneck  # noqa: E402 (after transforms' quiet import)
+from compressai.ops import LowerBound  # noqa: E402
+
+SCALE_MIN = 0.11  # lower bound of σ: below it a symbol costs ~0 bits anyway
+
+
+def _gaussian_likelihood(values: torch.Tensor, scales: torch.Tensor) -> torch.Tensor:
+    """P(v - ½ < Y < v + ½) for Y ~ N(0, σ), computed on the upper/lower tail."""
+    half = 0.5
+    v = values.abs()
+    upper = torch.special.ndtr((half - v) / scales)
+    lower = torch.special.ndtr((-half - v) / scales)
+    return (upper - lower).clamp_min(1e-9)
+
+
+class LicModel(nn.Module):
+    """Mean-scale hyperprior with gain units; see the module docstring."""
+
+    def __init__(self, config: ModelConfig = ModelConfig()):
+        super().__init__()
+        self.config = config
+        N, M = config.N, config.M
+        self.g_a = analysis(N, M)
+        self.g_s = synthesis(N, M)
+        self.h_a = hyper_analysis(N, M)
+        self.h_s = hyper_synthesis(N, M)
+        self.gains = GainUnits(M, config.lambdas)
+        self.entropy_bottleneck = EntropyBottleneck(N)
+        self.scale_bound = LowerBound(SCALE_MIN)
+
+    # -- pieces shared with the frozen codec -------------------------------------------------
+    def mean_scale(self, z_hat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """h_s output split into (mean, scale), scale bounded below."""
+        mean, scale = split_hyper_params(self.h_s(z_hat))
+        return mean, self.scale_bound(scale)
+
+    # -- training ------------------------------------------------------------------------------
+    def forward(self, x: torch.Tensor, t: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Training/evaluation pass at per-sample levels ``t`` (shape [B]).
+
+        Returns the reconstruction and per-sample bits of y and z.
+        """
+        y = self.g_a(x).float() * self.gains.gain(t)
+        z = self.h_a(y)
+        z_tilde, z_lik = self.entropy_bottleneck(z.float())
+        mean, scale = self.mean_scale(z_tilde)
+        if self.training:
+            noisy = y + torch.empty_like(y).uniform_(-0.5, 0.5)
+            y_lik = _gaussian_likelihood(noisy - mean, scale)
+        else:
+            y_lik = _gaussian_likelihood(torch.round(y - mean), scale)
+        y_hat = y - mean
+        y_hat = (torch.round(y_hat) - y_hat).detach() + y_hat + mean
+        x_hat = self.g_s(y_hat * self.gains.inv_gain(t))
+        bits_y = -torch.log2(y_lik).flatten(1).sum(1)
+        bits_z = -torch.log2(z_lik).flatten(1).sum(1)
+        return {"x_hat": x_hat, "bits_y": bits_y, "bits_z": bits_z}
+
+    def lambda_at(self, t: torch.Tensor) -> torch.Tensor:
+        return interp_lambda(self.config.lambdas, t)
+
+    def aux_loss(self) -> torch.Tensor:
+        return self.entropy_bottleneck.loss()

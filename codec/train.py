@@ -1,0 +1,201 @@
+"""Train the codec's model on ``../shared/data/train`` (``python -m codec.train``).
+
+Resumable and cumulative: every few minutes one checkpoint file is rewritten
+atomically with model, EMA weights, optimiser states (moments in bf16 to keep
+the file small), step and RNG states, so a later session continues exactly.
+
+Recipe choices for a 2-core CPU (measured, see docs/MODEL_CARD.md):
+channels_last + bf16 autocast for the transforms (entropy models stay fp32),
+batch 8 of 128² crops (per sample cheaper than 16), λ sampled per sample on
+a continuous level so the single variable-rate model learns every rate, and an
+EMA of the weights, which is what gets exported.
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import math
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .model import LicModel
+from .patches import PatchSampler, build_cache
+from .transforms import ModelConfig
+
+DEFAULT_DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "train"
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="lic train", description=__doc__.splitlines()[0])
+    p.add_argument("--data", default=str(DEFAULT_DATA), help="training image folder")
+    p.add_argument("--cache", default=".cache/patches144.npy", help="patch cache (.npy)")
+    p.add_argument("--checkpoint", default="checkpoints/train.pt")
+    p.add_argument("--log", default="checkpoints/train_log.jsonl")
+    p.add_argument("--N", type=int, default=64)
+    p.add_argument("--M", type=int, default=128)
+    p.add_argument("--patch", type=int, default=128)
+    p.add_argument("--batch", type=int, default=8)
+    p.add_argument("--lr", type=float, default=3e-4)
+    p.add_argument("--warmup", type=int, default=300)
+    p.add_argument("--ema", type=float, default=0.999)
+    p.add_argument("--steps", type=int, default=10**9, help="stop at this total step")
+    p.add_argument("--minutes", type=float, default=float("inf"), help="stop after this long")
+    p.add_argument("--save-every", type=float, default=5.0, help="minutes between checkpoints")
+    p.add_argument("--log-every", type=int, default=200)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--no-bf16", action="store_true")
+    p.add_argument("--seed", type=int, default=0)
+    return p.parse_args(argv)
+
+
+def _param_groups(model: LicModel):
+    main = [p for n, p in model.named_parameters() if not n.endswith("quantiles")]
+    aux = [p for n, p in model.named_parameters() if n.endswith("quantiles")]
+    return main, aux
+
+
+def _compact_opt_state(state: dict) -> dict:
+    """Optimiser state with float moment tensors stored as bf16 (half the bytes)."""
+    state = copy.deepcopy(state)
+    for s in state["state"].values():
+        for k, v in s.items():
+            if torch.is_tensor(v) and v.is_floating_point() and v.dim() > 0:
+                s[k] = v.to(torch.bfloat16)
+    return state
+
+
+def _expand_opt_state(state: dict) -> dict:
+    for s in state["state"].values():
+        for k, v in s.items():
+            if torch.is_tensor(v) and v.dtype == torch.bfloat16:
+                s[k] = v.float()
+    return state
+
+
+def save_checkpoint(path: Path, **payload) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    torch.save(payload, tmp)
+    os.replace(tmp, path)
+
+
+def load_checkpoint(path: Path) -> dict:
+    return torch.load(path, map_location="cpu", weights_only=False)
+
+
+def train(args: argparse.Namespace) -> None:
+    torch.set_num_threads(args.threads)
+    ckpt_path, cache = Path(args.checkpoint), Path(args.cache)
+    if not cache.exists():
+        print(f"building patch cache {cache} from {args.data} ...", flush=True)
+        build_cache(args.data, cache)
+
+    resume = load_checkpoint(ckpt_path) if ckpt_path.exists() else None
+    config = ModelConfig.from_dict(resume["config"]) if resume else ModelConfig(N=args.N, M=args.M)
+    model = LicModel(config)
+    ema = LicModel(config)
+    main_params, aux_params = _param_groups(model)
+    opt = torch.optim.Adam(main_params, lr=args.lr)
+    aux_opt = torch.optim.Adam(aux_params, lr=1e-3)
+    rng = np.random.default_rng(args.seed)
+    step, elapsed = 0, 0.0
+    if resume:
+        model.load_state_dict(resume["model"])
+        ema.load_state_dict(resume["ema"])
+        opt.load_state_dict(_expand_opt_state(resume["opt"]))
+        aux_opt.load_state_dict(_expand_opt_state(resume["aux_opt"]))
+        step, elapsed = resume["step"], resume["elapsed_seconds"]
+        rng.bit_generator.state = resume["numpy_rng"]
+        torch.set_rng_state(resume["torch_rng"])
+        print(f"resumed {ckpt_path} at step {step} ({elapsed / 3600:.2f} h trained)", flush=True)
+    else:
+        ema.load_state_dict(model.state_dict())
+    for g in opt.param_groups:
+        g["lr"] = args.lr
+    model = model.to(memory_format=torch.channels_last).train()
+    ema.eval().requires_grad_(False)
+    sampler = PatchSampler(cache, args.patch, rng)
+    log = Path(args.log)
+    log.parent.mkdir(parents=True, exist_ok=True)
+    pixels = args.patch * args.patch
+    levels = config.levels
+    window: list[tuple[float, float, float, float]] = []
+    t_start = time.time()
+    t_saved = t_start
+    t_last_log = t_start
+
+    def checkpoint() -> None:
+        save_checkpoint(
+            ckpt_path, config=config.to_dict(), model=model.state_dict(), ema=ema.state_dict(),
+            opt=_compact_opt_state(opt.state_dict()), aux_opt=_compact_opt_state(aux_opt.state_dict()),
+            step=step, elapsed_seconds=elapsed + time.time() - t_start,
+            numpy_rng=rng.bit_generator.state, torch_rng=torch.get_rng_state(), args=vars(args),
+        )
+
+    while step < args.steps and (time.time() - t_start) / 60 < args.minutes:
+        x = torch.from_numpy(sampler.batch(args.batch)).permute(0, 3, 1, 2).float().div_(255)
+        x = x.contiguous(memory_format=torch.channels_last)
+        t = torch.rand(args.batch) * (levels - 1)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=not args.no_bf16):
+            out = model(x, t)
+        mse = (out["x_hat"].float() - x).pow(2).mean((1, 2, 3))
+        bpp = (out["bits_y"] + out["bits_z"]) / pixels
+        lam = model.lambda_at(t)
+        loss = (bpp + lam * 255**2 * mse).mean()
+        if not torch.isfinite(loss):
+            print(f"step {step}: non-finite loss, batch skipped", flush=True)
+            opt.zero_grad(set_to_none=True)
+            continue
+        warm = min(1.0, (step + 1) / max(1, args.warmup))
+        for g in opt.param_groups:
+            g["lr"] = args.lr * warm
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(main_params, 1.0)
+        opt.step()
+        aux_opt.zero_grad(set_to_none=True)
+        model.aux_loss().backward()
+        aux_opt.step()
+        step += 1
+        decay = min(args.ema, (1 + step) / (10 + step))
+        with torch.no_grad():
+            for pe, pm in zip(ema.state_dict().values(), model.state_dict().values()):
+                if pe.is_floating_point() and pe.shape == pm.shape:
+                    pe.mul_(decay).add_(pm.detach(), alpha=1 - decay)
+                else:
+                    pe.copy_(pm)
+        psnr = -10 * torch.log10(mse.detach().clamp_min(1e-10))
+        window.append((loss.item(), bpp.mean().item(), psnr.mean().item(), float(t.mean())))
+        if step % args.log_every == 0:
+            now = time.time()
+            arr = np.array(window)
+            rec = {"step": step, "hours": round((elapsed + now - t_start) / 3600, 4),
+                   "loss": round(float(arr[:, 0].mean()), 4), "bpp": round(float(arr[:, 1].mean()), 4),
+                   "psnr": round(float(arr[:, 2].mean()), 3),
+                   "steps_per_s": round(args.log_every / (now - t_last_log), 3),
+                   "aux": round(float(model.aux_loss().item()), 2)}
+            window.clear()
+            t_last_log = now
+            with open(log, "a") as f:
+                f.write(json.dumps(rec) + "\n")
+            print(json.dumps(rec), flush=True)
+        if (time.time() - t_saved) / 60 >= args.save_every:
+            checkpoint()
+            t_saved = time.time()
+    checkpoint()
+    print(f"stopped at step {step}; checkpoint {ckpt_path}", flush=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    train(parse_args(argv))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,138 @@
+"""Neural transforms of the codec: analysis, synthesis, and the hyperprior pair.
+
+Architecture after Ballé et al., "Variational image compression with a scale
+hyperprior" (ICLR 2018) and Minnen et al., "Joint autoregressive and
+hierarchical priors" (NeurIPS 2018, the mean-scale variant without the serial
+context model), with the gain units of Cui et al., "Asymmetric Gained Deep
+Image Compression With Continuous Rate Adaptation" (CVPR 2021) so that one
+network serves every rate::
+
+    x ─g_a─▶ y ─×gain(t)─▶ y' ─round─▶ ŷ' ─×inv_gain(t)─▶ ŷ ─g_s─▶ x̂
+                            │                ▲
+                           h_a               │ mean, scale of every element of y'
+                            ▼                │
+                            z ─round─▶ ẑ ────h_s
+
+``t`` is the continuous rate position (0 … levels-1); gains are interpolated
+exponentially between the learned per-level vectors, so any quality in
+between is a valid operating point.
+
+Only nn modules live here: no entropy coding, no probability tables.
+"""
+from __future__ import annotations
+
+import warnings
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import nn
+
+with warnings.catch_warnings():  # compressai's import-time torch.jit.script use warns on torch 2.14
+    warnings.simplefilter("ignore", FutureWarning)
+    from compressai.layers import GDN
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Widths and rate range of a model; stored in the weights file."""
+
+    N: int = 64  # channels of the hidden layers and of z
+    M: int = 96  # channels of the latent y
+    lambdas: tuple[float, ...] = (0.0018, 0.0035, 0.0067, 0.013, 0.025, 0.0483, 0.0932)
+
+    @property
+    def levels(self) -> int:
+        return len(self.lambdas)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "ModelConfig":
+        return cls(N=int(d["N"]), M=int(d["M"]), lambdas=tuple(float(v) for v in d["lambdas"]))
+
+
+def _conv(cin: int, cout: int, k: int = 5, stride: int = 2) -> nn.Conv2d:
+    return nn.Conv2d(cin, cout, k, stride=stride, padding=k // 2)
+
+
+def _deconv(cin: int, cout: int, k: int = 5, stride: int = 2) -> nn.ConvTranspose2d:
+    return nn.ConvTranspose2d(cin, cout, k, stride=stride, padding=k // 2, output_padding=stride - 1)
+
+
+def analysis(N: int, M: int) -> nn.Sequential:
+    """g_a: image (3, H, W) → latent y (M, H/16, W/16)."""
+    return nn.Sequential(
+        _conv(3, N), GDN(N), _conv(N, N), GDN(N), _conv(N, N), GDN(N), _conv(N, M)
+    )
+
+
+def synthesis(N: int, M: int) -> nn.Sequential:
+    """g_s: latent ŷ → image, the mirror of g_a with inverse GDN."""
+    return nn.Sequential(
+        _deconv(M, N), GDN(N, inverse=True), _deconv(N, N), GDN(N, inverse=True),
+        _deconv(N, N), GDN(N, inverse=True), _deconv(N, 3),
+    )
+
+
+def hyper_analysis(N: int, M: int) -> nn.Sequential:
+    """h_a: y' (M, H/16) → z (N, H/64)."""
+    return nn.Sequential(
+        _conv(M, N, 3, 1), nn.LeakyReLU(inplace=True),
+        _conv(N, N), nn.LeakyReLU(inplace=True), _conv(N, N),
+    )
+
+
+def hyper_synthesis(N: int, M: int) -> nn.Sequential:
+    """h_s: ẑ → (2M, H/16): mean and scale parameter of every element of y'."""
+    mid = M * 3 // 2
+    return nn.Sequential(
+        _deconv(N, M), nn.LeakyReLU(inplace=True),
+        _deconv(M, mid), nn.LeakyReLU(inplace=True), _conv(mid, 2 * M, 3, 1),
+    )
+
+
+class GainUnits(nn.Module):
+    """Per-level channel gains (and their decoder-side inverses), in log domain.
+
+    ``gain(t)`` for a continuous level ``t`` interpolates the logs linearly,
+    i.e. the gains exponentially, as Cui et al. do.  Initialised so that the
+    quantisation step shrinks like 1/sqrt(λ), which is where training ends up.
+    """
+
+    def __init__(self, M: int, lambdas: tuple[float, ...]):
+        super().__init__()
+        lam = torch.tensor(lambdas, dtype=torch.float32)
+        init = 0.5 * torch.log(lam / lam[len(lambdas) // 2])
+        self.log_gain = nn.Parameter(init[:, None].repeat(1, M))
+        self.log_inv_gain = nn.Parameter(-init[:, None].repeat(1, M))
+
+    @staticmethod
+    def _interp(table: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """Rows of ``table`` at fractional positions ``t`` (shape [B]) → [B, M, 1, 1]."""
+        t = t.clamp(0, table.shape[0] - 1)
+        lo = t.floor().long().clamp(max=table.shape[0] - 2)
+        frac = (t - lo.to(t.dtype))[:, None]
+        rows = table[lo] * (1 - frac) + table[lo + 1] * frac
+        return rows.exp()[:, :, None, None]
+
+    def gain(self, t: torch.Tensor) -> torch.Tensor:
+        return self._interp(self.log_gain, t)
+
+    def inv_gain(self, t: torch.Tensor) -> torch.Tensor:
+        return self._interp(self.log_inv_gain, t)
+
+
+def split_hyper_params(params: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """h_s output → (mean, |scale|) in fp32; the one place that fixes the channel layout."""
+    scale, mean = params.float().chunk(2, dim=1)
+    return mean, scale.abs()
+
+
+def interp_lambda(lambdas: tuple[float, ...], t: torch.Tensor) -> torch.Tensor:
+    """λ at continuous level ``t``, interpolated in log domain like the gains."""
+    lam = torch.tensor(lambdas, dtype=torch.float32, device=t.device).log()
+    t = t.clamp(0, len(lambdas) - 1)
+    lo = t.floor().long().clamp(max=len(lambdas) - 2)
+    frac = t - lo.to(t.dtype)
+    return (lam[lo] * (1 - frac) + lam[lo + 1] * frac).exp()

@@ -1,0 +1,140 @@
+"""The frozen model and its weights file (safetensors, fp16 transforms + integer tables).
+
+A :class:`FrozenModel` is the *codec* state: transforms without the training
+entropy models, plus the frozen probability tables.  It is made once from a
+trained :class:`~codec.model.LicModel` by :func:`freeze`, written with
+:func:`save_weights`, and read back by :func:`load_weights`, which checks the
+file's SHA-256 against the manifest shipped beside it.
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from .container import sha256_file
+from .entropy import TableSet, factorized_tables, gaussian_tables
+from .errors import WeightsError
+from .transforms import GainUnits, ModelConfig, analysis, hyper_analysis, hyper_synthesis, synthesis
+
+WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
+DEFAULT_WEIGHTS = WEIGHTS_DIR / "lic-default.safetensors"
+MANIFEST = WEIGHTS_DIR / "MANIFEST.json"
+FORMAT_TAG = "lic-weights-1"
+_TRANSFORMS = ("g_a", "g_s", "h_a", "h_s", "gains")
+
+
+class FrozenModel(nn.Module):
+    """Transforms + medians + frozen tables: what encode and decode need, nothing to train."""
+
+    def __init__(self, config: ModelConfig, name: str, z_tables: TableSet, y_tables: TableSet,
+                 z_medians: np.ndarray):
+        super().__init__()
+        self.config, self.name = config, name
+        N, M = config.N, config.M
+        self.g_a, self.g_s = analysis(N, M), synthesis(N, M)
+        self.h_a, self.h_s = hyper_analysis(N, M), hyper_synthesis(N, M)
+        self.gains = GainUnits(M, config.lambdas)
+        self.z_tables, self.y_tables = z_tables, y_tables
+        self.register_buffer("z_medians", torch.as_tensor(np.asarray(z_medians, np.float32)))
+        self.sha256 = b"\0" * 32  # set by load_weights: identifies the weights in file headers
+        self.requires_grad_(False).eval()
+
+
+@torch.no_grad()
+def freeze(model, name: str) -> FrozenModel:
+    """Trained LicModel → FrozenModel: builds the probability tables once."""
+    z_tables, medians = factorized_tables(model.entropy_bottleneck)
+    frozen = FrozenModel(model.config, name, z_tables, gaussian_tables(), medians)
+    state = {k: v for k, v in model.state_dict().items() if k.split(".")[0] in _TRANSFORMS}
+    frozen.load_state_dict({**state, "z_medians": frozen.z_medians}, strict=True)
+    return frozen
+
+
+def _flat(tables: TableSet) -> tuple[torch.Tensor, torch.Tensor]:
+    rows = [tables.freqs[k, : 2 * int(r) + 2] for k, r in enumerate(tables.radius)]
+    return torch.from_numpy(np.concatenate(rows)), torch.from_numpy(tables.radius.copy())
+
+
+def _unflat(flat: torch.Tensor, radius: torch.Tensor) -> TableSet:
+    flat_np, radius_np = flat.numpy().astype(np.int32), radius.numpy().astype(np.int32)
+    lengths = 2 * radius_np.astype(np.int64) + 2
+    if (radius_np < 0).any() or lengths.sum() != len(flat_np):
+        raise WeightsError("weights file: probability tables are malformed")
+    freqs = np.zeros((len(radius_np), int(lengths.max())), dtype=np.int32)
+    for k, start in enumerate(np.concatenate([[0], np.cumsum(lengths)[:-1]])):
+        freqs[k, : lengths[k]] = flat_np[start : start + lengths[k]]
+    return TableSet(freqs, radius_np)
+
+
+def save_weights(frozen: FrozenModel, path: str | os.PathLike, extra: dict | None = None) -> bytes:
+    """Write fp16 transforms + tables atomically; returns the file's SHA-256."""
+    from safetensors.torch import save_file
+
+    params = dict(frozen.named_parameters())  # learned weights go fp16; buffers (GDN bounds,
+    tensors = {k: v.detach().to(torch.float16 if k in params else torch.float32).contiguous()
+               for k, v in frozen.state_dict().items()}  # medians) stay fp32: they are tiny
+    tensors["tables.z.freqs"], tensors["tables.z.radius"] = _flat(frozen.z_tables)
+    tensors["tables.y.freqs"], tensors["tables.y.radius"] = _flat(frozen.y_tables)
+    meta = {"format": FORMAT_TAG, "name": frozen.name, "config": json.dumps(frozen.config.to_dict()),
+            "extra": json.dumps(extra or {})}
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    save_file(tensors, str(tmp), metadata=meta)
+    os.chmod(tmp, 0o644)
+    os.replace(tmp, path)
+    return sha256_file(path)
+
+
+def _expected_hash(path: Path) -> str | None:
+    if not MANIFEST.exists():
+        return None
+    return json.loads(MANIFEST.read_text()).get(path.name)
+
+
+def load_weights(path: str | os.PathLike | None = None, verify: bool = True) -> FrozenModel:
+    """Read a weights file; for files listed in the manifest, the SHA-256 must match."""
+    from safetensors import safe_open
+
+    path = Path(path) if path is not None else DEFAULT_WEIGHTS
+    if not path.is_file():
+        raise WeightsError(f"weights file not found: {path}")
+    digest = sha256_file(path)
+    expected = _expected_hash(path) if verify and path.parent == WEIGHTS_DIR else None
+    if expected is not None and digest.hex() != expected:
+        raise WeightsError(f"weights file {path.name} is corrupt (SHA-256 does not match the manifest)")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+            tensors = {k: f.get_tensor(k) for k in f.keys()}
+        if meta.get("format") != FORMAT_TAG:
+            raise WeightsError(f"{path.name} is not a lic weights file")
+        config = ModelConfig.from_dict(json.loads(meta["config"]))
+        z_tables = _unflat(tensors.pop("tables.z.freqs"), tensors.pop("tables.z.radius"))
+        y_tables = _unflat(tensors.pop("tables.y.freqs"), tensors.pop("tables.y.radius"))
+        frozen = FrozenModel(config, meta["name"], z_tables, y_tables, tensors["z_medians"].numpy())
+        frozen.load_state_dict({k: v.float() for k, v in tensors.items()}, strict=True)
+    except WeightsError:
+        raise
+    except Exception as exc:  # safetensors/json/state-dict errors all mean a bad file
+        raise WeightsError(f"weights file {path.name} is unreadable: {exc}") from None
+    frozen.sha256 = digest
+    return frozen
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    name: str
+    sha256: str
+    config: ModelConfig
+    parameters: int
+
+
+def describe(frozen: FrozenModel) -> ModelInfo:
+    return ModelInfo(frozen.name, frozen.sha256.hex(), frozen.config,
+                     sum(p.numel() for p in frozen.parameters()))

@@ -1,0 +1,123 @@
+"""The lic command line: round trips, errors, no-overwrite, stdin/stdout."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from cli.main import main
+
+from .conftest import ROOT, SAMPLE
+
+
+def lic(*args, stdin: bytes | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "cli.main", *map(str, args)], input=stdin,
+                          capture_output=True, cwd=ROOT, timeout=300)
+
+
+@pytest.fixture()
+def small_png(tmp_path, small_image) -> Path:
+    path = tmp_path / "small.png"
+    small_image.save(path)
+    return path
+
+
+def test_encode_decode_info_round_trip(tmp_path, small_png, capsys):
+    out = tmp_path / "a.lic"
+    assert main(["encode", str(small_png), "-o", str(out), "-q", "60", "--json"]) == 0
+    row = json.loads(capsys.readouterr().out)
+    assert row["bytes"] == out.stat().st_size and row["quality"] == 60
+    assert main(["info", str(out), "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert (info["width"], info["height"], info["mode"]) == (96, 64, "RGB")
+    png = tmp_path / "back.png"
+    assert main(["decode", str(out), "-o", str(png)]) == 0
+    assert Image.open(png).size == (96, 64)
+
+
+def test_default_output_names_and_output_directory(tmp_path, small_png):
+    assert main(["encode", str(small_png), "--quiet"]) == 0
+    assert (tmp_path / "small.lic").exists()
+    dest = tmp_path / "out"
+    dest.mkdir()
+    second = tmp_path / "second.png"
+    second.write_bytes(small_png.read_bytes())
+    assert main(["encode", str(small_png), str(second), "-o", str(dest), "--quiet"]) == 0
+    assert sorted(p.name for p in dest.iterdir()) == ["second.lic", "small.lic"]
+    assert main(["decode", str(dest / "small.lic"), "-o", str(tmp_path / "x.jpg"), "--quiet"]) == 0
+    assert Image.open(tmp_path / "x.jpg").format == "JPEG"
+
+
+def test_existing_output_is_kept_without_force(tmp_path, small_png, capsys):
+    out = tmp_path / "a.lic"
+    out.write_bytes(b"precious")
+    assert main(["encode", str(small_png), "-o", str(out)]) == 1
+    assert out.read_bytes() == b"precious"
+    assert "--force" in capsys.readouterr().err
+    assert main(["encode", str(small_png), "-o", str(out), "--force", "--quiet"]) == 0
+    assert out.read_bytes()[:4] == b"\x89LIC"
+
+
+def test_bad_inputs_fail_cleanly_with_one_line_and_no_output(tmp_path, small_png):
+    good = tmp_path / "good.lic"
+    assert lic("encode", small_png, "-o", good, "--quiet").returncode == 0
+    data = good.read_bytes()
+    cases = {
+        "missing.lic": None,
+        "empty.lic": b"",
+        "random.lic": os.urandom(300),
+        "renamed.lic": small_png.read_bytes(),
+        "truncated.lic": data[: len(data) // 2],
+        "corrupted.lic": data[:40] + bytes([data[40] ^ 0xFF]) + data[41:],
+    }
+    for name, content in cases.items():
+        src = tmp_path / name
+        if content is not None:
+            src.write_bytes(content)
+        out = tmp_path / (name + ".png")
+        res = lic("decode", src, "-o", out)
+        err = res.stderr.decode()
+        assert res.returncode == 1, (name, err)
+        assert len(err.strip().splitlines()) == 1 and "Traceback" not in err, (name, err)
+        assert not out.exists(), name
+    for name in ("missing.png", "empty.lic", "random.lic"):
+        res = lic("encode", tmp_path / name, "-o", tmp_path / (name + ".out.lic"))
+        assert res.returncode == 1 and len(res.stderr.decode().strip().splitlines()) == 1
+        assert not (tmp_path / (name + ".out.lic")).exists()
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".part")]
+
+
+def test_one_bad_file_does_not_stop_the_batch(tmp_path, small_png, capsys):
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"nope")
+    assert main(["encode", str(bad), str(small_png), "-o", str(tmp_path)]) == 1
+    assert (tmp_path / "small.lic").exists() and not (tmp_path / "bad.lic").exists()
+    assert "bad.png" in capsys.readouterr().err
+
+
+def test_stdin_to_stdout(small_png):
+    enc = lic("encode", "-", "-q", "50", stdin=small_png.read_bytes())
+    assert enc.returncode == 0, enc.stderr
+    assert enc.stdout[:4] == b"\x89LIC"
+    dec = lic("decode", "-", "-o", "-", stdin=enc.stdout)
+    assert dec.returncode == 0, dec.stderr
+    assert dec.stdout[:8] == b"\x89PNG\r\n\x1a\n"
+    info = lic("info", "-", stdin=enc.stdout)
+    assert b"96x64" in info.stdout
+
+
+def test_usage_errors_exit_2():
+    assert lic("encode").returncode == 2
+    assert lic("encode", SAMPLE, "-q", "50", "--target-bpp", "1").returncode == 2
+    assert lic("frobnicate").returncode == 2
+
+
+def test_verbose_reports_psnr_and_jpeg(tmp_path, small_png):
+    res = lic("encode", small_png, "-o", tmp_path / "v.lic", "-v", "--json")
+    row = json.loads(res.stdout)
+    assert row["psnr"] > 20 and "jpeg_psnr" in row and row["jpeg_bytes"] <= row["bytes"]

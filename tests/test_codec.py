@@ -1,0 +1,158 @@
+"""The codec through its Python API: sizes, modes, metadata, rates, rejection."""
+from __future__ import annotations
+
+import io
+import warnings
+
+import numpy as np
+import pytest
+from PIL import Image
+from PIL.PngImagePlugin import PngInfo
+
+import codec
+from codec.errors import CodecError, CorruptFileError, WeightsMismatchError
+
+from .conftest import psnr
+
+
+@pytest.mark.parametrize("size", [(1, 1), (17, 33), (1000, 7), (64, 64), (65, 130)])
+def test_any_size_round_trips_with_its_size(lic, sample_image, size):
+    src = sample_image.resize(size)
+    data = lic.encode(src, 80)
+    header = codec.read_header(data)
+    assert (header.width, header.height) == size
+    out = lic.decode(data)
+    assert out.size == size and out.mode == "RGB"
+
+
+def test_reconstruction_is_close_to_the_source(lic, sample_image):
+    out = lic.decode(lic.encode(sample_image, 90))
+    assert psnr(sample_image, out) > 27
+
+
+def test_bytes_grow_with_quality(lic, sample_image):
+    sizes = [len(lic.encode(sample_image, q)) for q in (0, 10, 40, 75, 95, 100)]
+    assert sizes == sorted(sizes) and len(set(sizes)) == len(sizes), sizes
+
+
+def test_quality_is_recorded_and_decoding_is_deterministic(lic, small_image):
+    data = lic.encode(small_image, 33.337)
+    assert codec.read_header(data).quality == pytest.approx(33.34)
+    assert np.array_equal(np.asarray(lic.decode(data)), np.asarray(lic.decode(data)))
+    assert lic.encode(small_image, 33.337) == data
+
+
+def test_grayscale_stays_grayscale(lic, small_image):
+    gray = small_image.convert("L")
+    out = lic.decode(lic.encode(gray, 75))
+    assert out.mode == "L" and out.size == gray.size
+    assert codec.read_header(lic.encode(np.asarray(gray), 75)).mode == "L"
+
+
+def test_rgba_alpha_is_lossless(lic, small_image):
+    rgba = small_image.copy()
+    alpha = np.tile(np.arange(small_image.width, dtype=np.uint8) * 2, (small_image.height, 1))
+    rgba.putalpha(Image.fromarray(alpha))
+    out = lic.decode(lic.encode(rgba, 50))
+    assert out.mode == "RGBA"
+    assert np.array_equal(np.asarray(out)[:, :, 3], alpha)
+
+
+def test_la_keeps_alpha_and_gray(lic, small_image):
+    la = small_image.convert("LA")
+    out = lic.decode(lic.encode(la, 50))
+    assert out.mode == "LA"
+    assert np.array_equal(np.asarray(out.getchannel("A")), np.asarray(la.getchannel("A")))
+
+
+def test_palette_becomes_rgb_or_rgba(lic, small_image):
+    pal = small_image.convert("P", palette=Image.Palette.ADAPTIVE, colors=16)
+    assert lic.decode(lic.encode(pal, 60)).mode == "RGB"
+    pal.info["transparency"] = 0
+    assert lic.decode(lic.encode(pal, 60)).mode == "RGBA"
+
+
+def test_16_bit_input_is_reduced_with_a_warning(lic, tmp_path):
+    arr = (np.linspace(0, 65535, 40 * 24).reshape(24, 40)).astype(np.uint16)
+    path = tmp_path / "deep.png"
+    Image.fromarray(arr).save(path)
+    with pytest.warns(UserWarning, match="16-bit"):
+        data = lic.encode(path, 90)
+    out = lic.decode(data)
+    assert out.mode == "L"
+    assert psnr((arr >> 8).astype(np.uint8), out) > 25
+
+
+def test_metadata_round_trip_and_strip(lic, small_image):
+    exif = Image.Exif()
+    exif[0x0112] = 6  # orientation: carried, not applied
+    exif[0x010F] = "lic-test-camera"
+    icc = b"fake-icc-profile-bytes" * 3
+    xmp = b"<x:xmpmeta>lic</x:xmpmeta>"
+    buf = io.BytesIO()
+    text = PngInfo()
+    text.add_itxt("XML:com.adobe.xmp", xmp.decode())
+    small_image.save(buf, "PNG", exif=exif.tobytes(), icc_profile=icc, pnginfo=text)
+    data = lic.encode(buf.getvalue(), 70)
+    out = lic.decode(data)
+    assert out.info["icc_profile"] == icc
+    assert out.info["xmp"] == xmp
+    assert out.getexif()[0x0112] == 6 and out.size == small_image.size
+    stripped = lic.decode(lic.encode(buf.getvalue(), 70, strip=True))
+    assert not {"icc_profile", "exif", "xmp"} & set(stripped.info)
+
+
+def test_target_size_and_bpp(lic, sample_image):
+    full = len(lic.encode(sample_image, 75))
+    data = lic.encode(sample_image, target_size=full // 2)
+    assert len(data) <= full // 2
+    assert len(lic.encode(sample_image, codec.read_header(data).quality + 2)) > full // 2
+    pixels = sample_image.width * sample_image.height
+    assert len(lic.encode(sample_image, target_bpp=0.5)) * 8 / pixels <= 0.5
+
+
+def test_foreign_weights_are_refused(lic, small_image, tmp_path):
+    from codec.weights import load_weights, save_weights
+
+    other_path = tmp_path / "other.safetensors"
+    save_weights(load_weights(), other_path, extra={"variant": "foreign"})
+    other = codec.Codec(other_path)
+    data = other.encode(small_image, 50)
+    with pytest.raises(WeightsMismatchError, match="other weights"):
+        lic.decode(data)
+    assert other.decode(data).size == small_image.size
+
+
+def test_damaged_files_raise_codec_error(lic, small_image):
+    data = lic.encode(small_image, 50)
+    png = io.BytesIO()
+    small_image.save(png, "PNG")
+    for bad in (b"", b"\x00" * 100, np.random.default_rng(0).bytes(500), png.getvalue(),
+                data[: len(data) // 2], data[:-1]):
+        with pytest.raises(CorruptFileError):
+            lic.decode(bad)
+    for i in range(0, len(data), max(1, len(data) // 50)):
+        flipped = bytearray(data)
+        flipped[i] ^= 0x01
+        with pytest.raises(CodecError):
+            lic.decode(bytes(flipped))
+
+
+def test_bad_inputs_and_options_raise_codec_error(lic, small_image, tmp_path):
+    with pytest.raises(CodecError):
+        lic.encode(tmp_path / "missing.png")
+    with pytest.raises(CodecError):
+        lic.encode(b"not an image")
+    with pytest.raises(CodecError):
+        lic.encode(np.zeros((4, 4), dtype=np.float32))
+    with pytest.raises(CodecError):
+        lic.encode(small_image, 101)
+    with pytest.raises(CodecError):
+        lic.encode(small_image, target_bpp=1, target_size=10)
+
+
+def test_module_functions_use_a_default_codec(small_image):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        data = codec.encode(np.asarray(small_image), 60)
+    assert codec.decode(data).size == small_image.size

@@ -1,0 +1,65 @@
+"""Coder: symbols ↔ bytes with the frozen tables, escapes, and damaged streams."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from codec.coder import coding_plan, decode_symbols, encode_symbols
+from codec.entropy import PRECISION, gaussian_tables, quantize_pmf
+from codec.errors import CorruptFileError
+
+TABLES = gaussian_tables()
+
+
+def test_tables_are_normalised_and_positive():
+    for k, r in enumerate(TABLES.radius):
+        row = TABLES.freqs[k, : 2 * r + 2]
+        assert row.sum() == 2**PRECISION
+        assert row.min() >= 1
+        assert not TABLES.freqs[k, 2 * r + 2 :].any()
+
+
+def test_quantize_pmf_keeps_the_shape():
+    freqs = quantize_pmf(np.array([0.1, 0.7, 0.2]), 0.0)
+    assert freqs.sum() == 2**PRECISION and len(freqs) == 4
+    assert freqs[1] > freqs[2] > freqs[0] > freqs[3] >= 1
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(0, 2**31 - 1), st.integers(1, 400), st.floats(0.05, 300))
+def test_round_trip_random_symbols(seed, n, spread):
+    rng = np.random.default_rng(seed)
+    symbols = np.rint(rng.normal(0, spread, n)).astype(np.int32)
+    groups = rng.integers(0, len(TABLES), n).astype(np.int32)
+    data = encode_symbols(symbols, groups, TABLES)
+    assert np.array_equal(decode_symbols(data, groups, TABLES), symbols)
+
+
+def test_escapes_round_trip_and_cost_more():
+    groups = np.zeros(50, dtype=np.int32)  # the narrowest table
+    small = np.zeros(50, dtype=np.int32)
+    big = small.copy()
+    big[::7] = [10**6, -5, 4000, -(10**7), 3, 77, -1, 12]
+    for symbols in (small, big):
+        assert np.array_equal(decode_symbols(encode_symbols(symbols, groups, TABLES), groups, TABLES), symbols)
+    assert len(encode_symbols(big, groups, TABLES)) > len(encode_symbols(small, groups, TABLES))
+
+
+def test_plan_visits_every_position_once_grouped_by_table():
+    groups = np.array([[3, 1, 3], [0, 1, 3]])
+    plan = coding_plan(groups)
+    assert [s.table for s in plan] == [0, 1, 3]
+    assert sorted(np.concatenate([s.positions for s in plan]).tolist()) == list(range(6))
+
+
+def test_damaged_streams_raise_corrupt_file_error():
+    rng = np.random.default_rng(1)
+    symbols = np.rint(rng.normal(0, 3, 500)).astype(np.int32)
+    groups = rng.integers(0, 40, 500).astype(np.int32)
+    data = encode_symbols(symbols, groups, TABLES)
+    for bad in (data[:-1], data[:-4], b"", b"\xff" * 12, data + b"\0\0\0\1"):
+        with pytest.raises(CorruptFileError):
+            decode_symbols(bad, groups, TABLES)
+    with pytest.raises(CorruptFileError):
+        decode_symbols(data, np.full(500, 64), TABLES)

@@ -1,0 +1,89 @@
+"""Container format: round trip, and rejection of damaged files."""
+from __future__ import annotations
+
+import struct
+import subprocess
+import sys
+
+import pytest
+
+from codec import container
+from codec.errors import CorruptFileError
+
+
+def _file(**kw) -> container.LicFile:
+    header = container.Header(kw.get("w", 17), kw.get("h", 33), kw.get("mode", "RGBA"), 62.5,
+                              "lic-test", bytes(range(32)))
+    chunks = {container.Z_STREAM: b"zz" * 5, container.Y_STREAM: b"y" * 100,
+              container.ALPHA: b"alpha", container.ICC: b"icc-profile"}
+    return container.LicFile(header, chunks)
+
+
+def test_round_trip_preserves_header_and_chunks():
+    f = _file()
+    back = container.unpack(container.pack(f))
+    assert back.header == f.header
+    assert back.chunks == f.chunks
+    assert container.read_header(container.pack(f)) == f.header
+
+
+def test_layout_matches_spec_offsets():
+    data = container.pack(_file(w=1000, h=7))
+    assert data[:8] == b"\x89LIC\r\n\x1a\n"
+    assert data[8:10] == bytes([1, 0])
+    size = struct.unpack_from("<H", data, 10)[0]
+    assert struct.unpack_from("<II", data, 12) == (1000, 7)
+    assert data[12 + size + 4 : 12 + size + 8] == b"ZLAT"
+    assert data[-12:-8] == b"IEND"
+
+
+@pytest.mark.parametrize("cut", [0, 5, 11, 20, 60, -20, -5, -1])
+def test_truncated_file_is_rejected(cut):
+    data = container.pack(_file())
+    with pytest.raises(CorruptFileError):
+        container.unpack(data[:cut])
+
+
+def test_every_flipped_byte_is_rejected():
+    data = container.pack(_file())
+    for i in range(len(data)):
+        damaged = bytearray(data)
+        damaged[i] ^= 0x40
+        with pytest.raises(CorruptFileError):
+            container.unpack(bytes(damaged))
+
+
+def test_wrong_magic_and_other_formats_are_rejected():
+    data = container.pack(_file())
+    with pytest.raises(CorruptFileError, match="signature"):
+        container.unpack(b"\x89PNG\r\n\x1a\n" + data[8:])
+    with pytest.raises(CorruptFileError):
+        container.read_header(b"")
+
+
+def test_future_major_version_is_refused():
+    data = bytearray(container.pack(_file()))
+    data[8] = 2
+    with pytest.raises(CorruptFileError, match="version"):
+        container.read_header(bytes(data))
+
+
+def test_trailing_garbage_and_missing_stream_are_refused():
+    data = container.pack(_file())
+    with pytest.raises(CorruptFileError):
+        container.unpack(data + b"x")
+    f = _file()
+    del f.chunks[container.Y_STREAM]
+    with pytest.raises(CorruptFileError, match="YLAT"):
+        container.unpack(container.pack(f))
+
+
+def test_read_header_does_not_import_torch(tmp_path):
+    path = tmp_path / "a.lic"
+    path.write_bytes(container.pack(_file()))
+    code = ("import sys, codec; h = codec.read_header(sys.argv[1]); "
+            "assert 'torch' not in sys.modules and 'numpy' not in sys.modules, 'heavy import'; "
+            "print(h.width, h.height)")
+    out = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["17", "33"]
