@@ -113,7 +113,7 @@ def cmd_encode(args) -> int:
             results.append(row)
             if not args.quiet and not args.json:
                 progress.message(_describe(row))
-        except (CodecError, OutputExists, OSError) as exc:
+        except (CodecError, OutputExists, OSError, MemoryError) as exc:
             failures += 1
             progress.message(f"{PROG}: error: {inp}: {_why(exc)}")
     progress.done()
@@ -172,7 +172,7 @@ def cmd_decode(args) -> int:
             write_output(out, _save_image(image, out), args.force)
             if not args.quiet:
                 progress.message(f"{inp} -> {out}: {image.width}x{image.height} {image.mode}")
-        except (CodecError, OutputExists, OSError) as exc:
+        except (CodecError, OutputExists, OSError, MemoryError) as exc:
             failures += 1
             progress.message(f"{PROG}: error: {inp}: {_why(exc)}")
     progress.done()
@@ -244,6 +244,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         _error("interrupted")
         return 130
+    except Exception as exc:  # a bug, not bad input: still one line, never a traceback
+        _error(f"internal error: {type(exc).__name__}: {exc}")
+        return 1
 
 
 if __name__ == "__main__":

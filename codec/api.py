@@ -34,6 +34,7 @@ from .weights import FrozenModel, load_weights
 
 STRIDE = 64  # total downsampling of z: images are padded to a multiple of it
 DEFAULT_QUALITY = 75.0
+MAX_PIXELS = 2 * 89_478_485  # Pillow's decompression-bomb error limit; whole-image coding beyond it
 
 
 @dataclass(frozen=True)
@@ -79,9 +80,9 @@ class Codec:
             raise CodecError("--device cuda requested but CUDA is not available")
         if device not in ("cpu",) and not device.startswith("cuda"):
             raise CodecError(f"unknown device {device!r} (use cpu or cuda)")
+        if isinstance(weights, torch.nn.Module) and not isinstance(weights, FrozenModel):
+            raise CodecError("Codec needs a frozen model: freeze a trained one with codec.weights.freeze")
         model = weights if isinstance(weights, FrozenModel) else load_weights(weights)
-        if not isinstance(model, FrozenModel):
-            raise CodecError("Codec needs a frozen model (see codec.weights.freeze)")
         self.model = model.to(device)
         self.device = torch.device(device)
         self._medians = self.model.z_medians.view(1, -1, 1, 1)
@@ -137,6 +138,8 @@ class Codec:
         """Encode a PIL image, uint8 array (H, W[, C]), path or encoded image bytes → .lic bytes."""
         opts = EncodeOptions(float(quality), target_bpp, target_size, strip)
         src = images.prepare(image, strip=opts.strip)
+        if src.rgb.shape[0] * src.rgb.shape[1] > MAX_PIXELS:
+            raise CodecError(f"image of {src.rgb.shape[1]}x{src.rgb.shape[0]} pixels exceeds the limit")
         y0 = self._analysis(src.rgb)
 
         def at(q: float) -> bytes:
@@ -158,6 +161,8 @@ class Codec:
             raise WeightsMismatchError(
                 f"file was made with other weights ({h.model_name}, {h.weights_sha256.hex()[:12]}); "
                 f"loaded {self.model.name} ({self.model.sha256.hex()[:12]})")
+        if h.width * h.height > MAX_PIXELS:
+            raise CodecError(f"image of {h.width}x{h.height} pixels exceeds the limit of {MAX_PIXELS}")
         N, M = self.model.config.N, self.model.config.M
         ph, pw = _padded(h.height), _padded(h.width)
         z_shape = (N, ph // STRIDE, pw // STRIDE)

@@ -82,7 +82,10 @@ def open_image(source) -> Image.Image:
         elif isinstance(source, (str, os.PathLike)) and not Path(source).is_file():
             raise CodecError(f"{source}: no such file")
         im = Image.open(source)
+        deep = any(";16" in str(tile.args) for tile in (im.tile or []))
         im.load()
+        if deep and not im.mode.startswith("I"):  # e.g. 48-bit RGB PNG, which Pillow reads as RGB
+            warnings.warn("16-bit input reduced to 8 bits per sample", PrecisionWarning, stacklevel=3)
         return im
     except CodecError:
         raise

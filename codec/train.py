@@ -91,6 +91,7 @@ def load_checkpoint(path: Path) -> dict:
 
 def train(args: argparse.Namespace) -> None:
     torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
     ckpt_path, cache = Path(args.checkpoint), Path(args.cache)
     if not cache.exists():
         print(f"building patch cache {cache} from {args.data} ...", flush=True)

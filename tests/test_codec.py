@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import io
+import struct
 import warnings
+import zlib
 
 import numpy as np
 import pytest
@@ -83,6 +85,21 @@ def test_16_bit_input_is_reduced_with_a_warning(lic, tmp_path):
     assert psnr((arr >> 8).astype(np.uint8), out) > 25
 
 
+def test_48_bit_rgb_png_is_reduced_with_a_warning(lic):
+    rng = np.random.default_rng(3)
+    rows = b"".join(b"\0" + rng.integers(0, 65535, 5 * 3).astype(">u2").tobytes() for _ in range(6))
+
+    def chunk(kind: bytes, payload: bytes) -> bytes:
+        return (struct.pack(">I", len(payload)) + kind + payload
+                + struct.pack(">I", zlib.crc32(kind + payload)))
+
+    png = (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 5, 6, 16, 2, 0, 0, 0))
+           + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b""))
+    with pytest.warns(UserWarning, match="16-bit"):
+        data = lic.encode(png, 80)
+    assert lic.decode(data).size == (5, 6)
+
+
 def test_metadata_round_trip_and_strip(lic, small_image):
     exif = Image.Exif()
     exif[0x0112] = 6  # orientation: carried, not applied
@@ -156,3 +173,25 @@ def test_module_functions_use_a_default_codec(small_image):
         warnings.simplefilter("error")
         data = codec.encode(np.asarray(small_image), 60)
     assert codec.decode(data).size == small_image.size
+
+
+def test_unfrozen_model_is_refused():
+    from codec.model import LicModel
+
+    with pytest.raises(CodecError, match="frozen"):
+        codec.Codec(LicModel())
+
+
+def test_corrupt_weights_file_is_rejected_by_hash(tmp_path, monkeypatch):
+    from codec import weights
+
+    bad_dir = tmp_path / "weights"
+    bad_dir.mkdir()
+    blob = bytearray(weights.DEFAULT_WEIGHTS.read_bytes())
+    blob[-100] ^= 0xFF
+    (bad_dir / weights.DEFAULT_WEIGHTS.name).write_bytes(bytes(blob))
+    (bad_dir / "MANIFEST.json").write_text(weights.MANIFEST.read_text())
+    monkeypatch.setattr(weights, "WEIGHTS_DIR", bad_dir)
+    monkeypatch.setattr(weights, "MANIFEST", bad_dir / "MANIFEST.json")
+    with pytest.raises(codec.WeightsError, match="SHA-256"):
+        weights.load_weights(bad_dir / weights.DEFAULT_WEIGHTS.name)
