@@ -29,6 +29,9 @@ from .patches import PatchSampler, build_cache
 from .transforms import ModelConfig
 
 DEFAULT_DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "train"
+DEFAULT_EVAL = DEFAULT_DATA.parent / "kodak"
+EVAL_IMAGES = ("kodim01.png", "kodim05.png", "kodim13.png", "kodim23.png")
+EVAL_QUALITIES = (0, 50, 75, 100)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -41,12 +44,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--M", type=int, default=128)
     p.add_argument("--patch", type=int, default=128)
     p.add_argument("--batch", type=int, default=8)
-    p.add_argument("--lr", type=float, default=3e-4)
+    p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--warmup", type=int, default=300)
     p.add_argument("--ema", type=float, default=0.999)
     p.add_argument("--steps", type=int, default=10**9, help="stop at this total step")
     p.add_argument("--minutes", type=float, default=float("inf"), help="stop after this long")
     p.add_argument("--save-every", type=float, default=5.0, help="minutes between checkpoints")
+    p.add_argument("--eval-dir", default=str(DEFAULT_EVAL),
+                   help="evaluation images (measured only, never trained on)")
+    p.add_argument("--eval-every", type=float, default=20.0, help="minutes between evaluations")
     p.add_argument("--log-every", type=int, default=200)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--no-bf16", action="store_true")
@@ -89,6 +95,34 @@ def load_checkpoint(path: Path) -> dict:
     return torch.load(path, map_location="cpu", weights_only=False)
 
 
+@torch.no_grad()
+def evaluate(model: LicModel, eval_dir: Path) -> dict | None:
+    """Real file sizes and PSNR of the EMA model on a few evaluation images, per quality."""
+    from PIL import Image
+
+    from .api import Codec
+    from .weights import freeze
+
+    paths = [eval_dir / n for n in EVAL_IMAGES if (eval_dir / n).exists()]
+    if not paths:
+        return None
+    frozen = freeze(model, "eval")
+    frozen.sha256 = bytes(32)
+    lic = Codec(frozen)
+    rows = []
+    for q in EVAL_QUALITIES:
+        bpp, psnr = [], []
+        for path in paths:
+            img = Image.open(path).convert("RGB")
+            data = lic.encode(img, q)
+            ref = np.asarray(img, dtype=np.float64)
+            out = np.asarray(lic.decode(data), dtype=np.float64)
+            bpp.append(8 * len(data) / (img.width * img.height))
+            psnr.append(10 * np.log10(255**2 / np.mean((ref - out) ** 2)))
+        rows.append([q, round(float(np.mean(bpp)), 4), round(float(np.mean(psnr)), 3)])
+    return {"images": len(paths), "quality_bpp_psnr": rows}
+
+
 def train(args: argparse.Namespace) -> None:
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
@@ -126,9 +160,10 @@ def train(args: argparse.Namespace) -> None:
     log.parent.mkdir(parents=True, exist_ok=True)
     pixels = args.patch * args.patch
     levels = config.levels
-    window: list[tuple[float, float, float, float]] = []
+    window: list[np.ndarray] = []  # per sample: level t, bpp, PSNR
+    losses: list[float] = []
     t_start = time.time()
-    t_saved = t_start
+    t_saved = t_evaluated = t_start
     t_last_log = t_start
 
     def checkpoint() -> None:
@@ -172,15 +207,22 @@ def train(args: argparse.Namespace) -> None:
                 else:
                     pe.copy_(pm)
         psnr = -10 * torch.log10(mse.detach().clamp_min(1e-10))
-        window.append((loss.item(), bpp.mean().item(), psnr.mean().item(), float(t.mean())))
+        losses.append(loss.item())
+        window.append(torch.stack([t, bpp.detach(), psnr]).T.numpy())
         if step % args.log_every == 0:
             now = time.time()
-            arr = np.array(window)
+            arr = np.concatenate(window)
+            thirds = np.minimum((arr[:, 0] / (levels - 1) * 3).astype(int), 2)
             rec = {"step": step, "hours": round((elapsed + now - t_start) / 3600, 4),
-                   "loss": round(float(arr[:, 0].mean()), 4), "bpp": round(float(arr[:, 1].mean()), 4),
-                   "psnr": round(float(arr[:, 2].mean()), 3),
+                   "loss": round(float(np.mean(losses)), 4),
+                   # bpp / PSNR of the low, middle and high third of the rate range
+                   "bpp": [round(float(arr[thirds == k, 1].mean()), 4) for k in range(3)],
+                   "psnr": [round(float(arr[thirds == k, 2].mean()), 3) for k in range(3)],
+                   "lr": opt.param_groups[0]["lr"],
                    "steps_per_s": round(args.log_every / (now - t_last_log), 3),
+                   "eta_min": _eta_minutes(args, step, now - t_start, args.log_every / (now - t_last_log)),
                    "aux": round(float(model.aux_loss().item()), 2)}
+            losses.clear()
             window.clear()
             t_last_log = now
             with open(log, "a") as f:
@@ -189,8 +231,27 @@ def train(args: argparse.Namespace) -> None:
         if (time.time() - t_saved) / 60 >= args.save_every:
             checkpoint()
             t_saved = time.time()
+        if (time.time() - t_evaluated) / 60 >= args.eval_every:
+            result = evaluate(ema, Path(args.eval_dir))
+            if result:
+                rec = {"step": step, "hours": round((elapsed + time.time() - t_start) / 3600, 4),
+                       "eval": result}
+                with open(log, "a") as f:
+                    f.write(json.dumps(rec) + "\n")
+                print(json.dumps(rec), flush=True)
+            t_evaluated = time.time()
     checkpoint()
     print(f"stopped at step {step}; checkpoint {ckpt_path}", flush=True)
+
+
+def _eta_minutes(args, step: int, ran: float, rate: float) -> float | None:
+    """Minutes until --steps or --minutes stops the run, whichever comes first."""
+    left = []
+    if args.steps < 10**9:
+        left.append((args.steps - step) / max(rate, 1e-9) / 60)
+    if args.minutes != float("inf"):
+        left.append(args.minutes - ran / 60)
+    return round(max(0.0, min(left)), 1) if left else None
 
 
 def main(argv: list[str] | None = None) -> int:

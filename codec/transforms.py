@@ -38,7 +38,7 @@ class ModelConfig:
 
     N: int = 64  # channels of the hidden layers and of z
     M: int = 96  # channels of the latent y
-    lambdas: tuple[float, ...] = (0.0018, 0.0035, 0.0067, 0.013, 0.025, 0.0483, 0.0932)
+    lambdas: tuple[float, ...] = (0.0018, 0.0035, 0.0067, 0.013, 0.025, 0.0483, 0.0932, 0.18)
 
     @property
     def levels(self) -> int:
