@@ -24,6 +24,19 @@ from .io import OutputExists, Progress, read_input, write_output
 PROG = "lic"
 
 
+def _number(kind, low: float, high: float = float("inf")):
+    """argparse type: a number within [low, high] (violations are usage errors, exit 2)."""
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"{text} is outside {low:g}..{high:g}")
+        return value
+    return parse
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog=PROG, description="lic: a learned image codec")
     p.add_argument("--version", action="version",
@@ -34,9 +47,12 @@ def _parser() -> argparse.ArgumentParser:
     enc.add_argument("inputs", nargs="+", metavar="IN", help="image files, or - for stdin")
     enc.add_argument("-o", "--output", help="output file (one input) or directory; - for stdout")
     rate = enc.add_mutually_exclusive_group()
-    rate.add_argument("-q", "--quality", type=float, default=75.0, help="0..100 (default 75)")
-    rate.add_argument("--target-bpp", type=float, help="largest quality within this many bits/pixel")
-    rate.add_argument("--target-size", type=int, help="largest quality within this many bytes")
+    rate.add_argument("-q", "--quality", type=_number(float, 0, 100), default=75.0,
+                      help="0..100 (default 75)")
+    rate.add_argument("--target-bpp", type=_number(float, 1e-6),
+                      help="largest quality within this many bits per pixel")
+    rate.add_argument("--target-size", type=_number(int, 1),
+                      help="largest quality within this many bytes")
     enc.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     enc.add_argument("--strip", action="store_true", help="drop ICC profile, EXIF and XMP")
     enc.add_argument("--weights", help=argparse.SUPPRESS)

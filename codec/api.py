@@ -136,7 +136,11 @@ class Codec:
     def encode(self, image, quality: float = DEFAULT_QUALITY, *, target_bpp: float | None = None,
                target_size: int | None = None, strip: bool = False) -> bytes:
         """Encode a PIL image, uint8 array (H, W[, C]), path or encoded image bytes → .lic bytes."""
-        opts = EncodeOptions(float(quality), target_bpp, target_size, strip)
+        try:
+            quality = float(quality)
+        except (TypeError, ValueError):
+            raise CodecError(f"quality must be a number, got {quality!r}") from None
+        opts = EncodeOptions(quality, target_bpp, target_size, strip)
         src = images.prepare(image, strip=opts.strip)
         if src.rgb.shape[0] * src.rgb.shape[1] > MAX_PIXELS:
             raise CodecError(f"image of {src.rgb.shape[1]}x{src.rgb.shape[0]} pixels exceeds the limit")

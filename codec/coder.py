@@ -101,6 +101,8 @@ def decode_symbols(data: bytes, groups: np.ndarray, tables: TableSet) -> np.ndar
     escaped = np.empty(count, dtype=np.int64)
     for i in range(count):
         z, pos = _read_varint(data, pos)
+        if z >= 1 << 32:  # the encoder only escapes int32 symbols
+            raise CorruptFileError("latent stream: escaped value out of range")
         escaped[i] = (z >> 1) ^ -(z & 1)
     words = data[pos:]
     if len(words) % 4:

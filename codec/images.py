@@ -101,6 +101,13 @@ def prepare(source, strip: bool = False) -> SourceImage:
     if isinstance(source, np.ndarray):
         return _from_array(source)
     im = open_image(source)
+    try:
+        return _normalise(im, strip)
+    except (ValueError, OSError, TypeError) as exc:
+        raise CodecError(f"unsupported image (mode {im.mode}): {exc}") from None
+
+
+def _normalise(im: Image.Image, strip: bool) -> SourceImage:
     meta = Metadata() if strip else _metadata(im)
     if im.mode == "P":
         im = im.convert("RGBA" if "transparency" in im.info else "RGB")

@@ -17,6 +17,7 @@ import copy
 import json
 import math
 import os
+import signal
 import sys
 import time
 from pathlib import Path
@@ -174,7 +175,10 @@ def train(args: argparse.Namespace) -> None:
             numpy_rng=rng.bit_generator.state, torch_rng=torch.get_rng_state(), args=vars(args),
         )
 
-    while step < args.steps and (time.time() - t_start) / 60 < args.minutes:
+    stop = []  # SIGTERM / Ctrl-C: finish the step, write the checkpoint, exit
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.append(True))
+    while not stop and step < args.steps and (time.time() - t_start) / 60 < args.minutes:
         x = torch.from_numpy(sampler.batch(args.batch)).permute(0, 3, 1, 2).float().div_(255)
         x = x.contiguous(memory_format=torch.channels_last)
         t = torch.rand(args.batch) * (levels - 1)
@@ -216,8 +220,8 @@ def train(args: argparse.Namespace) -> None:
             rec = {"step": step, "hours": round((elapsed + now - t_start) / 3600, 4),
                    "loss": round(float(np.mean(losses)), 4),
                    # bpp / PSNR of the low, middle and high third of the rate range
-                   "bpp": [round(float(arr[thirds == k, 1].mean()), 4) for k in range(3)],
-                   "psnr": [round(float(arr[thirds == k, 2].mean()), 3) for k in range(3)],
+                   "bpp": [_mean(arr[thirds == k, 1], 4) for k in range(3)],
+                   "psnr": [_mean(arr[thirds == k, 2], 3) for k in range(3)],
                    "lr": opt.param_groups[0]["lr"],
                    "steps_per_s": round(args.log_every / (now - t_last_log), 3),
                    "eta_min": _eta_minutes(args, step, now - t_start, args.log_every / (now - t_last_log)),
@@ -242,6 +246,10 @@ def train(args: argparse.Namespace) -> None:
             t_evaluated = time.time()
     checkpoint()
     print(f"stopped at step {step}; checkpoint {ckpt_path}", flush=True)
+
+
+def _mean(values: np.ndarray, digits: int) -> float | None:
+    return round(float(values.mean()), digits) if len(values) else None
 
 
 def _eta_minutes(args, step: int, ran: float, rate: float) -> float | None:

@@ -115,6 +115,9 @@ def test_usage_errors_exit_2():
     assert lic("encode").returncode == 2
     assert lic("encode", SAMPLE, "-q", "50", "--target-bpp", "1").returncode == 2
     assert lic("frobnicate").returncode == 2
+    for bad in (["-q", "101"], ["-q", "x"], ["--target-size", "0"], ["--target-bpp", "-1"]):
+        res = lic("encode", SAMPLE, "-o", "/nonexistent/x.lic", *bad)
+        assert res.returncode == 2 and b"Traceback" not in res.stderr
 
 
 def test_verbose_reports_psnr_and_jpeg(tmp_path, small_png):

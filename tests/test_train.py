@@ -1,0 +1,57 @@
+"""Training → export → codec, on a tiny model and a tiny patch cache."""
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import torch
+
+from codec.export import export
+from codec.patches import PatchSampler, build_cache
+from codec.train import load_checkpoint, main as train_main
+
+from .conftest import SAMPLE
+
+
+def _args(tmp_path, steps: int) -> list[str]:
+    return ["--data", str(tmp_path / "data"), "--cache", str(tmp_path / "cache.npy"),
+            "--checkpoint", str(tmp_path / "ckpt.pt"), "--log", str(tmp_path / "log.jsonl"),
+            "--N", "8", "--M", "12", "--patch", "64", "--batch", "2", "--steps", str(steps),
+            "--log-every", "2", "--eval-dir", str(tmp_path / "none"), "--threads", "1"]
+
+
+def test_patch_cache_and_sampler(tmp_path):
+    (tmp_path / "data").mkdir()
+    shutil.copy(SAMPLE, tmp_path / "data" / "a.png")
+    cache = build_cache(tmp_path / "data", tmp_path / "c.npy", size=80, crops_per_image=5)
+    data = np.load(cache, mmap_mode="r")
+    assert data.shape == (5, 80, 80, 3) and data.dtype == np.uint8
+    batch = PatchSampler(cache, 64, np.random.default_rng(0)).batch(3)
+    assert batch.shape == (3, 64, 64, 3)
+
+
+def test_train_resume_export_and_code(tmp_path):
+    (tmp_path / "data").mkdir()
+    shutil.copy(SAMPLE, tmp_path / "data" / "a.png")
+    assert train_main(_args(tmp_path, 4)) == 0
+    first = load_checkpoint(tmp_path / "ckpt.pt")
+    assert first["step"] == 4 and first["config"]["N"] == 8
+    assert train_main(_args(tmp_path, 6)) == 0  # resumes, does not restart
+    second = load_checkpoint(tmp_path / "ckpt.pt")
+    assert second["step"] == 6
+    assert not torch.equal(first["model"]["g_a.0.weight"], second["model"]["g_a.0.weight"])
+    logs = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in logs] == [2, 4, 6]
+    assert all(np.isfinite(r["loss"]) and len(r["psnr"]) == 3 for r in logs)
+    assert all(p is None or p > 0 for r in logs for p in r["psnr"])
+
+    import codec
+
+    weights = tmp_path / "tiny.safetensors"
+    export(tmp_path / "ckpt.pt", weights, name="tiny")
+    lic = codec.Codec(weights)
+    img = np.random.default_rng(0).integers(0, 256, (20, 30, 3), dtype=np.uint8)
+    data = lic.encode(img, 50)
+    assert codec.read_header(data).model_name == "tiny"
+    assert lic.decode(data).size == (30, 20)
