@@ -2,7 +2,8 @@
 
     python -m benchmarks.quick_rd ../shared/data/kodak [--limit N]
 
-Prints the average curves, BD-rate vs JPEG (PSNR on RGB) and, at quality 75,
+Prints the average curves, BD-rate vs JPEG (PSNR on RGB; ``--others webp,avif``
+adds those codecs, measured in the same run) and, at quality 75,
 lic's PSNR against JPEG's PSNR at the same file size (per image, JPEG curve
 interpolated in log-rate).
 """
@@ -30,9 +31,17 @@ def psnr(a: np.ndarray, b: np.ndarray) -> float:
     return float(10 * np.log10(255**2 / mse))
 
 
-def jpeg_point(img: Image.Image, q: int) -> tuple[int, float]:
+CLASSIC = {  # Pillow format, save options, quality sweep
+    "jpeg": ("JPEG", {"optimize": True}, JPEG_QUALITIES),
+    "webp": ("WEBP", {"method": 6}, (1, 5, 10, 20, 30, 40, 50, 60, 70, 80, 90, 95)),
+    "avif": ("AVIF", {"speed": 4}, (5, 15, 25, 35, 45, 55, 65, 75, 85, 95)),
+}
+
+
+def classic_point(img: Image.Image, codec_name: str, q: int) -> tuple[int, float]:
+    fmt, opts, _ = CLASSIC[codec_name]
     buf = io.BytesIO()
-    img.save(buf, "JPEG", quality=q, optimize=True)
+    img.save(buf, fmt, quality=q, **opts)
     return buf.tell(), psnr(np.asarray(img), np.asarray(Image.open(buf).convert("RGB")))
 
 
@@ -42,6 +51,7 @@ def main(argv=None) -> int:
     p.add_argument("--limit", type=int, default=0)
     p.add_argument("--weights", default=None)
     p.add_argument("--json", default=None, help="also write the curves here")
+    p.add_argument("--others", default="", help="also measure these, e.g. webp,avif")
     args = p.parse_args(argv)
     paths = sorted(Path(args.images).glob("*.png"))
     if args.limit:
@@ -49,6 +59,8 @@ def main(argv=None) -> int:
     lic = codec.Codec(args.weights)
     ours = np.zeros((len(paths), len(LIC_QUALITIES), 2))
     jpeg = np.zeros((len(paths), len(JPEG_QUALITIES), 2))
+    others = {name: np.zeros((len(paths), len(CLASSIC[name][2]), 2))
+              for name in filter(None, args.others.split(","))}
     for i, path in enumerate(paths):
         img = Image.open(path).convert("RGB")
         px = img.width * img.height
@@ -57,8 +69,12 @@ def main(argv=None) -> int:
             data = lic.encode(img, q)
             ours[i, j] = 8 * len(data) / px, psnr(ref, np.asarray(lic.decode(data)))
         for j, q in enumerate(JPEG_QUALITIES):
-            size, quality = jpeg_point(img, q)
+            size, quality = classic_point(img, "jpeg", q)
             jpeg[i, j] = 8 * size / px, quality
+        for name, arr in others.items():
+            for j, q in enumerate(CLASSIC[name][2]):
+                size, quality = classic_point(img, name, q)
+                arr[i, j] = 8 * size / px, quality
         print(f"{path.name}: q75 {ours[i, 5, 0]:.3f} bpp {ours[i, 5, 1]:.2f} dB", file=sys.stderr)
     o, jp = ours.mean(0), jpeg.mean(0)
     print("quality  lic bpp  lic PSNR")
@@ -66,6 +82,9 @@ def main(argv=None) -> int:
         print(f"{q:7d}  {b:7.3f}  {d:8.2f}")
     print("JPEG   " + "  ".join(f"{b:.3f}/{d:.2f}" for b, d in jp))
     print(f"BD-rate vs JPEG (PSNR): {bd_rate(jp[:, 0], jp[:, 1], o[:, 0], o[:, 1]):+.1f} %")
+    for name, arr in others.items():
+        m = arr.mean(0)
+        print(f"BD-rate vs JPEG (PSNR) of {name}: {bd_rate(jp[:, 0], jp[:, 1], m[:, 0], m[:, 1]):+.1f} %")
     k = LIC_QUALITIES.index(75)
     at_size = [float(np.interp(np.log(ours[i, k, 0]), np.log(jpeg[i, :, 0]), jpeg[i, :, 1]))
                for i in range(len(paths))]
