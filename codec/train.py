@@ -165,6 +165,7 @@ def train(args: argparse.Namespace) -> None:
     losses: list[float] = []
     t_start = time.time()
     t_saved = t_evaluated = t_start
+    step_last_log = step
     t_last_log = t_start
 
     def checkpoint() -> None:
@@ -223,10 +224,12 @@ def train(args: argparse.Namespace) -> None:
                    "bpp": [_mean(arr[thirds == k, 1], 4) for k in range(3)],
                    "psnr": [_mean(arr[thirds == k, 2], 3) for k in range(3)],
                    "lr": opt.param_groups[0]["lr"],
-                   "steps_per_s": round(args.log_every / (now - t_last_log), 3),
-                   "eta_min": _eta_minutes(args, step, now - t_start, args.log_every / (now - t_last_log)),
+                   "steps_per_s": round((step - step_last_log) / (now - t_last_log), 3),
+                   "eta_min": _eta_minutes(args, step, now - t_start,
+                                           (step - step_last_log) / (now - t_last_log)),
                    "aux": round(float(model.aux_loss().item()), 2)}
             losses.clear()
+            step_last_log = step
             window.clear()
             t_last_log = now
             with open(log, "a") as f:

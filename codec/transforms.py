@@ -37,8 +37,9 @@ class ModelConfig:
     """Widths and rate range of a model; stored in the weights file."""
 
     N: int = 64  # channels of the hidden layers and of z
-    M: int = 96  # channels of the latent y
-    lambdas: tuple[float, ...] = (0.0018, 0.0035, 0.0067, 0.013, 0.025, 0.0483, 0.0932, 0.18)
+    M: int = 128  # channels of the latent y
+    lambdas: tuple[float, ...] = (
+        0.00045, 0.0009, 0.0018, 0.0035, 0.0067, 0.013, 0.025, 0.0483, 0.0932, 0.18, 0.36)
 
     @property
     def levels(self) -> int:
