@@ -26,11 +26,6 @@ LIC_QUALITIES = (0, 10, 25, 40, 55, 75, 90, 100)
 JPEG_QUALITIES = (2, 5, 10, 15, 20, 30, 40, 50, 60, 70, 75, 80, 85, 90, 95)
 
 
-def psnr(a: np.ndarray, b: np.ndarray) -> float:
-    mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
-    return float(10 * np.log10(255**2 / mse))
-
-
 CLASSIC = {  # Pillow format, save options, quality sweep
     "jpeg": ("JPEG", {"optimize": True}, JPEG_QUALITIES),
     "webp": ("WEBP", {"method": 6}, (1, 5, 10, 20, 30, 40, 50, 60, 70, 80, 90, 95)),
@@ -42,7 +37,7 @@ def classic_point(img: Image.Image, codec_name: str, q: int) -> tuple[int, float
     fmt, opts, _ = CLASSIC[codec_name]
     buf = io.BytesIO()
     img.save(buf, fmt, quality=q, **opts)
-    return buf.tell(), psnr(np.asarray(img), np.asarray(Image.open(buf).convert("RGB")))
+    return buf.tell(), codec.psnr(img, Image.open(buf).convert("RGB"))
 
 
 def main(argv=None) -> int:
@@ -61,13 +56,14 @@ def main(argv=None) -> int:
     jpeg = np.zeros((len(paths), len(JPEG_QUALITIES), 2))
     others = {name: np.zeros((len(paths), len(CLASSIC[name][2]), 2))
               for name in filter(None, args.others.split(","))}
+    k = LIC_QUALITIES.index(75)
     for i, path in enumerate(paths):
         img = Image.open(path).convert("RGB")
         px = img.width * img.height
         ref = np.asarray(img)
         for j, q in enumerate(LIC_QUALITIES):
             data = lic.encode(img, q)
-            ours[i, j] = 8 * len(data) / px, psnr(ref, np.asarray(lic.decode(data)))
+            ours[i, j] = 8 * len(data) / px, codec.psnr(ref, lic.decode(data))
         for j, q in enumerate(JPEG_QUALITIES):
             size, quality = classic_point(img, "jpeg", q)
             jpeg[i, j] = 8 * size / px, quality
@@ -75,7 +71,7 @@ def main(argv=None) -> int:
             for j, q in enumerate(CLASSIC[name][2]):
                 size, quality = classic_point(img, name, q)
                 arr[i, j] = 8 * size / px, quality
-        print(f"{path.name}: q75 {ours[i, 5, 0]:.3f} bpp {ours[i, 5, 1]:.2f} dB", file=sys.stderr)
+        print(f"{path.name}: q75 {ours[i, k, 0]:.3f} bpp {ours[i, k, 1]:.2f} dB", file=sys.stderr)
     o, jp = ours.mean(0), jpeg.mean(0)
     print("quality  lic bpp  lic PSNR")
     for q, (b, d) in zip(LIC_QUALITIES, o):
@@ -85,7 +81,6 @@ def main(argv=None) -> int:
     for name, arr in others.items():
         m = arr.mean(0)
         print(f"BD-rate vs JPEG (PSNR) of {name}: {bd_rate(jp[:, 0], jp[:, 1], m[:, 0], m[:, 1]):+.1f} %")
-    k = LIC_QUALITIES.index(75)
     at_size = [float(np.interp(np.log(ours[i, k, 0]), np.log(jpeg[i, :, 0]), jpeg[i, :, 1]))
                for i in range(len(paths))]
     print(f"quality 75: lic {o[k, 0]:.3f} bpp {o[k, 1]:.2f} dB; JPEG at the same sizes {np.mean(at_size):.2f} dB")

@@ -22,6 +22,8 @@ from codec import CodecError
 from .io import OutputExists, Progress, read_input, write_output
 
 PROG = "lic"
+# What a single input may fail with; the batch reports it and goes on with the next input.
+PER_INPUT_ERRORS = (CodecError, OutputExists, OSError, MemoryError)
 
 
 def _number(kind, low: float, high: float = float("inf")):
@@ -129,7 +131,7 @@ def cmd_encode(args) -> int:
             results.append(row)
             if not args.quiet and not args.json:
                 progress.message(_describe(row))
-        except (CodecError, OutputExists, OSError, MemoryError) as exc:
+        except PER_INPUT_ERRORS as exc:
             failures += 1
             progress.message(f"{PROG}: error: {inp}: {_why(exc)}")
     progress.done()
@@ -143,25 +145,18 @@ def _quality_report(lic, source: bytes, data: bytes) -> dict:
     import numpy as np
     from PIL import Image
 
-    ref = np.asarray(Image.open(io.BytesIO(source)).convert("RGB"), dtype=np.float64)
-    ours = np.asarray(lic.decode(data).convert("RGB"), dtype=np.float64)
+    ref = np.asarray(Image.open(io.BytesIO(source)).convert("RGB"))
+    ours = lic.decode(data).convert("RGB")
     jpeg_bytes, jpeg_psnr = 0, None
     for q in range(1, 96):  # the largest JPEG quality that fits in our size
         buf = io.BytesIO()
-        Image.fromarray(ref.astype(np.uint8)).save(buf, "JPEG", quality=q, optimize=True)
+        Image.fromarray(ref).save(buf, "JPEG", quality=q, optimize=True)
         if buf.tell() > len(data):
             break
         jpeg_bytes = buf.tell()
-        jpeg_psnr = _psnr(ref, np.asarray(Image.open(buf).convert("RGB"), dtype=np.float64))
-    return {"psnr": round(_psnr(ref, ours), 3), "jpeg_bytes": jpeg_bytes,
+        jpeg_psnr = codec.psnr(ref, Image.open(buf).convert("RGB"))
+    return {"psnr": round(codec.psnr(ref, ours), 3), "jpeg_bytes": jpeg_bytes,
             "jpeg_psnr": None if jpeg_psnr is None else round(jpeg_psnr, 3)}
-
-
-def _psnr(a, b) -> float:
-    import numpy as np
-
-    mse = float(np.mean((a - b) ** 2))
-    return float("inf") if mse == 0 else 10 * np.log10(255**2 / mse)
 
 
 def _describe(row: dict) -> str:
@@ -188,7 +183,7 @@ def cmd_decode(args) -> int:
             write_output(out, _save_image(image, out), args.force)
             if not args.quiet:
                 progress.message(f"{inp} -> {out}: {image.width}x{image.height} {image.mode}")
-        except (CodecError, OutputExists, OSError, MemoryError) as exc:
+        except PER_INPUT_ERRORS as exc:
             failures += 1
             progress.message(f"{PROG}: error: {inp}: {_why(exc)}")
     progress.done()

@@ -19,7 +19,7 @@ __version__ = "0.1.0"
 FORMAT_VERSION = f"{FORMAT_MAJOR}.{FORMAT_MINOR}"
 
 __all__ = ["Codec", "CodecError", "CorruptFileError", "EncodeOptions", "Header", "WeightsError",
-           "WeightsMismatchError", "decode", "encode", "read_header", "__version__"]
+           "WeightsMismatchError", "decode", "encode", "psnr", "read_header", "__version__"]
 
 
 def encode(image, quality: float = 75.0, *, target_bpp: float | None = None,
@@ -52,6 +52,10 @@ def read_header(data) -> Header:
 
 
 def __getattr__(name: str):
+    if name == "psnr":
+        from .metrics import psnr
+
+        return psnr
     if name in ("Codec", "EncodeOptions"):
         from . import api
 

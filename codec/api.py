@@ -65,6 +65,12 @@ class Latents:
     y: np.ndarray  # (M, h/16, w/16) int32
 
 
+def _check_pixels(width: int, height: int) -> None:
+    """Refuse, before anything is allocated, images beyond whole-image coding's limit."""
+    if width * height > MAX_PIXELS:
+        raise CodecError(f"image of {width}x{height} pixels exceeds the limit of {MAX_PIXELS}")
+
+
 def _padded(size: int) -> int:
     return -(-size // STRIDE) * STRIDE
 
@@ -142,8 +148,7 @@ class Codec:
             raise CodecError(f"quality must be a number, got {quality!r}") from None
         opts = EncodeOptions(quality, target_bpp, target_size, strip)
         src = images.prepare(image, strip=opts.strip)
-        if src.rgb.shape[0] * src.rgb.shape[1] > MAX_PIXELS:
-            raise CodecError(f"image of {src.rgb.shape[1]}x{src.rgb.shape[0]} pixels exceeds the limit")
+        _check_pixels(src.rgb.shape[1], src.rgb.shape[0])
         y0 = self._analysis(src.rgb)
 
         def at(q: float) -> bytes:
@@ -165,8 +170,7 @@ class Codec:
             raise WeightsMismatchError(
                 f"file was made with other weights ({h.model_name}, {h.weights_sha256.hex()[:12]}); "
                 f"loaded {self.model.name} ({self.model.sha256.hex()[:12]})")
-        if h.width * h.height > MAX_PIXELS:
-            raise CodecError(f"image of {h.width}x{h.height} pixels exceeds the limit of {MAX_PIXELS}")
+        _check_pixels(h.width, h.height)
         N, M = self.model.config.N, self.model.config.M
         ph, pw = _padded(h.height), _padded(h.width)
         z_shape = (N, ph // STRIDE, pw // STRIDE)

@@ -102,6 +102,7 @@ def evaluate(model: LicModel, eval_dir: Path) -> dict | None:
     from PIL import Image
 
     from .api import Codec
+    from .metrics import psnr as image_psnr
     from .weights import freeze
 
     paths = [eval_dir / n for n in EVAL_IMAGES if (eval_dir / n).exists()]
@@ -116,10 +117,8 @@ def evaluate(model: LicModel, eval_dir: Path) -> dict | None:
         for path in paths:
             img = Image.open(path).convert("RGB")
             data = lic.encode(img, q)
-            ref = np.asarray(img, dtype=np.float64)
-            out = np.asarray(lic.decode(data), dtype=np.float64)
             bpp.append(8 * len(data) / (img.width * img.height))
-            psnr.append(10 * np.log10(255**2 / np.mean((ref - out) ** 2)))
+            psnr.append(image_psnr(img, lic.decode(data)))
         rows.append([q, round(float(np.mean(bpp)), 4), round(float(np.mean(psnr)), 3)])
     return {"images": len(paths), "quality_bpp_psnr": rows}
 
