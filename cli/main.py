@@ -1,4 +1,4 @@
-"""The ``lic`` command line: encode, decode, info (and train).
+"""The ``lic`` command line: encode, decode, info (and train, bench).
 
 Exit codes: 0 success, 1 bad input or failure (one line on stderr per
 problem, the other inputs still processed), 2 usage error, 130 interrupted.
@@ -72,7 +72,8 @@ def _parser() -> argparse.ArgumentParser:
     info.add_argument("inputs", nargs="+", metavar="FILE")
     info.add_argument("--json", action="store_true")
 
-    sub.add_parser("train", help="train the model (see python -m codec.train --help)", add_help=False)
+    sub.add_parser("train", help="train the model (see lic train --help)", add_help=False)
+    sub.add_parser("bench", help="rate-distortion vs other codecs (see lic bench --help)", add_help=False)
     return p
 
 
@@ -246,6 +247,10 @@ def main(argv: list[str] | None = None) -> int:
         from codec.train import main as train_main
 
         return train_main(argv[1:])
+    if argv[:1] == ["bench"]:  # imported only when asked for: it pulls scipy and matplotlib
+        from benchmarks.rd import main as bench_main
+
+        return bench_main(argv[1:])
     args = _parser().parse_args(argv)
     try:
         return {"encode": cmd_encode, "decode": cmd_decode, "info": cmd_info}[args.command](args)

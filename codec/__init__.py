@@ -18,7 +18,7 @@ from .errors import CodecError, CorruptFileError, WeightsError, WeightsMismatchE
 __version__ = "0.1.0"
 FORMAT_VERSION = f"{FORMAT_MAJOR}.{FORMAT_MINOR}"
 
-__all__ = ["Codec", "CodecError", "CorruptFileError", "EncodeOptions", "Header", "WeightsError",
+__all__ = ["Codec", "CodecError", "CorruptFileError", "EncodeOptions", "Header", "Latents", "WeightsError",
            "WeightsMismatchError", "decode", "encode", "psnr", "read_header", "__version__"]
 
 
@@ -56,7 +56,7 @@ def __getattr__(name: str):
         from .metrics import psnr
 
         return psnr
-    if name in ("Codec", "EncodeOptions"):
+    if name in ("Codec", "EncodeOptions", "Latents"):
         from . import api
 
         return getattr(api, name)

@@ -59,10 +59,20 @@ class EncodeOptions:
 
 @dataclass(frozen=True)
 class Latents:
-    """The quantised latents of one image: what the streams carry."""
+    """One image's quantised latents and the coding context the hyper step gives them.
 
-    z: np.ndarray  # (N, h/64, w/64) int32
-    y: np.ndarray  # (M, h/16, w/16) int32
+    This is what the two streams carry (``z``, ``y``) plus what both sides derive
+    from ``z`` alone (``y_index``, ``y_mean``); the stage methods of :class:`Codec`
+    pass it between transforms, entropy coding and container.
+    """
+
+    z: np.ndarray         # (N, h/64, w/64) int32 symbols
+    y: np.ndarray         # (M, h/16, w/16) int32 symbols: round(y' − mean)
+    y_index: np.ndarray   # (M, h/16, w/16) probability-table index of each y symbol
+    y_mean: torch.Tensor  # (1, M, h/16, w/16) the mean the decoder adds back to y
+    quality: float
+    width: int
+    height: int
 
 
 def _check_pixels(width: int, height: int) -> None:
@@ -109,17 +119,41 @@ class Codec:
         x = F.pad(x, (0, _padded(w) - w, 0, _padded(h) - h), mode="replicate")
         return self.model.g_a(x)
 
-    def _quantise(self, y0: torch.Tensor, quality: float) -> tuple[Latents, bytes, bytes]:
-        t = self._level(quality)
-        y = y0 * self.model.gains.gain(t)
+    def _quantise(self, y0: torch.Tensor, quality: float, width: int, height: int) -> Latents:
+        y = y0 * self.model.gains.gain(self._level(quality))
         z = self.model.h_a(y)
         z_sym = torch.round(z - self._medians)
         mean, index = self._hyper_step(z_sym)
         y_sym = torch.round(y - mean)
-        lat = Latents(z_sym[0].to(torch.int32).cpu().numpy(), y_sym[0].to(torch.int32).cpu().numpy())
+        return Latents(z_sym[0].to(torch.int32).cpu().numpy(), y_sym[0].to(torch.int32).cpu().numpy(),
+                       index, mean, quality, width, height)
+
+    # -- stages, public for profiling and research; encode/decode are built from them -------------
+    @torch.inference_mode()
+    def to_latents(self, image, quality: float = DEFAULT_QUALITY) -> Latents:
+        """Transform stage of encoding: image → quantised latents (analysis + probability path)."""
+        src = images.prepare(image)
+        h, w = src.rgb.shape[:2]
+        _check_pixels(w, h)
+        return self._quantise(self._analysis(src.rgb), float(quality), w, h)
+
+    def entropy_encode(self, lat: Latents) -> tuple[bytes, bytes]:
+        """Entropy-coding stage: latents → (z stream, y stream)."""
         z_stream = encode_symbols(lat.z, self._z_groups(lat.z.shape), self.model.z_tables)
-        y_stream = encode_symbols(lat.y, index, self.model.y_tables)
-        return lat, z_stream, y_stream
+        return z_stream, encode_symbols(lat.y, lat.y_index, self.model.y_tables)
+
+    @torch.inference_mode()
+    def entropy_decode(self, data) -> Latents:
+        """Container + entropy-decoding stage: .lic bytes → latents (probability path included)."""
+        return self._entropy_decode(container.unpack(_read_bytes(data)))
+
+    @torch.inference_mode()
+    def synthesise(self, lat: Latents) -> np.ndarray:
+        """Transform stage of decoding: latents → RGB pixels, uint8 (height, width, 3)."""
+        y_hat = torch.from_numpy(lat.y).to(self.device)[None].float() + lat.y_mean
+        x = self.model.g_s(y_hat * self.model.gains.inv_gain(self._level(lat.quality)))
+        x = x[0, :, : lat.height, : lat.width].clamp(0, 1).mul(255).round().to(torch.uint8)
+        return x.permute(1, 2, 0).cpu().numpy()
 
     @staticmethod
     def _z_groups(shape: tuple[int, ...]) -> np.ndarray:
@@ -151,20 +185,19 @@ class Codec:
         _check_pixels(src.rgb.shape[1], src.rgb.shape[0])
         y0 = self._analysis(src.rgb)
 
+        h, w = src.rgb.shape[:2]
+
         def at(q: float) -> bytes:
             q = round(q, 2)  # the header stores hundredths; the decoder must see the same level
-            _, zs, ys = self._quantise(y0, q)
-            return self._pack(src, q, zs, ys)
+            return self._pack(src, q, *self.entropy_encode(self._quantise(y0, q, w, h)))
 
         if opts.target_bpp is None and opts.target_size is None:
             return at(opts.quality)
-        h, w = src.rgb.shape[:2]
         budget = opts.target_size if opts.target_size is not None else int(opts.target_bpp * w * h / 8)
         return _bisect_quality(at, budget)
 
     # -- decode -----------------------------------------------------------------------------------
-    def _entropy_decode(self, parsed: container.LicFile) -> tuple[Latents, torch.Tensor]:
-        """Streams → latents, and the mean of y' the decoder adds back."""
+    def _entropy_decode(self, parsed: container.LicFile) -> Latents:
         h = parsed.header
         if h.weights_sha256 != self.model.sha256:
             raise WeightsMismatchError(
@@ -179,18 +212,14 @@ class Codec:
         if index.shape != (M, ph // 16, pw // 16):
             raise CorruptFileError("latent shape does not match the header")
         y = decode_symbols(parsed.chunks[container.Y_STREAM], index, self.model.y_tables)
-        return Latents(z, y), mean
+        return Latents(z, y, index, mean, h.quality, h.width, h.height)
 
     @torch.inference_mode()
     def decode(self, data) -> Image.Image:
         """.lic bytes (or a path) → PIL image in the source's mode, with its metadata."""
         parsed = container.unpack(_read_bytes(data))
         h = parsed.header
-        lat, mean = self._entropy_decode(parsed)
-        y_hat = torch.from_numpy(lat.y).to(self.device)[None].float() + mean
-        x = self.model.g_s(y_hat * self.model.gains.inv_gain(self._level(h.quality)))
-        x = x[0, :, : h.height, : h.width].clamp(0, 1).mul(255).round().to(torch.uint8)
-        rgb = x.permute(1, 2, 0).cpu().numpy()
+        rgb = self.synthesise(self._entropy_decode(parsed))
         alpha = None
         if h.mode in ("LA", "RGBA"):
             alpha = images.unpack_alpha(parsed.chunks[container.ALPHA], h.width, h.height)

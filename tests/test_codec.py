@@ -195,3 +195,18 @@ def test_corrupt_weights_file_is_rejected_by_hash(tmp_path, monkeypatch):
     monkeypatch.setattr(weights, "MANIFEST", bad_dir / "MANIFEST.json")
     with pytest.raises(codec.WeightsError, match="SHA-256"):
         weights.load_weights(bad_dir / weights.DEFAULT_WEIGHTS.name)
+
+
+def test_stage_methods_compose_to_encode_and_decode(lic, small_image):
+    """The public stages (transforms, entropy coding) give exactly what encode/decode give."""
+    from codec import container
+
+    data = lic.encode(small_image, 40)
+    lat = lic.to_latents(small_image, 40)
+    parsed = container.unpack(data)
+    assert lic.entropy_encode(lat) == (parsed.chunks[container.Z_STREAM], parsed.chunks[container.Y_STREAM])
+    decoded = lic.entropy_decode(data)
+    assert np.array_equal(decoded.z, lat.z) and np.array_equal(decoded.y, lat.y)
+    assert np.array_equal(decoded.y_index, lat.y_index)
+    assert (decoded.width, decoded.height, decoded.quality) == (96, 64, 40)
+    assert np.array_equal(lic.synthesise(decoded), np.asarray(lic.decode(data)))

@@ -1,0 +1,152 @@
+"""The codecs ``lic bench`` compares, each behind one small adapter.
+
+Every adapter turns an RGB ``PIL.Image`` into the bytes of a complete file
+(headers included: that is the rate) at one setting of the codec's own quality
+knob, and those bytes back into an RGB image.  Classic codecs go through Pillow
+and its plugins, as the people who use them do; a codec whose library is not
+installed is skipped with the reason (install the ``bench`` extra for all).
+"""
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+from typing import Callable
+
+from PIL import Image
+
+import codec
+
+
+@dataclass(frozen=True)
+class BenchCodec:
+    """One codec at a sweep of settings of its own quality knob."""
+
+    name: str
+    description: str
+    qualities: tuple[float, ...]
+    encode: Callable[[Image.Image, float], bytes]
+    decode: Callable[[bytes], Image.Image]
+
+
+class Unavailable(Exception):
+    """The codec's library is missing or cannot encode here; the message says why."""
+
+
+def _pillow(fmt: str, quality_arg: str = "quality", **options):
+    """encode/decode through Pillow's ``fmt`` writer with fixed options plus the swept quality."""
+    def encode(img: Image.Image, q: float) -> bytes:
+        buf = io.BytesIO()
+        value = [q] if quality_arg == "quality_layers" else int(q)
+        img.save(buf, fmt, **{quality_arg: value}, **options)
+        return buf.getvalue()
+
+    def decode(data: bytes) -> Image.Image:
+        return Image.open(io.BytesIO(data)).convert("RGB")
+
+    return encode, decode
+
+
+def _need(module: str, package: str) -> None:
+    try:
+        __import__(module)
+    except ImportError:
+        raise Unavailable(f"{package} is not installed (pip install '.[bench]')") from None
+
+
+def _jpeg():
+    return BenchCodec("jpeg", "Pillow (libjpeg-turbo), optimize=True, 4:2:0",
+                      (2, 5, 10, 15, 20, 30, 40, 50, 60, 70, 80, 90, 95),
+                      *_pillow("JPEG", optimize=True))
+
+
+def _webp():
+    return BenchCodec("webp", "Pillow (libwebp), method 6",
+                      (1, 5, 10, 20, 30, 40, 50, 60, 70, 80, 90, 95), *_pillow("WEBP", method=6))
+
+
+_AVIF_Q = (5, 20, 35, 50, 65, 80, 90, 95)
+
+
+def _avif():
+    return BenchCodec("avif", "Pillow (libavif/aom), speed 4, 4:2:0", _AVIF_Q,
+                      *_pillow("AVIF", speed=4, subsampling="4:2:0"))
+
+
+def _avif444():
+    return BenchCodec("avif444", "Pillow (libavif/aom), speed 4, 4:4:4", _AVIF_Q,
+                      *_pillow("AVIF", speed=4, subsampling="4:4:4"))
+
+
+def _jpeg2000():
+    # quality is the compression ratio here (bigger = smaller file), 9/7 wavelet + colour transform
+    return BenchCodec("jpeg2000", "Pillow (OpenJPEG), 9/7 wavelet, rate = 24 bpp / quality",
+                      (400, 200, 120, 80, 50, 32, 20, 12, 8),
+                      *_pillow("JPEG2000", quality_arg="quality_layers", quality_mode="rates",
+                               irreversible=True, mct=1))
+
+
+def _heic():
+    _need("pillow_heif", "pillow-heif")
+    import pillow_heif
+
+    pillow_heif.register_heif_opener()
+    return BenchCodec("heic", "pillow-heif (libheif/x265), 4:2:0", _AVIF_Q, *_pillow("HEIF"))
+
+
+def _jxl():
+    _need("pillow_jxl", "pillow-jxl-plugin")
+    import pillow_jxl  # noqa: F401  (registers the JXL format with Pillow)
+
+    return BenchCodec("jxl", "pillow-jxl-plugin (libjxl), effort 7", (5, 20, 35, 50, 65, 80, 90, 95),
+                      *_pillow("JXL", effort=7))
+
+
+LIC_QUALITIES = (0, 10, 25, 40, 55, 75, 90, 100)
+
+
+def lic_codec(weights=None) -> BenchCodec:
+    """This codec through its public API (shipped weights unless ``weights`` names a file)."""
+    lic = codec.Codec(weights)
+
+    def decode(data: bytes) -> Image.Image:
+        return lic.decode(data).convert("RGB")
+
+    return BenchCodec("lic", f"lic {codec.__version__}, weights {lic.model.sha256.hex()[:12]}",
+                      LIC_QUALITIES, lic.encode, decode)
+
+
+FACTORIES: dict[str, Callable[[], BenchCodec]] = {
+    "jpeg": _jpeg, "webp": _webp, "avif": _avif, "avif444": _avif444, "heic": _heic,
+    "jpeg2000": _jpeg2000, "jxl": _jxl,
+}
+ALL = ("lic", *FACTORIES)
+
+
+def probe(c: BenchCodec) -> None:
+    """Encode and decode a tiny image at the first setting, so a broken plugin fails early."""
+    tiny = Image.new("RGB", (32, 32), (120, 80, 40))
+    try:
+        out = c.decode(c.encode(tiny, c.qualities[0]))
+    except Exception as exc:  # any library failure means: skip this codec, say why
+        raise Unavailable(f"cannot encode here: {type(exc).__name__}: {exc}") from None
+    if out.size != tiny.size:
+        raise Unavailable("decoded size differs from the input")
+
+
+def make_codecs(names, weights=None, factories=None) -> tuple[list[BenchCodec], dict[str, str]]:
+    """The requested codecs that work here, and {name: why skipped} for the others."""
+    factories = FACTORIES if factories is None else factories
+    found, skipped = [], {}
+    for name in names:
+        try:
+            if name == "lic":
+                c = lic_codec(weights)
+            elif name in factories:
+                c = factories[name]()
+            else:
+                raise Unavailable(f"unknown codec (known: {', '.join(ALL)})")
+            probe(c)
+            found.append(c)
+        except Unavailable as exc:
+            skipped[name] = str(exc)
+    return found, skipped
