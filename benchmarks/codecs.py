@@ -90,7 +90,8 @@ def _heic():
     import pillow_heif
 
     pillow_heif.register_heif_opener()
-    return BenchCodec("heic", "pillow-heif (libheif/x265), 4:2:0", _AVIF_Q, *_pillow("HEIF"))
+    return BenchCodec("heic", "pillow-heif (libheif/x265), 4:2:0", (5, 12, 20, 28, 36, 44, 52, 62),
+                      *_pillow("HEIF"))
 
 
 def _jxl():

@@ -39,10 +39,18 @@ def _number(kind, low: float, high: float = float("inf")):
     return parse
 
 
+def _version() -> str:
+    try:
+        w = codec.weights_info()
+        weights = f"weights {w['name']} {w['sha256'][:12]}" + (f" (step {w['step']})" if w["step"] else "")
+    except CodecError as exc:
+        weights = f"weights unreadable: {exc}"
+    return f"lic {codec.__version__}, format {codec.FORMAT_VERSION}, {weights}"
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog=PROG, description="lic: a learned image codec")
-    p.add_argument("--version", action="version",
-                   version=f"lic {codec.__version__} (format {codec.FORMAT_VERSION})")
+    p.add_argument("--version", action="version", version=_version())
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     enc = sub.add_parser("encode", help="compress images to .lic")

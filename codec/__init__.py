@@ -10,7 +10,10 @@ or explicitly with ``codec.Codec(device=...)``.
 """
 from __future__ import annotations
 
+import json
 import os
+import struct
+from pathlib import Path
 
 from .container import FORMAT_MAJOR, FORMAT_MINOR, Header
 from .errors import CodecError, CorruptFileError, WeightsError, WeightsMismatchError
@@ -19,7 +22,8 @@ __version__ = "0.1.0"
 FORMAT_VERSION = f"{FORMAT_MAJOR}.{FORMAT_MINOR}"
 
 __all__ = ["Codec", "CodecError", "CorruptFileError", "EncodeOptions", "Header", "Latents", "WeightsError",
-           "WeightsMismatchError", "decode", "encode", "psnr", "read_header", "__version__"]
+           "WeightsMismatchError", "decode", "encode", "psnr", "read_header", "weights_info", "__version__"]
+_SHIPPED = Path(__file__).resolve().parent / "weights" / "lic-default.safetensors"
 
 
 def encode(image, quality: float = 75.0, *, target_bpp: float | None = None,
@@ -51,6 +55,25 @@ def read_header(data) -> Header:
     return _read(data)
 
 
+def weights_info(path: str | os.PathLike | None = None) -> dict:
+    """Name, SHA-256 and training step of a weights file (the shipped one by default).
+
+    Reads only the safetensors JSON header (never torch): used by ``lic --version``.
+    """
+    path = Path(path) if path is not None else _SHIPPED
+    try:
+        with open(path, "rb") as f:
+            (size,) = struct.unpack("<Q", f.read(8))
+            if size > 1 << 24:
+                raise ValueError("header too large")
+            meta = json.loads(f.read(size)).get("__metadata__", {})
+        extra = json.loads(meta.get("extra", "{}"))
+        sha = json.loads((path.parent / "MANIFEST.json").read_text()).get(path.name, "")
+    except (OSError, ValueError, struct.error) as exc:
+        raise WeightsError(f"{path}: cannot read weights metadata ({exc})") from None
+    return {"name": meta.get("name", "?"), "sha256": sha, "step": extra.get("step")}
+
+
 def __getattr__(name: str):
     if name == "psnr":
         from .metrics import psnr
@@ -61,3 +84,6 @@ def __getattr__(name: str):
 
         return getattr(api, name)
     raise AttributeError(f"module 'codec' has no attribute {name!r}")
+
+
+from . import pillow_plugin  # noqa: E402,F401  (registers the LIC format with Pillow)

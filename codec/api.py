@@ -113,9 +113,19 @@ class Codec:
         return torch.tensor([quality / 100 * (self.model.config.levels - 1)], device=self.device)
 
     # -- encode -----------------------------------------------------------------------------------
-    def _analysis(self, rgb: np.ndarray) -> torch.Tensor:
-        h, w = rgb.shape[:2]
-        x = torch.from_numpy(np.array(rgb, copy=True)).to(self.device).permute(2, 0, 1)[None].float().div_(255)
+    def _pixels(self, image, strip: bool = False) -> tuple[images.SourceImage | None, torch.Tensor]:
+        """Any input → (mode/alpha/metadata, or None for tensors; pixels (1, 3, H, W) in 0..1 on the device)."""
+        if isinstance(image, torch.Tensor):
+            _check_pixels(image.shape[-1], image.shape[-2])
+            return None, _tensor_pixels(image).to(self.device)
+        src = images.prepare(image, strip=strip)
+        _check_pixels(src.rgb.shape[1], src.rgb.shape[0])
+        x = torch.from_numpy(np.array(src.rgb, copy=True)).to(self.device).permute(2, 0, 1)[None]
+        return src, x.float().div_(255)
+
+    def _analysis(self, x: torch.Tensor) -> torch.Tensor:
+        h, w = x.shape[-2:]
+        _check_pixels(w, h)
         x = F.pad(x, (0, _padded(w) - w, 0, _padded(h) - h), mode="replicate")
         return self.model.g_a(x)
 
@@ -132,10 +142,9 @@ class Codec:
     @torch.inference_mode()
     def to_latents(self, image, quality: float = DEFAULT_QUALITY) -> Latents:
         """Transform stage of encoding: image → quantised latents (analysis + probability path)."""
-        src = images.prepare(image)
-        h, w = src.rgb.shape[:2]
-        _check_pixels(w, h)
-        return self._quantise(self._analysis(src.rgb), float(quality), w, h)
+        _, x = self._pixels(image)
+        h, w = x.shape[-2:]
+        return self._quantise(self._analysis(x), float(quality), w, h)
 
     def entropy_encode(self, lat: Latents) -> tuple[bytes, bytes]:
         """Entropy-coding stage: latents → (z stream, y stream)."""
@@ -147,22 +156,27 @@ class Codec:
         """Container + entropy-decoding stage: .lic bytes → latents (probability path included)."""
         return self._entropy_decode(container.unpack(_read_bytes(data)))
 
+    def _synthesis(self, lat: Latents) -> torch.Tensor:
+        y_hat = torch.from_numpy(lat.y).to(self.device)[None].float() + lat.y_mean
+        x = self.model.g_s(y_hat * self.model.gains.inv_gain(self._level(lat.quality)))
+        return x[0, :, : lat.height, : lat.width].clamp(0, 1).mul(255).round().to(torch.uint8)
+
     @torch.inference_mode()
     def synthesise(self, lat: Latents) -> np.ndarray:
         """Transform stage of decoding: latents → RGB pixels, uint8 (height, width, 3)."""
-        y_hat = torch.from_numpy(lat.y).to(self.device)[None].float() + lat.y_mean
-        x = self.model.g_s(y_hat * self.model.gains.inv_gain(self._level(lat.quality)))
-        x = x[0, :, : lat.height, : lat.width].clamp(0, 1).mul(255).round().to(torch.uint8)
-        return x.permute(1, 2, 0).cpu().numpy()
+        return self._synthesis(lat).permute(1, 2, 0).cpu().numpy()
 
     @staticmethod
     def _z_groups(shape: tuple[int, ...]) -> np.ndarray:
         return np.broadcast_to(np.arange(shape[0], dtype=np.int32)[:, None, None], shape)
 
-    def _pack(self, src: images.SourceImage, quality: float, z_stream: bytes, y_stream: bytes) -> bytes:
-        h, w = src.rgb.shape[:2]
-        header = container.Header(w, h, src.mode, quality, self.model.name, self.model.sha256)
+    def _pack(self, src: images.SourceImage | None, width: int, height: int, quality: float,
+              z_stream: bytes, y_stream: bytes) -> bytes:
+        mode = "RGB" if src is None else src.mode
+        header = container.Header(width, height, mode, quality, self.model.name, self.model.sha256)
         chunks = {container.Z_STREAM: z_stream, container.Y_STREAM: y_stream}
+        if src is None:
+            return container.pack(container.LicFile(header, chunks))
         if src.alpha is not None:
             chunks[container.ALPHA] = images.pack_alpha(src.alpha)
         meta = src.metadata
@@ -175,21 +189,23 @@ class Codec:
     @torch.inference_mode()
     def encode(self, image, quality: float = DEFAULT_QUALITY, *, target_bpp: float | None = None,
                target_size: int | None = None, strip: bool = False) -> bytes:
-        """Encode a PIL image, uint8 array (H, W[, C]), path or encoded image bytes → .lic bytes."""
+        """Encode an image → .lic bytes.
+
+        ``image``: a PIL image, a uint8 array (H, W[, C]), a path, encoded image bytes, or a
+        torch tensor (3, H, W) / (1, 3, H, W), uint8 or float in 0..1, on any device.
+        """
         try:
             quality = float(quality)
         except (TypeError, ValueError):
             raise CodecError(f"quality must be a number, got {quality!r}") from None
         opts = EncodeOptions(quality, target_bpp, target_size, strip)
-        src = images.prepare(image, strip=opts.strip)
-        _check_pixels(src.rgb.shape[1], src.rgb.shape[0])
-        y0 = self._analysis(src.rgb)
-
-        h, w = src.rgb.shape[:2]
+        src, x = self._pixels(image, opts.strip)
+        h, w = x.shape[-2:]
+        y0 = self._analysis(x)
 
         def at(q: float) -> bytes:
             q = round(q, 2)  # the header stores hundredths; the decoder must see the same level
-            return self._pack(src, q, *self.entropy_encode(self._quantise(y0, q, w, h)))
+            return self._pack(src, w, h, q, *self.entropy_encode(self._quantise(y0, q, w, h)))
 
         if opts.target_bpp is None and opts.target_size is None:
             return at(opts.quality)
@@ -226,6 +242,25 @@ class Codec:
         ch = parsed.chunks
         meta = images.Metadata(ch.get(container.ICC), ch.get(container.EXIF), ch.get(container.XMP))
         return images.finish(rgb, h.mode, alpha, meta)
+
+
+    @torch.inference_mode()
+    def decode_tensor(self, data) -> torch.Tensor:
+        """.lic bytes → RGB float tensor (3, H, W) in 0..1 on this codec's device (no alpha)."""
+        return self._synthesis(self.entropy_decode(data)).float().div_(255)
+
+
+def _tensor_pixels(t: torch.Tensor) -> torch.Tensor:
+    """A (3, H, W) or (1, 3, H, W) tensor, uint8 or float in 0..1 → (1, 3, H, W) float."""
+    if t.dim() == 3:
+        t = t[None]
+    if t.dim() != 4 or t.shape[:2] != (1, 3) or min(t.shape[2:]) < 1:
+        raise CodecError(f"tensor input must be (3, H, W) or (1, 3, H, W), got {tuple(t.shape)}")
+    if t.dtype == torch.uint8:
+        return t.float().div(255).contiguous()
+    if not t.dtype.is_floating_point:
+        raise CodecError(f"tensor input must be uint8 or floating point, got {t.dtype}")
+    return t.float().clamp(0, 1).contiguous()
 
 
 def _bisect_quality(encode_at, budget: int) -> bytes:

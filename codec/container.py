@@ -120,6 +120,14 @@ def read_header(data: bytes) -> Header:
     return _unpack_header(bytes(data[: 12 + MAX_HEADER + 4]))[0]
 
 
+def read_header_from(fp) -> tuple[Header, int]:
+    """Read exactly the header from a file object: (header, its length in bytes)."""
+    lead = fp.read(12)
+    if len(lead) == 12 and lead[:8] == SIGNATURE:
+        lead += fp.read(struct.unpack_from("<H", lead, 10)[0] + 4)
+    return _unpack_header(lead)
+
+
 def unpack(data: bytes) -> LicFile:
     """Parse a whole file, checking every CRC; unknown critical chunks are refused."""
     data = bytes(data)
@@ -160,3 +168,27 @@ def sha256_file(path) -> bytes:
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)
     return h.digest()
+
+
+def read_chunk_table(fp) -> tuple[Header, dict[bytes, tuple[int, int]]]:
+    """Header and {chunk type: (payload offset, length)} of a seekable file, payloads unread.
+
+    Walks the chunk heads with seeks (a few bytes each), so opening a large file
+    costs the same as a small one; CRCs are checked when the payloads are read.
+    """
+    start = fp.tell()
+    header, pos = read_header_from(fp)
+    size = fp.seek(0, 2) - start
+    table: dict[bytes, tuple[int, int]] = {}
+    while True:
+        fp.seek(start + pos)
+        head = fp.read(_CHUNK_HEAD.size)
+        if len(head) < _CHUNK_HEAD.size:
+            raise CorruptFileError("truncated .lic file (missing chunks or IEND)")
+        kind, length = _CHUNK_HEAD.unpack(head)
+        if length > size - pos - _CHUNK_HEAD.size - 4:
+            raise CorruptFileError(f"truncated .lic file (chunk {kind!r} claims {length} bytes)")
+        if kind == END:
+            return header, table
+        table[kind] = (start + pos + _CHUNK_HEAD.size, length)
+        pos += _CHUNK_HEAD.size + length + 4

@@ -1,0 +1,100 @@
+"""Pillow plugin: ``Image.open("x.lic")`` and ``image.save("x.lic", quality=75)``.
+
+Registered by ``import codec``.  Opening reads the header and walks the chunk
+heads (plus the small ICC / EXIF / XMP chunks, for ``info``); it never reads the
+streams and never imports torch.  Pixels are decoded on ``load()`` by the shared
+default :class:`codec.Codec`.  Foreign data is left to the other plugins
+(``UnidentifiedImageError`` if none claims it); a damaged or truncated file opens
+but fails on ``load()`` with ``OSError``, as Pillow's own formats do.
+
+Save options: ``quality`` (0–100, default 75), ``target_bpp``, ``target_size``
+(bytes), ``icc_profile``, ``exif``, ``xmp`` (override the image's own), ``strip``.
+"""
+from __future__ import annotations
+
+import io
+
+from PIL import Image, ImageFile
+
+from . import container
+from .errors import CodecError
+
+FORMAT = "LIC"
+MIME = "image/x-lic"
+EXTENSION = ".lic"
+_METADATA = ((container.ICC, "icc_profile"), (container.EXIF, "exif"), (container.XMP, "xmp"))
+
+
+def _accept(prefix: bytes) -> bool:
+    return prefix[: len(container.SIGNATURE)] == container.SIGNATURE
+
+
+class LicImageFile(ImageFile.ImageFile):
+    format = FORMAT
+    format_description = "lic learned image codec"
+
+    def _open(self) -> None:
+        try:
+            header, _ = container.read_header_from(self.fp)
+        except CodecError as exc:
+            raise SyntaxError(str(exc)) from None  # Pillow: not this format
+        self._size = (header.width, header.height)
+        self._mode = header.mode
+        self.lic_header = header
+        self.info.update(quality=header.quality, model=header.model_name)
+        self._lic_error: CodecError | None = None
+        self.fp.seek(0)
+        try:
+            _, table = container.read_chunk_table(self.fp)
+        except CodecError as exc:  # damaged after the header: report it on load(), as Pillow does
+            self._lic_error, table = exc, {}
+        for kind, key in _METADATA:
+            if kind in table:
+                offset, length = table[kind]
+                self.fp.seek(offset)
+                self.info[key] = self.fp.read(length)
+        self.tile = []
+        self._lic_decoded = False
+
+    def load(self):
+        if not self._lic_decoded and self.fp is not None:
+            if self._lic_error is not None:
+                raise OSError(str(self._lic_error))
+            from .api import default_codec
+
+            self.fp.seek(0)
+            try:
+                image = default_codec().decode(self.fp.read())
+            except CodecError as exc:
+                raise OSError(str(exc)) from None
+            self._lic_decoded = True
+            if self._exclusive_fp:
+                self.fp.close()
+            self.fp = io.BytesIO(image.tobytes())
+            self.tile = [ImageFile._Tile("raw", (0, 0, *self.size), 0, self.mode)]
+        return super().load()
+
+
+def _save(im: Image.Image, fp, filename) -> None:
+    from .api import default_codec
+
+    opts = im.encoderinfo
+    source = im
+    overrides = {key: opts[key] for _, key in _METADATA if opts.get(key) is not None}
+    if overrides:
+        if isinstance(overrides.get("exif"), Image.Exif):
+            overrides["exif"] = overrides["exif"].tobytes()
+        source = im.copy()
+        source.info.update(overrides)
+    try:
+        data = default_codec().encode(source, opts.get("quality", 75), target_bpp=opts.get("target_bpp"),
+                                      target_size=opts.get("target_size"), strip=bool(opts.get("strip")))
+    except CodecError as exc:
+        raise ValueError(str(exc)) from None
+    fp.write(data)
+
+
+Image.register_open(FORMAT, LicImageFile, _accept)
+Image.register_save(FORMAT, _save)
+Image.register_extension(FORMAT, EXTENSION)
+Image.register_mime(FORMAT, MIME)
