@@ -65,6 +65,8 @@ def _parser() -> argparse.ArgumentParser:
                       help="largest quality within this many bytes")
     enc.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     enc.add_argument("--strip", action="store_true", help="drop ICC profile, EXIF and XMP")
+    enc.add_argument("--tile", type=_tile_size, default=1024,
+                     help="tile side in pixels, a multiple of 64 (default 1024); 0: one tile")
     enc.add_argument("--weights", help=argparse.SUPPRESS)
     _common(enc)
     enc.add_argument("--json", action="store_true", help="print results as JSON on stdout")
@@ -73,6 +75,9 @@ def _parser() -> argparse.ArgumentParser:
     dec.add_argument("inputs", nargs="+", metavar="IN", help=".lic files, or - for stdin")
     dec.add_argument("-o", "--output", help="output file (one input) or directory; - for stdout")
     dec.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    dec.add_argument("--crop", type=_crop, metavar="X,Y,W,H", help="decode only this region")
+    dec.add_argument("--partial", action="store_true",
+                     help="decode what is intact of a damaged file, damaged tiles gray")
     dec.add_argument("--weights", help=argparse.SUPPRESS)
     _common(dec)
 
@@ -85,7 +90,26 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+def _tile_size(text: str) -> int | None:
+    value = _number(int, 0)(text)
+    if value and value % 64:
+        raise argparse.ArgumentTypeError(f"{text} is not a multiple of 64")
+    return value or None
+
+
+def _crop(text: str) -> tuple[int, int, int, int]:
+    parts = text.split(",")
+    if len(parts) != 4 or not all(p.strip().isdigit() for p in parts):
+        raise argparse.ArgumentTypeError(f"expected X,Y,W,H (non-negative integers), got {text!r}")
+    x, y, w, h = (int(p) for p in parts)
+    if w < 1 or h < 1:
+        raise argparse.ArgumentTypeError("crop width and height must be at least 1")
+    return x, y, w, h
+
+
 def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--max-pixels", type=_number(int, 0), default=None, metavar="N",
+                   help=f"refuse larger images (default {2 * 89_478_485}, as Pillow); 0: no limit")
     p.add_argument("-f", "--force", action="store_true", help="overwrite existing outputs")
     loud = p.add_mutually_exclusive_group()
     loud.add_argument("-v", "--verbose", action="store_true",
@@ -109,7 +133,10 @@ def _error(msg: str) -> None:
 
 
 def _make_codec(args):
-    return codec.Codec(weights=args.weights, device=args.device)
+    from codec.api import MAX_PIXELS
+
+    limit = MAX_PIXELS if args.max_pixels is None else (args.max_pixels or None)
+    return codec.Codec(weights=args.weights, device=args.device, max_pixels=limit)
 
 
 def cmd_encode(args) -> int:
@@ -126,7 +153,7 @@ def cmd_encode(args) -> int:
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
                 data = lic.encode(source, args.quality, target_bpp=args.target_bpp,
-                                  target_size=args.target_size, strip=args.strip)
+                                  target_size=args.target_size, strip=args.strip, tile=args.tile)
             for w in caught:
                 if not args.quiet:
                     progress.message(f"{PROG}: warning: {inp}: {w.message}")
@@ -188,7 +215,11 @@ def cmd_decode(args) -> int:
         progress.step(inp)
         try:
             out = _output_path(inp, args.output, len(args.inputs) > 1, ".png")
-            image = lic.decode(read_input(inp))
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                image = lic.decode(read_input(inp), crop=args.crop, partial=args.partial)
+            for w in caught:
+                progress.message(f"{PROG}: warning: {inp}: {w.message}")
             write_output(out, _save_image(image, out), args.force)
             if not args.quiet:
                 progress.message(f"{inp} -> {out}: {image.width}x{image.height} {image.mode}")

@@ -1,12 +1,12 @@
 """The codec API: images ↔ ``.lic`` bytes with a loaded, frozen model.
 
-Data flow of one image (t = quality / 100 × (levels − 1))::
+Data flow (t = quality / 100 × (levels − 1); tiles as in :mod:`codec.tiling`)::
 
-    encode: pixels ─pad─▶ g_a ─×gain(t)─▶ y' ─h_a─▶ z ─round─▶ z_sym ──┐
-            _hyper_step(z_sym) ─▶ (mean, table index) ─▶ y_sym = round(y' − mean)
-            coder: z_sym by channel, y_sym by table index ─▶ container
-    decode: container ─▶ z_sym ─▶ _hyper_step ─▶ y_sym ─▶ ŷ' = y_sym + mean
-            ─×inv_gain(t)─▶ g_s ─crop─▶ pixels
+    encode: pixels ─per tile window: g_a, crop─▶ y ─×gain(t)─▶ y' ─h_a─▶ z ─round─▶ z_sym
+            per tile: _hyper_step(z_sym) ─▶ (mean, table index) ─▶ y_sym = round(y' − mean)
+                      coder: z_sym by channel, y_sym by table index ─▶ one chunk per tile
+    decode: per tile: chunk ─▶ z_sym ─▶ _hyper_step ─▶ y_sym ─▶ ŷ' = y_sym + mean
+            per tile window: ŷ' ─×inv_gain(t)─▶ g_s ─crop─▶ pixels
 
 Both directions call the same ``_hyper_step``; a file only decodes with the
 weights whose SHA-256 its header names.
@@ -29,12 +29,12 @@ from PIL import Image
 from . import container, images
 from .coder import decode_symbols, encode_symbols
 from .entropy import probability_path
-from .errors import CodecError, CorruptFileError, WeightsMismatchError
+from .errors import CodecError, CorruptFileError, DamagedTilesWarning, WeightsMismatchError
+from .tiling import DEFAULT_TILE, LATENT, STRIDE, Box, TileGrid
 from .weights import FrozenModel, load_weights
 
-STRIDE = 64  # total downsampling of z: images are padded to a multiple of it
 DEFAULT_QUALITY = 75.0
-MAX_PIXELS = 2 * 89_478_485  # Pillow's decompression-bomb error limit; whole-image coding beyond it
+MAX_PIXELS = 2 * 89_478_485  # Pillow's decompression-bomb error limit (Image.MAX_IMAGE_PIXELS × 2)
 
 
 @dataclass(frozen=True)
@@ -45,6 +45,7 @@ class EncodeOptions:
     target_bpp: float | None = None
     target_size: int | None = None
     strip: bool = False  # drop ICC / EXIF / XMP
+    tile: int | None = DEFAULT_TILE  # tile side in pixels (multiple of 64); None: one tile
 
     def __post_init__(self):
         if not (0 <= self.quality <= 100) or math.isnan(self.quality):
@@ -55,43 +56,49 @@ class EncodeOptions:
             raise CodecError(f"target_bpp must be positive, got {self.target_bpp}")
         if self.target_size is not None and self.target_size <= 0:
             raise CodecError(f"target_size must be positive, got {self.target_size}")
+        if self.tile is not None and (self.tile < STRIDE or self.tile % STRIDE):
+            raise CodecError(f"tile size must be a positive multiple of {STRIDE}, got {self.tile}")
 
 
 @dataclass(frozen=True)
-class Latents:
-    """One image's quantised latents and the coding context the hyper step gives them.
-
-    This is what the two streams carry (``z``, ``y``) plus what both sides derive
-    from ``z`` alone (``y_index``, ``y_mean``); the stage methods of :class:`Codec`
-    pass it between transforms, entropy coding and container.
-    """
+class TileLatents:
+    """One tile's quantised latents and the coding context its z gives them."""
 
     z: np.ndarray         # (N, h/64, w/64) int32 symbols
     y: np.ndarray         # (M, h/16, w/16) int32 symbols: round(y' − mean)
     y_index: np.ndarray   # (M, h/16, w/16) probability-table index of each y symbol
     y_mean: torch.Tensor  # (1, M, h/16, w/16) the mean the decoder adds back to y
+
+
+@dataclass(frozen=True)
+class Latents:
+    """An image's latents, tile by tile: what the streams carry, and what the stages pass on.
+
+    A tile is ``None`` where it was not decoded (outside a crop) or was damaged.
+    """
+
+    tiles: list[TileLatents | None]
+    grid: TileGrid
     quality: float
-    width: int
-    height: int
 
+    @property
+    def width(self) -> int:
+        return self.grid.width
 
-def _check_pixels(width: int, height: int) -> None:
-    """Refuse, before anything is allocated, images beyond whole-image coding's limit."""
-    if width * height > MAX_PIXELS:
-        raise CodecError(f"image of {width}x{height} pixels exceeds the limit of {MAX_PIXELS}")
-
-
-def _padded(size: int) -> int:
-    return -(-size // STRIDE) * STRIDE
+    @property
+    def height(self) -> int:
+        return self.grid.height
 
 
 class Codec:
     """A frozen model loaded on one device, for repeated encode/decode calls.
 
     Thread-safe: the model is read-only and every call builds its own tensors.
+    ``max_pixels`` (None: no limit) refuses larger images before allocating anything.
     """
 
-    def __init__(self, weights: str | os.PathLike | FrozenModel | None = None, device: str = "cpu"):
+    def __init__(self, weights: str | os.PathLike | FrozenModel | None = None, device: str = "cpu",
+                 max_pixels: int | None = MAX_PIXELS):
         if device.startswith("cuda") and not torch.cuda.is_available():
             raise CodecError("--device cuda requested but CUDA is not available")
         if device not in ("cpu",) and not device.startswith("cuda"):
@@ -101,11 +108,16 @@ class Codec:
         model = weights if isinstance(weights, FrozenModel) else load_weights(weights)
         self.model = model.to(device)
         self.device = torch.device(device)
+        self.max_pixels = max_pixels
         self._medians = self.model.z_medians.view(1, -1, 1, 1)
+
+    def _check_pixels(self, width: int, height: int) -> None:
+        if self.max_pixels is not None and width * height > self.max_pixels:
+            raise CodecError(f"image of {width}x{height} pixels exceeds the limit of {self.max_pixels}")
 
     # -- the step both directions share ---------------------------------------------------------
     def _hyper_step(self, z_sym: torch.Tensor) -> tuple[torch.Tensor, np.ndarray]:
-        """z symbols → (mean of y', y-table indexes as numpy)."""
+        """One tile's z symbols → (mean of y', y-table indexes as numpy)."""
         mean, index = probability_path(self.model.h_s, z_sym.float() + self._medians)
         return mean, index[0].cpu().numpy()
 
@@ -113,141 +125,239 @@ class Codec:
         return torch.tensor([quality / 100 * (self.model.config.levels - 1)], device=self.device)
 
     # -- encode -----------------------------------------------------------------------------------
-    def _pixels(self, image, strip: bool = False) -> tuple[images.SourceImage | None, torch.Tensor]:
-        """Any input → (mode/alpha/metadata, or None for tensors; pixels (1, 3, H, W) in 0..1 on the device)."""
+    def _source(self, image, strip: bool = False):
+        """Any input → (mode/alpha/metadata, or None for tensors; pixels: uint8 HWC array or tensor)."""
         if isinstance(image, torch.Tensor):
-            _check_pixels(image.shape[-1], image.shape[-2])
+            self._check_pixels(image.shape[-1], image.shape[-2])
             return None, _tensor_pixels(image).to(self.device)
         src = images.prepare(image, strip=strip)
-        _check_pixels(src.rgb.shape[1], src.rgb.shape[0])
-        x = torch.from_numpy(np.array(src.rgb, copy=True)).to(self.device).permute(2, 0, 1)[None]
-        return src, x.float().div_(255)
+        self._check_pixels(src.rgb.shape[1], src.rgb.shape[0])
+        return src, src.rgb
 
-    def _analysis(self, x: torch.Tensor) -> torch.Tensor:
-        h, w = x.shape[-2:]
-        _check_pixels(w, h)
-        x = F.pad(x, (0, _padded(w) - w, 0, _padded(h) - h), mode="replicate")
-        return self.model.g_a(x)
+    def _window(self, pixels, win: Box) -> torch.Tensor:
+        """Pixels of ``win`` as (1, 3, h, w) floats, edge-replicated beyond the image."""
+        if isinstance(pixels, np.ndarray):
+            height, width = pixels.shape[:2]
+            part = np.array(pixels[win.y0 : min(win.y1, height), win.x0 : min(win.x1, width)])
+            x = torch.from_numpy(part).to(self.device).permute(2, 0, 1)[None].float().div_(255)
+        else:
+            height, width = pixels.shape[-2:]
+            x = pixels[..., win.y0 : min(win.y1, height), win.x0 : min(win.x1, width)]
+        pad = (0, win.x1 - min(win.x1, width), 0, win.y1 - min(win.y1, height))
+        return F.pad(x, pad, mode="replicate") if any(pad) else x
 
-    def _quantise(self, y0: torch.Tensor, quality: float, width: int, height: int) -> Latents:
+    def _analysis(self, pixels, grid: TileGrid) -> torch.Tensor:
+        """g_a tile by tile over halo windows → y of the whole (padded) image."""
+        full = grid.padded_box.scaled(LATENT)
+        y = torch.empty(1, self.model.config.M, full.y1, full.x1, device=self.device)
+        for i in range(len(grid)):
+            win, box = grid.analysis_window(i), grid.box(i)
+            part = self.model.g_a(self._window(pixels, win))
+            oy, ox = (box.y0 - win.y0) // LATENT, (box.x0 - win.x0) // LATENT
+            b = box.scaled(LATENT)
+            y[..., b.y0 : b.y1, b.x0 : b.x1] = part[..., oy : oy + b.y1 - b.y0, ox : ox + b.x1 - b.x0]
+        return y
+
+    def _quantise(self, y0: torch.Tensor, quality: float, grid: TileGrid) -> Latents:
         y = y0 * self.model.gains.gain(self._level(quality))
-        z = self.model.h_a(y)
-        z_sym = torch.round(z - self._medians)
-        mean, index = self._hyper_step(z_sym)
-        y_sym = torch.round(y - mean)
-        return Latents(z_sym[0].to(torch.int32).cpu().numpy(), y_sym[0].to(torch.int32).cpu().numpy(),
-                       index, mean, quality, width, height)
+        z_sym = torch.round(self.model.h_a(y) - self._medians)
+        tiles = []
+        for i in range(len(grid)):
+            zb, yb = grid.box(i).scaled(STRIDE), grid.box(i).scaled(LATENT)
+            z_t = z_sym[..., zb.y0 : zb.y1, zb.x0 : zb.x1]
+            mean, index = self._hyper_step(z_t)
+            y_t = torch.round(y[..., yb.y0 : yb.y1, yb.x0 : yb.x1] - mean)
+            tiles.append(TileLatents(z_t[0].to(torch.int32).cpu().numpy(),
+                                     y_t[0].to(torch.int32).cpu().numpy(), index, mean))
+        return Latents(tiles, grid, quality)
 
     # -- stages, public for profiling and research; encode/decode are built from them -------------
     @torch.inference_mode()
-    def to_latents(self, image, quality: float = DEFAULT_QUALITY) -> Latents:
+    def to_latents(self, image, quality: float = DEFAULT_QUALITY, tile: int | None = DEFAULT_TILE) -> Latents:
         """Transform stage of encoding: image → quantised latents (analysis + probability path)."""
-        _, x = self._pixels(image)
-        h, w = x.shape[-2:]
-        return self._quantise(self._analysis(x), float(quality), w, h)
+        _, pixels = self._source(image)
+        height, width = pixels.shape[:2] if isinstance(pixels, np.ndarray) else pixels.shape[-2:]
+        grid = TileGrid.for_image(width, height, tile)
+        return self._quantise(self._analysis(pixels, grid), float(quality), grid)
 
-    def entropy_encode(self, lat: Latents) -> tuple[bytes, bytes]:
-        """Entropy-coding stage: latents → (z stream, y stream)."""
-        z_stream = encode_symbols(lat.z, self._z_groups(lat.z.shape), self.model.z_tables)
-        return z_stream, encode_symbols(lat.y, lat.y_index, self.model.y_tables)
-
-    @torch.inference_mode()
-    def entropy_decode(self, data) -> Latents:
-        """Container + entropy-decoding stage: .lic bytes → latents (probability path included)."""
-        return self._entropy_decode(container.unpack(_read_bytes(data)))
-
-    def _synthesis(self, lat: Latents) -> torch.Tensor:
-        y_hat = torch.from_numpy(lat.y).to(self.device)[None].float() + lat.y_mean
-        x = self.model.g_s(y_hat * self.model.gains.inv_gain(self._level(lat.quality)))
-        return x[0, :, : lat.height, : lat.width].clamp(0, 1).mul(255).round().to(torch.uint8)
+    def entropy_encode(self, lat: Latents) -> list[tuple[bytes, bytes]]:
+        """Entropy-coding stage: latents → one (z stream, y stream) per tile."""
+        return [(encode_symbols(t.z, _z_groups(t.z.shape), self.model.z_tables),
+                 encode_symbols(t.y, t.y_index, self.model.y_tables)) for t in lat.tiles]
 
     @torch.inference_mode()
-    def synthesise(self, lat: Latents) -> np.ndarray:
-        """Transform stage of decoding: latents → RGB pixels, uint8 (height, width, 3)."""
-        return self._synthesis(lat).permute(1, 2, 0).cpu().numpy()
+    def entropy_decode(self, data, tiles: list[int] | None = None, partial: bool = False) -> Latents:
+        """Container + entropy-decoding stage: .lic bytes → latents (of ``tiles``; all by default)."""
+        return self._entropy_decode(container.unpack(_read_bytes(data), partial), tiles, partial)[0]
 
-    @staticmethod
-    def _z_groups(shape: tuple[int, ...]) -> np.ndarray:
-        return np.broadcast_to(np.arange(shape[0], dtype=np.int32)[:, None, None], shape)
+    @torch.inference_mode()
+    def synthesise(self, lat: Latents, region: Box | None = None) -> np.ndarray:
+        """Transform stage of decoding: latents → RGB pixels of ``region``, uint8 (h, w, 3)."""
+        return self._synthesis(lat, region).permute(1, 2, 0).cpu().numpy()
 
-    def _pack(self, src: images.SourceImage | None, width: int, height: int, quality: float,
-              z_stream: bytes, y_stream: bytes) -> bytes:
+    def _pack(self, src: images.SourceImage | None, lat: Latents, streams: list[tuple[bytes, bytes]]) -> bytes:
+        grid = lat.grid
         mode = "RGB" if src is None else src.mode
-        header = container.Header(width, height, mode, quality, self.model.name, self.model.sha256)
-        chunks = {container.Z_STREAM: z_stream, container.Y_STREAM: y_stream}
-        if src is None:
-            return container.pack(container.LicFile(header, chunks))
-        if src.alpha is not None:
-            chunks[container.ALPHA] = images.pack_alpha(src.alpha)
-        meta = src.metadata
-        for kind, value in ((container.ICC, meta.icc_profile), (container.EXIF, meta.exif),
-                            (container.XMP, meta.xmp)):
-            if value:
-                chunks[kind] = value
-        return container.pack(container.LicFile(header, chunks))
+        header = container.Header(grid.width, grid.height, mode, lat.quality, self.model.name, self.model.sha256)
+        chunks = {}
+        if src is not None:
+            if src.alpha is not None:
+                chunks[container.ALPHA] = images.pack_alpha(src.alpha)
+            meta = src.metadata
+            for kind, value in ((container.ICC, meta.icc_profile), (container.EXIF, meta.exif),
+                                (container.XMP, meta.xmp)):
+                if value:
+                    chunks[kind] = value
+        tile_size = None if grid.single else (grid.tile_w, grid.tile_h)
+        return container.pack(container.LicFile(header, chunks, streams, tile_size))
 
     @torch.inference_mode()
     def encode(self, image, quality: float = DEFAULT_QUALITY, *, target_bpp: float | None = None,
-               target_size: int | None = None, strip: bool = False) -> bytes:
+               target_size: int | None = None, strip: bool = False, tile: int | None = DEFAULT_TILE) -> bytes:
         """Encode an image → .lic bytes.
 
         ``image``: a PIL image, a uint8 array (H, W[, C]), a path, encoded image bytes, or a
         torch tensor (3, H, W) / (1, 3, H, W), uint8 or float in 0..1, on any device.
+        ``tile``: tile side in pixels (a multiple of 64); None codes the image as one tile.
         """
         try:
             quality = float(quality)
         except (TypeError, ValueError):
             raise CodecError(f"quality must be a number, got {quality!r}") from None
-        opts = EncodeOptions(quality, target_bpp, target_size, strip)
-        src, x = self._pixels(image, opts.strip)
-        h, w = x.shape[-2:]
-        y0 = self._analysis(x)
+        opts = EncodeOptions(quality, target_bpp, target_size, strip, tile)
+        src, pixels = self._source(image, opts.strip)
+        height, width = pixels.shape[:2] if isinstance(pixels, np.ndarray) else pixels.shape[-2:]
+        grid = TileGrid.for_image(width, height, opts.tile)
+        y0 = self._analysis(pixels, grid)
 
         def at(q: float) -> bytes:
             q = round(q, 2)  # the header stores hundredths; the decoder must see the same level
-            return self._pack(src, w, h, q, *self.entropy_encode(self._quantise(y0, q, w, h)))
+            lat = self._quantise(y0, q, grid)
+            return self._pack(src, lat, self.entropy_encode(lat))
 
         if opts.target_bpp is None and opts.target_size is None:
             return at(opts.quality)
-        budget = opts.target_size if opts.target_size is not None else int(opts.target_bpp * w * h / 8)
+        budget = opts.target_size if opts.target_size is not None else int(opts.target_bpp * width * height / 8)
         return _bisect_quality(at, budget)
 
     # -- decode -----------------------------------------------------------------------------------
-    def _entropy_decode(self, parsed: container.LicFile) -> Latents:
+    def _grid(self, parsed: container.LicFile) -> TileGrid:
+        h = parsed.header
+        if parsed.tile_size is None:
+            return TileGrid.for_image(h.width, h.height, None)
+        return TileGrid(h.width, h.height, *parsed.tile_size)
+
+    def _decode_tile(self, streams: tuple[bytes, bytes], box: Box) -> TileLatents:
+        zb, yb = box.scaled(STRIDE), box.scaled(LATENT)
+        z_shape = (self.model.config.N, zb.y1 - zb.y0, zb.x1 - zb.x0)
+        z = decode_symbols(streams[0], _z_groups(z_shape), self.model.z_tables)
+        mean, index = self._hyper_step(torch.from_numpy(z).to(self.device)[None])
+        if index.shape != (self.model.config.M, yb.y1 - yb.y0, yb.x1 - yb.x0):
+            raise CorruptFileError("latent shape does not match the header")
+        return TileLatents(z, decode_symbols(streams[1], index, self.model.y_tables), index, mean)
+
+    def _entropy_decode(self, parsed: container.LicFile, wanted: list[int] | None,
+                        partial: bool) -> tuple[Latents, list[int]]:
+        """Streams → latents of the ``wanted`` tiles, and the tiles found damaged (``partial``)."""
         h = parsed.header
         if h.weights_sha256 != self.model.sha256:
             raise WeightsMismatchError(
                 f"file was made with other weights ({h.model_name}, {h.weights_sha256.hex()[:12]}); "
                 f"loaded {self.model.name} ({self.model.sha256.hex()[:12]})")
-        _check_pixels(h.width, h.height)
-        N, M = self.model.config.N, self.model.config.M
-        ph, pw = _padded(h.height), _padded(h.width)
-        z_shape = (N, ph // STRIDE, pw // STRIDE)
-        z = decode_symbols(parsed.chunks[container.Z_STREAM], self._z_groups(z_shape), self.model.z_tables)
-        mean, index = self._hyper_step(torch.from_numpy(z).to(self.device)[None])
-        if index.shape != (M, ph // 16, pw // 16):
-            raise CorruptFileError("latent shape does not match the header")
-        y = decode_symbols(parsed.chunks[container.Y_STREAM], index, self.model.y_tables)
-        return Latents(z, y, index, mean, h.quality, h.width, h.height)
+        self._check_pixels(h.width, h.height)
+        grid = self._grid(parsed)
+        tiles: list[TileLatents | None] = [None] * len(grid)
+        damaged = []
+        for i in range(len(grid)) if wanted is None else wanted:
+            try:
+                if parsed.tiles[i] is None:
+                    raise CorruptFileError("damaged chunk")
+                tiles[i] = self._decode_tile(parsed.tiles[i], grid.box(i))
+            except CorruptFileError as exc:
+                if not partial:
+                    raise exc if grid.single else CorruptFileError(_where(grid, i) + f": {exc}") from None
+                damaged.append(i)
+        return Latents(tiles, grid, h.quality), damaged
+
+    def _synthesis(self, lat: Latents, region: Box | None = None) -> torch.Tensor:
+        """g_s tile by tile over halo windows → uint8 (3, h, w) of ``region`` (default: all)."""
+        grid = lat.grid
+        region = region or Box(0, 0, grid.width, grid.height)
+        full = grid.padded_box.scaled(LATENT)
+        y_hat = torch.zeros(1, self.model.config.M, full.y1, full.x1, device=self.device)
+        for box, t in ((grid.box(i).scaled(LATENT), t) for i, t in enumerate(lat.tiles) if t is not None):
+            y_hat[..., box.y0 : box.y1, box.x0 : box.x1] = torch.from_numpy(t.y).to(self.device)[None] + t.y_mean
+        y_hat *= self.model.gains.inv_gain(self._level(lat.quality))
+        out = torch.full((3, region.y1 - region.y0, region.x1 - region.x0), 128, dtype=torch.uint8,
+                         device=self.device)  # damaged tiles stay mid-gray
+        for i in grid.covering(region):
+            if lat.tiles[i] is None:
+                continue
+            win, box = grid.synthesis_window(i), grid.box(i)
+            x = self.model.g_s(y_hat[..., win.y0 : win.y1, win.x0 : win.x1])
+            x = x[0, :, box.y0 - win.y0 * LATENT : box.y1 - win.y0 * LATENT,
+                  box.x0 - win.x0 * LATENT : box.x1 - win.x0 * LATENT]
+            y0, y1 = max(box.y0, region.y0), min(box.y1, region.y1)
+            x0, x1 = max(box.x0, region.x0), min(box.x1, region.x1)
+            out[:, y0 - region.y0 : y1 - region.y0, x0 - region.x0 : x1 - region.x0] = (
+                x[:, y0 - box.y0 : y1 - box.y0, x0 - box.x0 : x1 - box.x0].clamp(0, 1).mul(255).round())
+        return out
 
     @torch.inference_mode()
-    def decode(self, data) -> Image.Image:
-        """.lic bytes (or a path) → PIL image in the source's mode, with its metadata."""
-        parsed = container.unpack(_read_bytes(data))
+    def decode(self, data, *, crop: tuple[int, int, int, int] | None = None, partial: bool = False) -> Image.Image:
+        """.lic bytes (or a path) → PIL image in the source's mode, with its metadata.
+
+        ``crop=(x, y, w, h)`` decodes only the tiles that region needs.  ``partial``: damaged
+        tiles are painted mid-gray and reported with a :class:`DamagedTilesWarning` instead
+        of failing the whole image.
+        """
+        parsed = container.unpack(_read_bytes(data), partial=partial)
         h = parsed.header
-        rgb = self.synthesise(self._entropy_decode(parsed))
+        region = _crop_box(crop, h.width, h.height)
+        grid = self._grid(parsed)
+        wanted = None if crop is None else grid.context(grid.covering(region))
+        lat, damaged = self._entropy_decode(parsed, wanted, partial)
+        if damaged:
+            where = ", ".join(_where(grid, i) for i in damaged)
+            warnings.warn(f"{len(damaged)} damaged tile(s) painted gray: {where}", DamagedTilesWarning,
+                          stacklevel=2)
+        rgb = self._synthesis(lat, region).permute(1, 2, 0).cpu().numpy()
         alpha = None
         if h.mode in ("LA", "RGBA"):
-            alpha = images.unpack_alpha(parsed.chunks[container.ALPHA], h.width, h.height)
+            if container.ALPHA in parsed.chunks:
+                alpha = images.unpack_alpha(parsed.chunks[container.ALPHA], h.width, h.height)
+                alpha = alpha[region.y0 : region.y1, region.x0 : region.x1]
+            else:  # lost with the rest of a broken partial file
+                alpha = np.full(rgb.shape[:2], 255, dtype=np.uint8)
         ch = parsed.chunks
         meta = images.Metadata(ch.get(container.ICC), ch.get(container.EXIF), ch.get(container.XMP))
-        return images.finish(rgb, h.mode, alpha, meta)
-
+        return images.finish(np.ascontiguousarray(rgb), h.mode, alpha, meta)
 
     @torch.inference_mode()
     def decode_tensor(self, data) -> torch.Tensor:
         """.lic bytes → RGB float tensor (3, H, W) in 0..1 on this codec's device (no alpha)."""
         return self._synthesis(self.entropy_decode(data)).float().div_(255)
+
+
+def _z_groups(shape: tuple[int, ...]) -> np.ndarray:
+    return np.broadcast_to(np.arange(shape[0], dtype=np.int32)[:, None, None], shape)
+
+
+def _where(grid: TileGrid, index: int) -> str:
+    r, c = divmod(index, grid.cols)
+    return f"tile {index} (row {r}, column {c})"
+
+
+def _crop_box(crop, width: int, height: int) -> Box:
+    if crop is None:
+        return Box(0, 0, width, height)
+    try:
+        x, y, w, h = (int(v) for v in crop)
+    except (TypeError, ValueError):
+        raise CodecError(f"crop must be four integers x, y, width, height; got {crop!r}") from None
+    if w < 1 or h < 1 or x < 0 or y < 0 or x + w > width or y + h > height:
+        raise CodecError(f"crop {x},{y},{w},{h} is not inside the {width}x{height} image")
+    return Box(x, y, x + w, y + h)
 
 
 def _tensor_pixels(t: torch.Tensor) -> torch.Tensor:

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from .errors import CorruptFileError
 
 SIGNATURE = b"\x89LIC\r\n\x1a\n"
-FORMAT_MAJOR, FORMAT_MINOR = 1, 0
+FORMAT_MAJOR, FORMAT_MINOR = 1, 1  # 1.1 added tiles (TGRD + TILE); 1.0 files stay valid
 MODES = ("L", "LA", "RGB", "RGBA")  # source mode code → Pillow mode
 PROFILES = ("float",)  # determinism profile code → name
 _FIXED = struct.Struct("<IIBBH32sB")  # width, height, mode, profile, quality×100, sha256, name length
@@ -24,6 +24,10 @@ MAX_SIDE = 1 << 20
 # Chunk types.  Upper-case first letter: critical (a reader that does not know it must refuse);
 # lower-case: ancillary (may be skipped).
 Z_STREAM, Y_STREAM, ICC, EXIF, XMP, ALPHA, END = b"ZLAT", b"YLAT", b"iCCP", b"eXIf", b"xMPd", b"ALPH", b"IEND"
+TILE_GRID, TILE = b"TGRD", b"TILE"  # tile size; one TILE per tile, in raster order
+_CRITICAL = (Z_STREAM, Y_STREAM, ALPHA, TILE_GRID, TILE)
+_GRID = struct.Struct("<II")  # tile width, tile height (pixels)
+_TILE_HEAD = struct.Struct("<I")  # length of the z stream; the y stream is the rest
 
 
 @dataclass(frozen=True)
@@ -50,8 +54,17 @@ class Header:
 
 @dataclass
 class LicFile:
+    """A parsed file: the header, the unique chunks by type, and the tiles' (z, y) streams.
+
+    A file holds either one ZLAT + YLAT pair (the whole image as one tile, as in 1.0)
+    or a TGRD chunk and one TILE chunk per tile.  ``tiles`` is filled from either; in
+    a partial parse a damaged tile is ``None``.
+    """
+
     header: Header
     chunks: dict[bytes, bytes] = field(default_factory=dict)
+    tiles: list[tuple[bytes, bytes] | None] = field(default_factory=list)
+    tile_size: tuple[int, int] | None = None  # (width, height) in pixels; None: one whole-image tile
 
 
 def _crc(*parts: bytes) -> int:
@@ -74,14 +87,26 @@ def _pack_header(h: Header) -> bytes:
     return lead + body + struct.pack("<I", _crc(lead, body))
 
 
+def _chunk(kind: bytes, payload: bytes) -> list[bytes]:
+    return [_CHUNK_HEAD.pack(kind, len(payload)), payload, struct.pack("<I", _crc(kind, payload))]
+
+
 def pack(f: LicFile) -> bytes:
-    """Serialise a file: header, chunks in the given order, then IEND."""
+    """Serialise a file: header, streams (ZLAT + YLAT, or TGRD + TILEs), other chunks, IEND."""
     out = [_pack_header(f.header)]
+    if f.tile_size is None:
+        if len(f.tiles) != 1:
+            raise ValueError("a file without a tile grid holds exactly one tile")
+        out += _chunk(Z_STREAM, f.tiles[0][0]) + _chunk(Y_STREAM, f.tiles[0][1])
+    else:
+        out += _chunk(TILE_GRID, _GRID.pack(*f.tile_size))
+        for z, y in f.tiles:
+            out += _chunk(TILE, _TILE_HEAD.pack(len(z)) + z + y)
     for kind, payload in f.chunks.items():
-        if len(kind) != 4 or kind == END:
+        if len(kind) != 4 or kind in (END, Z_STREAM, Y_STREAM, TILE_GRID, TILE):
             raise ValueError(f"bad chunk type {kind!r}")
-        out += [_CHUNK_HEAD.pack(kind, len(payload)), payload, struct.pack("<I", _crc(kind, payload))]
-    out += [_CHUNK_HEAD.pack(END, 0), struct.pack("<I", _crc(END))]
+        out += _chunk(kind, payload)
+    out += _chunk(END, b"")
     return b"".join(out)
 
 
@@ -128,38 +153,92 @@ def read_header_from(fp) -> tuple[Header, int]:
     return _unpack_header(lead)
 
 
-def unpack(data: bytes) -> LicFile:
-    """Parse a whole file, checking every CRC; unknown critical chunks are refused."""
+def unpack(data: bytes, partial: bool = False) -> LicFile:
+    """Parse a whole file, checking every CRC; unknown critical chunks are refused.
+
+    ``partial``: a TILE chunk with a bad CRC becomes ``None`` instead of an error, and
+    if the chunk structure breaks, the tiles not reached are ``None`` (the decoder
+    knows how many to expect from the grid).
+    """
     data = bytes(data)
     header, pos = _unpack_header(data)
     chunks: dict[bytes, bytes] = {}
+    tiles: list[tuple[bytes, bytes] | None] = []
+    broken: CorruptFileError | None = None
     while True:
-        if pos + _CHUNK_HEAD.size > len(data):
-            raise CorruptFileError("truncated .lic file (missing chunks or IEND)")
-        kind, length = _CHUNK_HEAD.unpack_from(data, pos)
-        start = pos + _CHUNK_HEAD.size
-        if length > len(data) - start - 4:
-            raise CorruptFileError(f"truncated .lic file (chunk {kind!r} claims {length} bytes)")
-        payload = data[start : start + length]
-        (crc,) = struct.unpack_from("<I", data, start + length)
-        if crc != _crc(kind, payload):
-            raise CorruptFileError(f"corrupt .lic file (CRC mismatch in chunk {kind.decode('latin-1')!r})")
-        pos = start + length + 4
+        try:
+            kind, payload, pos = _next_chunk(data, pos, tolerate_crc=partial)
+        except CorruptFileError as exc:
+            if not (partial and TILE_GRID in chunks):
+                raise
+            broken = exc
+            break
         if kind == END:
             break
+        if kind == TILE:
+            tiles.append(None if payload is None else _split_tile(payload, len(tiles), partial))
+            continue
+        if payload is None:  # a bad CRC outside the tiles is fatal even in a partial parse
+            raise CorruptFileError(f"corrupt .lic file (CRC mismatch in chunk {kind.decode('latin-1')!r})")
         if kind in chunks:
             raise CorruptFileError(f"corrupt .lic file (duplicate chunk {kind!r})")
-        if not kind[:1].islower() and kind not in (Z_STREAM, Y_STREAM, ALPHA):
+        if not kind[:1].islower() and kind not in _CRITICAL:
             raise CorruptFileError(f"unsupported critical chunk {kind!r}")
         chunks[kind] = payload
-    if pos != len(data):
+    if broken is None and pos != len(data):
         raise CorruptFileError("corrupt .lic file (data after IEND)")
-    for need in (Z_STREAM, Y_STREAM):
-        if need not in chunks:
-            raise CorruptFileError(f"corrupt .lic file (missing chunk {need.decode()})")
-    if header.mode in ("LA", "RGBA") and ALPHA not in chunks:
+    return _assemble(header, chunks, tiles, broken)
+
+
+def _next_chunk(data: bytes, pos: int, tolerate_crc: bool) -> tuple[bytes, bytes | None, int]:
+    if pos + _CHUNK_HEAD.size > len(data):
+        raise CorruptFileError("truncated .lic file (missing chunks or IEND)")
+    kind, length = _CHUNK_HEAD.unpack_from(data, pos)
+    start = pos + _CHUNK_HEAD.size
+    if length > len(data) - start - 4:
+        raise CorruptFileError(f"truncated .lic file (chunk {kind!r} claims {length} bytes)")
+    payload = data[start : start + length]
+    (crc,) = struct.unpack_from("<I", data, start + length)
+    if crc != _crc(kind, payload):
+        if not (tolerate_crc and kind == TILE):
+            raise CorruptFileError(f"corrupt .lic file (CRC mismatch in chunk {kind.decode('latin-1')!r})")
+        payload = None
+    return kind, payload, start + length + 4
+
+
+def _split_tile(payload: bytes, index: int, partial: bool) -> tuple[bytes, bytes] | None:
+    if len(payload) < _TILE_HEAD.size or _TILE_HEAD.unpack_from(payload)[0] > len(payload) - _TILE_HEAD.size:
+        if partial:
+            return None
+        raise CorruptFileError(f"corrupt .lic file (tile {index}: bad stream lengths)")
+    (z_len,) = _TILE_HEAD.unpack_from(payload)
+    z_end = _TILE_HEAD.size + z_len
+    return payload[_TILE_HEAD.size : z_end], payload[z_end:]
+
+
+def _assemble(header: Header, chunks: dict, tiles: list, broken: CorruptFileError | None) -> LicFile:
+    grid = chunks.pop(TILE_GRID, None)
+    if grid is None:
+        if tiles:
+            raise CorruptFileError("corrupt .lic file (TILE chunks without a TGRD grid)")
+        for need in (Z_STREAM, Y_STREAM):
+            if need not in chunks:
+                raise CorruptFileError(f"corrupt .lic file (missing chunk {need.decode()})")
+        tiles, tile_size = [(chunks.pop(Z_STREAM), chunks.pop(Y_STREAM))], None
+    else:
+        if Z_STREAM in chunks or Y_STREAM in chunks or len(grid) != _GRID.size:
+            raise CorruptFileError("corrupt .lic file (bad tile grid)")
+        tile_size = _GRID.unpack(grid)
+        if min(tile_size) < 64 or any(t % 64 for t in tile_size) or max(tile_size) > MAX_SIDE:
+            raise CorruptFileError(f"corrupt .lic file (tile size {tile_size})")
+        expected = (-(-header.width // tile_size[0])) * (-(-header.height // tile_size[1]))
+        if broken is not None:
+            tiles = tiles[:expected] + [None] * max(0, expected - len(tiles))
+        if len(tiles) != expected:
+            raise CorruptFileError(f"corrupt .lic file ({len(tiles)} tiles, the grid has {expected})")
+    if header.mode in ("LA", "RGBA") and ALPHA not in chunks and broken is None:
         raise CorruptFileError("corrupt .lic file (missing alpha chunk)")
-    return LicFile(header, chunks)
+    return LicFile(header, chunks, tiles, tile_size)
 
 
 def sha256_file(path) -> bytes:
@@ -190,5 +269,6 @@ def read_chunk_table(fp) -> tuple[Header, dict[bytes, tuple[int, int]]]:
             raise CorruptFileError(f"truncated .lic file (chunk {kind!r} claims {length} bytes)")
         if kind == END:
             return header, table
-        table[kind] = (start + pos + _CHUNK_HEAD.size, length)
+        if kind != TILE:
+            table[kind] = (start + pos + _CHUNK_HEAD.size, length)
         pos += _CHUNK_HEAD.size + length + 4

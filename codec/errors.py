@@ -16,3 +16,7 @@ class WeightsMismatchError(CodecError):
 
 class WeightsError(CodecError):
     """The weights file is missing, corrupt, or does not match its recorded hash."""
+
+
+class DamagedTilesWarning(UserWarning):
+    """A partial decode met damaged tiles and painted them gray (the message lists them)."""

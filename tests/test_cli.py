@@ -124,3 +124,56 @@ def test_verbose_reports_psnr_and_jpeg(tmp_path, small_png):
     res = lic("encode", small_png, "-o", tmp_path / "v.lic", "-v", "--json")
     row = json.loads(res.stdout)
     assert row["psnr"] > 20 and "jpeg_psnr" in row and row["jpeg_bytes"] <= row["bytes"]
+
+
+def test_ctrl_c_leaves_no_partial_outputs(tmp_path, small_png, monkeypatch, capsys):
+    """Interrupted mid-write (the worst moment): exit 130, no output file, no temporary file."""
+    import cli.io
+
+    out = tmp_path / "out"
+    out.mkdir()
+    real_replace = os.replace
+    calls = []
+
+    def interrupted_replace(src, dst):
+        calls.append(dst)
+        if len(calls) == 2:  # the second output, after its bytes hit the disk
+            raise KeyboardInterrupt
+        real_replace(src, dst)
+
+    monkeypatch.setattr(cli.io.os, "replace", interrupted_replace)
+    second = tmp_path / "second.png"
+    second.write_bytes(small_png.read_bytes())
+    assert main(["encode", str(small_png), str(second), "-o", str(out)]) == 130
+    assert sorted(p.name for p in out.iterdir()) == ["small.lic"]  # complete, and nothing else
+    assert "interrupted" in capsys.readouterr().err
+
+
+def test_tiles_crop_partial_and_pixel_limit_from_the_command_line(tmp_path, capsys):
+    from codec import container
+
+    src = tmp_path / "photo.png"
+    Image.open(SAMPLE).convert("RGB").save(src)
+    enc = tmp_path / "photo.lic"
+    assert main(["encode", str(src), "-o", str(enc), "--tile", "128", "-q", "30", "--quiet"]) == 0
+    assert len(container.unpack(enc.read_bytes()).tiles) == 6
+    crop = tmp_path / "crop.png"
+    assert main(["decode", str(enc), "-o", str(crop), "--crop", "100,50,64,32", "--quiet"]) == 0
+    assert Image.open(crop).size == (64, 32)
+    data = bytearray(enc.read_bytes())
+    data[data.index(container.TILE) + 30] ^= 0xFF  # damage tile 0
+    bad = tmp_path / "bad.lic"
+    bad.write_bytes(bytes(data))
+    capsys.readouterr()
+    assert main(["decode", str(bad), "-o", str(tmp_path / "bad.png")]) == 1
+    assert not (tmp_path / "bad.png").exists()
+    assert main(["decode", str(bad), "-o", str(tmp_path / "part.png"), "--partial"]) == 0
+    assert "tile 0 (row 0, column 0)" in capsys.readouterr().err
+    assert Image.open(tmp_path / "part.png").size == (384, 256)
+    assert main(["decode", str(enc), "-o", str(tmp_path / "big.png"), "--max-pixels", "1000"]) == 1
+    assert "exceeds the limit of 1000" in capsys.readouterr().err
+    for bad_args in (["--tile", "100"], ["--crop", "1,2,3"]):
+        cmd = "encode" if bad_args[0] == "--tile" else "decode"
+        with pytest.raises(SystemExit) as exc:
+            main([cmd, str(src if cmd == "encode" else enc), *bad_args])
+        assert exc.value.code == 2

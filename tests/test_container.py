@@ -14,23 +14,32 @@ from codec.errors import CorruptFileError
 def _file(**kw) -> container.LicFile:
     header = container.Header(kw.get("w", 17), kw.get("h", 33), kw.get("mode", "RGBA"), 62.5,
                               "lic-test", bytes(range(32)))
-    chunks = {container.Z_STREAM: b"zz" * 5, container.Y_STREAM: b"y" * 100,
-              container.ALPHA: b"alpha", container.ICC: b"icc-profile"}
-    return container.LicFile(header, chunks)
+    chunks = {container.ALPHA: b"alpha", container.ICC: b"icc-profile"}
+    if kw.get("tiles"):
+        return container.LicFile(header, chunks, [(b"z%d" % i, b"y" * i) for i in range(kw["tiles"])], (64, 64))
+    return container.LicFile(header, chunks, [(b"zz" * 5, b"y" * 100)])
 
 
 def test_round_trip_preserves_header_and_chunks():
     f = _file()
     back = container.unpack(container.pack(f))
     assert back.header == f.header
-    assert back.chunks == f.chunks
+    assert back.chunks == f.chunks and back.tiles == f.tiles and back.tile_size is None
     assert container.read_header(container.pack(f)) == f.header
+
+
+def test_tiled_round_trip():
+    f = _file(w=130, h=70, tiles=6)  # 3 × 2 tiles of 64 px
+    data = container.pack(f)
+    back = container.unpack(data)
+    assert back.tiles == f.tiles and back.tile_size == (64, 64) and back.chunks == f.chunks
+    assert data.count(container.TILE) == 6 and container.Z_STREAM not in data
 
 
 def test_layout_matches_spec_offsets():
     data = container.pack(_file(w=1000, h=7))
     assert data[:8] == b"\x89LIC\r\n\x1a\n"
-    assert data[8:10] == bytes([1, 0])
+    assert data[8:10] == bytes([1, 1])
     size = struct.unpack_from("<H", data, 10)[0]
     assert struct.unpack_from("<II", data, 12) == (1000, 7)
     assert data[12 + size + 4 : 12 + size + 8] == b"ZLAT"
@@ -72,10 +81,13 @@ def test_trailing_garbage_and_missing_stream_are_refused():
     data = container.pack(_file())
     with pytest.raises(CorruptFileError):
         container.unpack(data + b"x")
-    f = _file()
-    del f.chunks[container.Y_STREAM]
+    f = _file(mode="RGB")
+    f.chunks.clear()
+    data = container.pack(f)
+    y_start = data.index(container.Y_STREAM)
+    without_y = data[:y_start] + data[y_start + 8 + 100 + 4 :]  # drop the YLAT chunk
     with pytest.raises(CorruptFileError, match="YLAT"):
-        container.unpack(container.pack(f))
+        container.unpack(without_y)
 
 
 def test_read_header_does_not_import_torch(tmp_path):

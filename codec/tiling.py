@@ -1,0 +1,113 @@
+"""Tile geometry: which pixels and latents each tile owns, and the context windows around them.
+
+An image is coded as a grid of tiles (raster order), each with its own z and y
+streams and its own probability path, so a tile decodes from its chunk alone.
+The transforms are run per tile too, but over a *window* that adds a halo of
+context from the neighbours, then cropped to the tile:
+
+    analysis:  pixels of tile ± ANALYSIS_HALO px     ─g_a─▶ crop ─▶ the tile's y
+    synthesis: ŷ of tile ± SYNTHESIS_HALO latents    ─g_s─▶ crop ─▶ the tile's pixels
+
+g_a and g_s are four 5×5 stride-2 layers (GDN acts per position), so a latent
+sees ±30 px and a pixel ±2 latents: with these halos the tiled transforms match
+the whole-image ones and there are no seams; only the hyperprior, which sees one
+tile, costs a little rate at tile borders.  Memory depends on the tile size,
+not the image size (the latents of the whole image, ~2 bytes per pixel, aside).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+STRIDE = 64  # total downsampling of z: tile sides and padded images are multiples of it
+LATENT = 16  # downsampling of y
+ANALYSIS_HALO = 32  # pixels (a multiple of LATENT keeps the stride phase of the whole image)
+SYNTHESIS_HALO = 2  # latents
+DEFAULT_TILE = 1024
+
+
+def padded(size: int) -> int:
+    return -(-size // STRIDE) * STRIDE
+
+
+@dataclass(frozen=True)
+class Box:
+    """A half-open rectangle [x0, x1) × [y0, y1)."""
+
+    x0: int
+    y0: int
+    x1: int
+    y1: int
+
+    def scaled(self, factor: int) -> Box:
+        return Box(self.x0 // factor, self.y0 // factor, self.x1 // factor, self.y1 // factor)
+
+    def grown(self, margin: int, limit: Box) -> Box:
+        return Box(max(self.x0 - margin, limit.x0), max(self.y0 - margin, limit.y0),
+                   min(self.x1 + margin, limit.x1), min(self.y1 + margin, limit.y1))
+
+    def intersects(self, other: Box) -> bool:
+        return self.x0 < other.x1 and other.x0 < self.x1 and self.y0 < other.y1 and other.y0 < self.y1
+
+
+@dataclass(frozen=True)
+class TileGrid:
+    """The tiles of a ``width`` × ``height`` image, ``tile`` px square (the last row/column smaller)."""
+
+    width: int
+    height: int
+    tile_w: int
+    tile_h: int
+
+    @classmethod
+    def for_image(cls, width: int, height: int, tile: int | None) -> TileGrid:
+        """``tile`` None or at least the image: one tile (stored as in format 1.0)."""
+        if tile is not None and (tile < STRIDE or tile % STRIDE):
+            raise ValueError(f"tile size must be a positive multiple of {STRIDE}, got {tile}")
+        if tile is None or (tile >= width and tile >= height):
+            return cls(width, height, padded(width), padded(height))
+        return cls(width, height, tile, tile)
+
+    @property
+    def single(self) -> bool:
+        return self.cols == 1 and self.rows == 1
+
+    @property
+    def cols(self) -> int:
+        return -(-self.width // self.tile_w)
+
+    @property
+    def rows(self) -> int:
+        return -(-self.height // self.tile_h)
+
+    def __len__(self) -> int:
+        return self.cols * self.rows
+
+    @property
+    def padded_box(self) -> Box:
+        return Box(0, 0, padded(self.width), padded(self.height))
+
+    def box(self, index: int) -> Box:
+        """Tile ``index``'s pixels in the padded image (all sides multiples of 64)."""
+        r, c = divmod(index, self.cols)
+        limit = self.padded_box
+        return Box(c * self.tile_w, r * self.tile_h,
+                   min((c + 1) * self.tile_w, limit.x1), min((r + 1) * self.tile_h, limit.y1))
+
+    def analysis_window(self, index: int) -> Box:
+        return self.box(index).grown(ANALYSIS_HALO, self.padded_box)
+
+    def synthesis_window(self, index: int) -> Box:
+        """In latent units: the tile's ŷ plus the halo the synthesis needs."""
+        return self.box(index).scaled(LATENT).grown(SYNTHESIS_HALO, self.padded_box.scaled(LATENT))
+
+    def covering(self, region: Box) -> list[int]:
+        """Tiles whose pixels intersect ``region`` (image coordinates)."""
+        return [i for i in range(len(self)) if self.box(i).intersects(region)]
+
+    def context(self, tiles: list[int]) -> list[int]:
+        """``tiles`` plus the neighbours whose latents their synthesis windows reach."""
+        need = set(tiles)
+        for i in tiles:
+            window = self.synthesis_window(i)
+            need.update(j for j in range(len(self)) if self.box(j).scaled(LATENT).intersects(window))
+        return sorted(need)

@@ -1,0 +1,171 @@
+"""Long-running fuzzer for the .lic parser and decoder (not part of the quick suite).
+
+    python tests/fuzz/fuzz_decoder.py --minutes 10 [--seed 0] [--timeout 10] [--memory-gib 3]
+
+Inputs are made from valid seed files (L, LA, RGB, RGBA; several sizes and qualities) by
+byte-level mutations (flip, overwrite, truncate, insert, delete, splice two files) and by
+structure-aware ones whose CRCs are recomputed afterwards, so the damage reaches the
+entropy decoder, the alpha inflater and the header checks instead of stopping at a CRC:
+header fields (size, mode, quality, profile, name length), chunk payloads, chunk order,
+duplicated or dropped chunks.
+
+Every input must end in success or ``codec.CodecError`` within ``--timeout`` seconds and
+under the address-space cap; anything else (another exception, a hang, MemoryError) is
+saved to ``tests/fuzz/crashes/`` and counted.  The exit code is 1 if anything was found.
+"""
+from __future__ import annotations
+
+import argparse
+import collections
+import hashlib
+import random
+import resource
+import signal
+import struct
+import sys
+import time
+import warnings
+import zlib
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent.parent))
+
+import numpy as np  # noqa: E402
+from PIL import Image  # noqa: E402
+
+import codec  # noqa: E402
+from codec.errors import DamagedTilesWarning  # noqa: E402
+
+
+class Hang(Exception):
+    pass
+
+
+def seeds(lic: codec.Codec) -> list[bytes]:
+    photo = Image.open(HERE.parent.parent / "samples" / "boothbay.png").convert("RGB")
+    out = []
+    for (w, h), mode, q in (((96, 64), "RGB", 30), ((33, 17), "L", 80), ((70, 90), "RGBA", 5),
+                            ((130, 65), "LA", 55), ((1, 1), "RGB", 100)):
+        out.append(lic.encode(photo.crop((40, 30, 40 + w, 30 + h)).convert(mode), q))
+    out.append(lic.encode(photo.crop((0, 0, 200, 130)), 40, tile=64))  # 4 × 3 tiles
+    return out
+
+
+def chunks_of(data: bytes) -> tuple[bytes, list[tuple[bytes, bytes]]]:
+    """(header bytes, [(type, payload)]) of a well-formed file."""
+    size = struct.unpack_from("<H", data, 10)[0]
+    pos = 12 + size + 4
+    head, out = data[:pos], []
+    while pos + 8 <= len(data):
+        kind, length = struct.unpack_from("<4sI", data, pos)
+        out.append((kind, data[pos + 8 : pos + 8 + length]))
+        pos += 12 + length
+    return head, out
+
+
+def assemble(head: bytes, chunks: list[tuple[bytes, bytes]]) -> bytes:
+    """Header (CRC recomputed) + chunks (CRCs recomputed): damage that survives the CRCs."""
+    body = head[:-4]
+    out = [body, struct.pack("<I", zlib.crc32(body))]
+    for kind, payload in chunks:
+        out += [struct.pack("<4sI", kind, len(payload)), payload,
+                struct.pack("<I", zlib.crc32(payload, zlib.crc32(kind)))]
+    return b"".join(out)
+
+
+def mutate(rng: random.Random, pool: list[bytes]) -> bytes:
+    data = bytearray(rng.choice(pool))
+    how = rng.randrange(10)
+    if how == 0:
+        for _ in range(rng.randint(1, 8)):
+            data[rng.randrange(len(data))] ^= 1 << rng.randrange(8)
+    elif how == 1:
+        pos = rng.randrange(len(data))
+        data[pos : pos + 4] = rng.randbytes(4)
+    elif how == 2:
+        del data[rng.randrange(len(data)):]
+    elif how == 3:
+        pos = rng.randrange(len(data))
+        data[pos:pos] = rng.randbytes(rng.randint(1, 64))
+    elif how == 4:
+        other = rng.choice(pool)
+        data = data[: rng.randrange(len(data))] + other[rng.randrange(len(other)):]
+    else:
+        head, chunks = chunks_of(bytes(data))
+        head = bytearray(head)
+        if how == 5:  # header fields: width, height, mode, profile, quality, name length
+            off = rng.choice([12, 16, 20, 21, 22, 56])
+            head[off : off + 4] = rng.randbytes(min(4, len(head) - 4 - off))
+        elif how == 6 and chunks:  # damage one chunk payload
+            i = rng.randrange(len(chunks))
+            kind, payload = chunks[i]
+            payload = bytearray(payload or b"\0")
+            for _ in range(rng.randint(1, 6)):
+                payload[rng.randrange(len(payload))] = rng.randrange(256)
+            if rng.random() < 0.3:
+                del payload[rng.randrange(len(payload)):]
+            chunks[i] = (kind, bytes(payload))
+        elif how == 7 and len(chunks) > 1:
+            rng.shuffle(chunks)
+        elif how == 8 and chunks:
+            chunks.insert(rng.randrange(len(chunks) + 1), rng.choice(chunks))
+        elif chunks:
+            del chunks[rng.randrange(len(chunks))]
+        data = assemble(bytes(head), chunks)
+    return bytes(data)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--minutes", type=float, default=10)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--timeout", type=int, default=10, help="seconds allowed per input")
+    p.add_argument("--memory-gib", type=float, default=3, help="address-space cap beyond start-up")
+    args = p.parse_args(argv)
+    lic = codec.Codec()
+    pool = seeds(lic)
+    lic.decode(pool[0])  # warm up before capping memory
+    vm = int(Path("/proc/self/statm").read_text().split()[0]) * resource.getpagesize()
+    cap = vm + int(args.memory_gib * 2**30)
+    resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
+
+    def on_alarm(signum, frame):
+        raise Hang()
+
+    signal.signal(signal.SIGALRM, on_alarm)
+    rng = random.Random(args.seed)
+    outcomes: collections.Counter = collections.Counter()
+    found = 0
+    crashes = HERE / "crashes"
+    end = time.monotonic() + args.minutes * 60
+    while time.monotonic() < end:
+        data = mutate(rng, pool)
+        signal.alarm(args.timeout)
+        partial = rng.random() < 0.3
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", DamagedTilesWarning)
+                image = lic.decode(data, partial=partial)
+            outcomes["decoded"] += 1
+            assert isinstance(image, Image.Image) and np.asarray(image).size
+        except codec.CodecError as exc:
+            outcomes[f"CodecError: {str(exc).split('(')[0].strip()[:50]}"] += 1
+        except (Hang, MemoryError, Exception) as exc:  # everything else is a finding
+            found += 1
+            crashes.mkdir(exist_ok=True)
+            name = crashes / f"{hashlib.sha256(data).hexdigest()[:16]}.lic"
+            name.write_bytes(data)
+            outcomes[f"FOUND {type(exc).__name__}"] += 1
+            print(f"found {type(exc).__name__}: {exc} -> {name}", file=sys.stderr)
+        finally:
+            signal.alarm(0)
+    total = sum(outcomes.values())
+    print(f"{total} inputs in {args.minutes:g} min (seed {args.seed}); {found} findings")
+    for what, n in outcomes.most_common():
+        print(f"{n:8d}  {what}")
+    return 1 if found else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,130 @@
+"""Tiles: seam-free, cheap in rate, region decode, damaged tiles, size guard (small tiles: fast)."""
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+
+import codec
+from codec import container
+from codec.errors import DamagedTilesWarning
+from codec.tiling import Box, TileGrid
+
+from .conftest import psnr
+
+TILE = 128  # the sample photo (384×256) becomes 3 × 2 tiles
+
+
+@pytest.fixture(scope="module")
+def photo(sample_image):
+    return np.asarray(sample_image)
+
+
+@pytest.fixture(scope="module")
+def tiled(lic, photo):
+    return lic.encode(photo, 20, tile=TILE)
+
+
+def test_grid_geometry():
+    grid = TileGrid.for_image(1000, 300, 256)
+    assert (grid.cols, grid.rows, len(grid)) == (4, 2, 8)
+    assert grid.box(3).x1 == 1024 and grid.box(7).y1 == 320  # edge tiles end at the padded size
+    assert TileGrid.for_image(1000, 300, 1024).single
+    assert grid.covering(Box(250, 0, 260, 10)) == [0, 1]
+    assert grid.context([0]) == [0, 1, 4, 5]
+    with pytest.raises(ValueError):
+        TileGrid.for_image(10, 10, 100)
+
+
+def test_small_images_are_one_tile_in_the_1_0_layout(lic, small_image):
+    parsed = container.unpack(lic.encode(small_image, 50))
+    assert parsed.tile_size is None and len(parsed.tiles) == 1
+
+
+def test_tiles_cost_little_rate_and_leave_no_seams(lic, photo, tiled):
+    whole = lic.encode(photo, 20, tile=None)
+    parsed = container.unpack(tiled)
+    assert parsed.tile_size == (TILE, TILE) and len(parsed.tiles) == 6
+    assert len(tiled) < 1.05 * len(whole)  # 128-px tiles are far smaller than the default
+    ours = np.asarray(lic.decode(tiled)).astype(np.float64)
+    reference = np.asarray(lic.decode(whole)).astype(np.float64)
+    # Transforms are exact per tile; only the per-tile hyperprior moves some roundings.
+    assert abs(psnr(ours, photo) - psnr(reference, photo)) < 0.2
+    border = np.zeros(photo.shape[:2], dtype=bool)
+    for edge in (TILE, 2 * TILE):
+        border[:, edge - 4 : edge + 4] = True
+    border[TILE - 4 : TILE + 4, :] = True
+
+    def band_psnr(decoded, where):
+        return 10 * np.log10(255**2 / ((decoded - photo) ** 2)[where].mean())
+
+    # A seam would make the bands along tile edges worse than the same bands decoded whole
+    # (comparing with the interior instead mixes in how hard the content there is).
+    assert band_psnr(ours, border) > band_psnr(reference, border) - 0.3
+
+
+def test_region_decode_reads_only_the_tiles_it_needs(lic, photo, tiled, monkeypatch):
+    full = np.asarray(lic.decode(tiled))
+    decoded = []
+    real = lic._decode_tile
+    monkeypatch.setattr(lic, "_decode_tile", lambda streams, box: decoded.append(box) or real(streams, box))
+    part = lic.decode(tiled, crop=(10, 20, 50, 40))  # inside tile 0
+    assert part.size == (50, 40)
+    assert np.array_equal(np.asarray(part), full[20:60, 10:60])
+    assert len(decoded) == 4  # tile 0 and the three neighbours its synthesis window reaches
+    for crop in [(0, 0, 1, 1), (383, 255, 1, 1), (100, 100, 200, 100)]:
+        x, y, w, h = crop
+        assert np.array_equal(np.asarray(lic.decode(tiled, crop=crop)), full[y : y + h, x : x + w])
+    for bad in [(0, 0, 0, 5), (380, 0, 10, 5), (-1, 0, 5, 5), ("a", 0, 1, 1)]:
+        with pytest.raises(codec.CodecError, match="crop"):
+            lic.decode(tiled, crop=bad)
+
+
+def _damage_tile(data: bytes, index: int) -> bytes:
+    pos = -1
+    for _ in range(index + 1):
+        pos = data.index(container.TILE, pos + 1)
+    buf = bytearray(data)
+    buf[pos + 20] ^= 0xFF
+    return bytes(buf)
+
+
+def test_a_damaged_tile_is_named_and_partial_decodes_the_rest(lic, tiled):
+    bad = _damage_tile(tiled, 4)
+    with pytest.raises(codec.CorruptFileError, match="CRC"):
+        lic.decode(bad)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        image = np.asarray(lic.decode(bad, partial=True))
+    assert any(issubclass(w.category, DamagedTilesWarning) and "tile 4 (row 1, column 1)" in str(w.message)
+               for w in caught)
+    full = np.asarray(lic.decode(tiled))
+    assert (image[128:256, 128:256] == 128).all()  # the damaged tile is gray
+    assert np.array_equal(image[:64, :64], full[:64, :64])  # far from it, untouched
+
+
+def test_bad_stream_in_a_tile_is_reported_by_index(lic, photo):
+    data = lic.encode(photo, 20, tile=TILE)
+    parsed = container.unpack(data)
+    z, y = parsed.tiles[2]
+    parsed.tiles[2] = (z, y[: len(y) // 2])  # valid CRC, broken stream
+    with pytest.raises(codec.CorruptFileError, match=r"tile 2 \(row 0, column 2\)"):
+        lic.decode(container.pack(parsed))
+
+
+def test_tile_count_must_match_the_grid(lic, tiled):
+    parsed = container.unpack(tiled)
+    parsed.tiles.pop()
+    with pytest.raises(codec.CorruptFileError, match="5 tiles, the grid has 6"):
+        container.unpack(container.pack(parsed))
+
+
+def test_size_guard_is_overridable(small_image):
+    strict = codec.Codec(max_pixels=1000)
+    with pytest.raises(codec.CodecError, match="exceeds the limit of 1000"):
+        strict.encode(small_image, 50)
+    data = codec.Codec().encode(small_image, 50)
+    with pytest.raises(codec.CodecError, match="exceeds the limit"):
+        strict.decode(data)
+    assert codec.Codec(max_pixels=None).decode(data).size == small_image.size
