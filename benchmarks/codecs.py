@@ -105,14 +105,15 @@ def _jxl():
 LIC_QUALITIES = (0, 10, 25, 40, 55, 75, 90, 100)
 
 
-def lic_codec(weights=None) -> BenchCodec:
+def lic_codec(weights=None, profile: str = "int") -> BenchCodec:
     """This codec through its public API (shipped weights unless ``weights`` names a file)."""
-    lic = codec.Codec(weights)
+    lic = codec.Codec(weights, profile=profile)
 
     def decode(data: bytes) -> Image.Image:
         return lic.decode(data).convert("RGB")
 
-    return BenchCodec("lic", f"lic {codec.__version__}, weights {lic.model.sha256.hex()[:12]}",
+    name = "lic" if profile == "int" else f"lic-{profile}"
+    return BenchCodec(name, f"lic {codec.__version__}, weights {lic.model.sha256.hex()[:12]}, profile {profile}",
                       LIC_QUALITIES, lic.encode, decode)
 
 
@@ -142,6 +143,8 @@ def make_codecs(names, weights=None, factories=None) -> tuple[list[BenchCodec], 
         try:
             if name == "lic":
                 c = lic_codec(weights)
+            elif name == "lic-float":  # format 1.0's float32 probability path, for comparison
+                c = lic_codec(weights, "float")
             elif name in factories:
                 c = factories[name]()
             else:

@@ -65,6 +65,8 @@ def _parser() -> argparse.ArgumentParser:
                       help="largest quality within this many bytes")
     enc.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     enc.add_argument("--strip", action="store_true", help="drop ICC profile, EXIF and XMP")
+    enc.add_argument("--verify", action="store_true",
+                     help="decode the streams after encoding and check the latents are identical")
     enc.add_argument("--tile", type=_tile_size, default=1024,
                      help="tile side in pixels, a multiple of 64 (default 1024); 0: one tile")
     enc.add_argument("--weights", help=argparse.SUPPRESS)
@@ -153,7 +155,8 @@ def cmd_encode(args) -> int:
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
                 data = lic.encode(source, args.quality, target_bpp=args.target_bpp,
-                                  target_size=args.target_size, strip=args.strip, tile=args.tile)
+                                  target_size=args.target_size, strip=args.strip, tile=args.tile,
+                                  verify=args.verify)
             for w in caught:
                 if not args.quiet:
                     progress.message(f"{PROG}: warning: {inp}: {w.message}")
@@ -162,6 +165,8 @@ def cmd_encode(args) -> int:
             row = {"input": inp, "output": out, "bytes": len(data), "width": header.width,
                    "height": header.height, "quality": header.quality,
                    "bpp": round(8 * len(data) / (header.width * header.height), 4)}
+            if args.verify:
+                row["latents_verified"] = True  # encode(verify=True) raised otherwise
             if args.verbose:
                 row.update(_quality_report(lic, source, data))
             results.append(row)
@@ -197,7 +202,7 @@ def _quality_report(lic, source: bytes, data: bytes) -> dict:
 
 def _describe(row: dict) -> str:
     text = (f"{row['input']} -> {row['output']}: {row['bytes']} bytes, {row['bpp']} bpp "
-            f"(quality {row['quality']:g})")
+            f"(quality {row['quality']:g})" + (", latents verified" if row.get("latents_verified") else ""))
     if "psnr" in row:
         jpeg = ("JPEG does not fit" if row["jpeg_psnr"] is None
                 else f"JPEG at {row['jpeg_bytes']} bytes: {row['jpeg_psnr']} dB")

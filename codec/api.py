@@ -13,6 +13,7 @@ weights whose SHA-256 its header names.
 """
 from __future__ import annotations
 
+import hashlib
 import io
 import math
 import os
@@ -29,6 +30,7 @@ from PIL import Image
 from . import container, images
 from .coder import decode_symbols, encode_symbols
 from .entropy import probability_path
+from .exact import ExactHyperSynthesis
 from .errors import CodecError, CorruptFileError, DamagedTilesWarning, WeightsMismatchError
 from .tiling import DEFAULT_TILE, LATENT, STRIDE, Box, TileGrid
 from .weights import FrozenModel, load_weights
@@ -80,6 +82,14 @@ class Latents:
     tiles: list[TileLatents | None]
     grid: TileGrid
     quality: float
+    profile: str = "int"  # determinism profile of the probability path that made y_index, y_mean
+
+    def digest(self) -> str:
+        """SHA-256 of every decoded symbol (z and y of each tile, ``-`` for a missing tile)."""
+        h = hashlib.sha256()
+        for t in self.tiles:
+            h.update(b"-" if t is None else t.z.astype("<i4").tobytes() + t.y.astype("<i4").tobytes())
+        return h.hexdigest()
 
     @property
     def width(self) -> int:
@@ -95,10 +105,15 @@ class Codec:
 
     Thread-safe: the model is read-only and every call builds its own tensors.
     ``max_pixels`` (None: no limit) refuses larger images before allocating anything.
+    ``profile``: the determinism profile files are encoded with: ``"int"`` (default; the
+    probability path in exact integer arithmetic, see :mod:`codec.exact`) or ``"float"``
+    (format 1.0's float32 path).  Decoding follows the profile the file's header names.
     """
 
     def __init__(self, weights: str | os.PathLike | FrozenModel | None = None, device: str = "cpu",
-                 max_pixels: int | None = MAX_PIXELS):
+                 max_pixels: int | None = MAX_PIXELS, profile: str = "int"):
+        if profile not in container.PROFILES:
+            raise CodecError(f"unknown determinism profile {profile!r} (use {' or '.join(container.PROFILES)})")
         if device.startswith("cuda") and not torch.cuda.is_available():
             raise CodecError("--device cuda requested but CUDA is not available")
         if device not in ("cpu",) and not device.startswith("cuda"):
@@ -109,15 +124,20 @@ class Codec:
         self.model = model.to(device)
         self.device = torch.device(device)
         self.max_pixels = max_pixels
+        self.profile = profile
         self._medians = self.model.z_medians.view(1, -1, 1, 1)
+        self._exact = ExactHyperSynthesis(self.model.h_s, self.model.z_medians)
 
     def _check_pixels(self, width: int, height: int) -> None:
         if self.max_pixels is not None and width * height > self.max_pixels:
             raise CodecError(f"image of {width}x{height} pixels exceeds the limit of {self.max_pixels}")
 
     # -- the step both directions share ---------------------------------------------------------
-    def _hyper_step(self, z_sym: torch.Tensor) -> tuple[torch.Tensor, np.ndarray]:
-        """One tile's z symbols → (mean of y', y-table indexes as numpy)."""
+    def _hyper_step(self, z_sym: torch.Tensor, profile: str) -> tuple[torch.Tensor, np.ndarray]:
+        """One tile's z symbols → (mean of y' on the device, y-table indexes as numpy)."""
+        if profile == "int":
+            mean, index = self._exact(z_sym)
+            return mean.to(self.device), index[0].numpy()
         mean, index = probability_path(self.model.h_s, z_sym.float() + self._medians)
         return mean, index[0].cpu().numpy()
 
@@ -165,11 +185,11 @@ class Codec:
         for i in range(len(grid)):
             zb, yb = grid.box(i).scaled(STRIDE), grid.box(i).scaled(LATENT)
             z_t = z_sym[..., zb.y0 : zb.y1, zb.x0 : zb.x1]
-            mean, index = self._hyper_step(z_t)
+            mean, index = self._hyper_step(z_t, self.profile)
             y_t = torch.round(y[..., yb.y0 : yb.y1, yb.x0 : yb.x1] - mean)
             tiles.append(TileLatents(z_t[0].to(torch.int32).cpu().numpy(),
                                      y_t[0].to(torch.int32).cpu().numpy(), index, mean))
-        return Latents(tiles, grid, quality)
+        return Latents(tiles, grid, quality, self.profile)
 
     # -- stages, public for profiling and research; encode/decode are built from them -------------
     @torch.inference_mode()
@@ -198,7 +218,8 @@ class Codec:
     def _pack(self, src: images.SourceImage | None, lat: Latents, streams: list[tuple[bytes, bytes]]) -> bytes:
         grid = lat.grid
         mode = "RGB" if src is None else src.mode
-        header = container.Header(grid.width, grid.height, mode, lat.quality, self.model.name, self.model.sha256)
+        header = container.Header(grid.width, grid.height, mode, lat.quality, self.model.name, self.model.sha256,
+                                  lat.profile)
         chunks = {}
         if src is not None:
             if src.alpha is not None:
@@ -213,12 +234,15 @@ class Codec:
 
     @torch.inference_mode()
     def encode(self, image, quality: float = DEFAULT_QUALITY, *, target_bpp: float | None = None,
-               target_size: int | None = None, strip: bool = False, tile: int | None = DEFAULT_TILE) -> bytes:
+               target_size: int | None = None, strip: bool = False, tile: int | None = DEFAULT_TILE,
+               verify: bool = False) -> bytes:
         """Encode an image → .lic bytes.
 
         ``image``: a PIL image, a uint8 array (H, W[, C]), a path, encoded image bytes, or a
         torch tensor (3, H, W) / (1, 3, H, W), uint8 or float in 0..1, on any device.
         ``tile``: tile side in pixels (a multiple of 64); None codes the image as one tile.
+        ``verify``: entropy-decode the result as a decoder would and check that it gives back
+        exactly the encoder's latents (CodecError otherwise).
         """
         try:
             quality = float(quality)
@@ -230,15 +254,26 @@ class Codec:
         grid = TileGrid.for_image(width, height, opts.tile)
         y0 = self._analysis(pixels, grid)
 
+        digests: dict[float, str] = {}
+
         def at(q: float) -> bytes:
             q = round(q, 2)  # the header stores hundredths; the decoder must see the same level
             lat = self._quantise(y0, q, grid)
+            if verify:
+                digests[q] = lat.digest()
             return self._pack(src, lat, self.entropy_encode(lat))
 
         if opts.target_bpp is None and opts.target_size is None:
-            return at(opts.quality)
-        budget = opts.target_size if opts.target_size is not None else int(opts.target_bpp * width * height / 8)
-        return _bisect_quality(at, budget)
+            data = at(opts.quality)
+        else:
+            budget = opts.target_size if opts.target_size is not None else int(opts.target_bpp * width * height / 8)
+            data = _bisect_quality(at, budget)
+        if verify:
+            decoded = self.entropy_decode(data).digest()
+            expected = digests[container.read_header(data).quality]
+            if decoded != expected:
+                raise CodecError(f"verification failed: decoded latents {decoded[:12]} != encoded {expected[:12]}")
+        return data
 
     # -- decode -----------------------------------------------------------------------------------
     def _grid(self, parsed: container.LicFile) -> TileGrid:
@@ -247,11 +282,11 @@ class Codec:
             return TileGrid.for_image(h.width, h.height, None)
         return TileGrid(h.width, h.height, *parsed.tile_size)
 
-    def _decode_tile(self, streams: tuple[bytes, bytes], box: Box) -> TileLatents:
+    def _decode_tile(self, streams: tuple[bytes, bytes], box: Box, profile: str) -> TileLatents:
         zb, yb = box.scaled(STRIDE), box.scaled(LATENT)
         z_shape = (self.model.config.N, zb.y1 - zb.y0, zb.x1 - zb.x0)
         z = decode_symbols(streams[0], _z_groups(z_shape), self.model.z_tables)
-        mean, index = self._hyper_step(torch.from_numpy(z).to(self.device)[None])
+        mean, index = self._hyper_step(torch.from_numpy(z).to(self.device)[None], profile)
         if index.shape != (self.model.config.M, yb.y1 - yb.y0, yb.x1 - yb.x0):
             raise CorruptFileError("latent shape does not match the header")
         return TileLatents(z, decode_symbols(streams[1], index, self.model.y_tables), index, mean)
@@ -272,12 +307,12 @@ class Codec:
             try:
                 if parsed.tiles[i] is None:
                     raise CorruptFileError("damaged chunk")
-                tiles[i] = self._decode_tile(parsed.tiles[i], grid.box(i))
+                tiles[i] = self._decode_tile(parsed.tiles[i], grid.box(i), h.profile)
             except CorruptFileError as exc:
                 if not partial:
                     raise exc if grid.single else CorruptFileError(_where(grid, i) + f": {exc}") from None
                 damaged.append(i)
-        return Latents(tiles, grid, h.quality), damaged
+        return Latents(tiles, grid, h.quality, h.profile), damaged
 
     def _synthesis(self, lat: Latents, region: Box | None = None) -> torch.Tensor:
         """g_s tile by tile over halo windows → uint8 (3, h, w) of ``region`` (default: all)."""

@@ -15,7 +15,7 @@ from .errors import CorruptFileError
 SIGNATURE = b"\x89LIC\r\n\x1a\n"
 FORMAT_MAJOR, FORMAT_MINOR = 1, 1  # 1.1 added tiles (TGRD + TILE); 1.0 files stay valid
 MODES = ("L", "LA", "RGB", "RGBA")  # source mode code → Pillow mode
-PROFILES = ("float",)  # determinism profile code → name
+PROFILES = ("float", "int")  # determinism profile code → name (docs/FORMAT.md)
 _FIXED = struct.Struct("<IIBBH32sB")  # width, height, mode, profile, quality×100, sha256, name length
 _CHUNK_HEAD = struct.Struct("<4sI")
 MAX_HEADER = 0xFFFF

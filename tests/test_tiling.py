@@ -68,7 +68,7 @@ def test_region_decode_reads_only_the_tiles_it_needs(lic, photo, tiled, monkeypa
     full = np.asarray(lic.decode(tiled))
     decoded = []
     real = lic._decode_tile
-    monkeypatch.setattr(lic, "_decode_tile", lambda streams, box: decoded.append(box) or real(streams, box))
+    monkeypatch.setattr(lic, "_decode_tile", lambda streams, box, *rest: decoded.append(box) or real(streams, box, *rest))
     part = lic.decode(tiled, crop=(10, 20, 50, 40))  # inside tile 0
     assert part.size == (50, 40)
     assert np.array_equal(np.asarray(part), full[20:60, 10:60])

@@ -1,0 +1,81 @@
+"""The exact probability path (determinism profile ``int``): h_s in integer arithmetic.
+
+Why: the y-table index of every element comes from h_s(ẑ).  Computed in float,
+one unit in the last place of a predicted scale, from another device, thread
+count or BLAS, can select another table, and the entropy decoder then loses
+sync for the rest of the stream (Ballé, Johnston, Minnen, "Integer Networks for
+Data Compression with Latent-Variable Models", ICLR 2019).  So the decoder's
+side of the hyperprior is evaluated on integers only:
+
+    ẑ_q = clamp(z_sym, ±Z_MAX)·2^A + round(median·2^A)          fixed point, A = ACT_BITS
+    per layer:  s = conv(a_q, w_q) + b_q                          w_q = round(w·2^W), b_q = round(b·2^(W+A))
+                a_q = clamp(floor(s / 2^W), ±ACT_MAX)              W = WEIGHT_BITS
+                LeakyReLU: a_q if a_q ≥ 0 else floor(a_q·41 / 4096)
+    (scale_q, mean_q) = channel halves of the last a_q
+    index = smallest k with |scale_q| ≤ SCALE_THRESHOLDS[k] (= floor(σ_k·2^A)), else 63
+    mean  = mean_q / 2^A
+
+Every product and partial sum is an integer of magnitude below 2^53 (checked
+when the path is built from the weights), so float64 convolution computes it
+exactly in any summation order; it runs on the CPU whatever device the rest of
+the codec uses.  The fp16/fp32 values of the weights file are converted to
+integers exactly, so every machine derives the same integer network.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .entropy import SCALE_TABLE_SIZE, scale_grid
+
+WEIGHT_BITS = 14
+ACT_BITS = 10
+ACT_MAX = 2**22  # activations are clamped to ±4096 in real units (natural images stay below 300)
+Z_MAX = 2**11  # |z symbol| beyond this enters the path clamped
+LEAKY_NUM, LEAKY_SHIFT = 41, 12  # LeakyReLU slope 0.01 ≈ 41 / 4096
+EXACT_LIMIT = 2**53
+
+# floor(σ_k · 2^ACT_BITS) for the 64 grid scales: part of the format (docs/FORMAT.md).
+SCALE_THRESHOLDS = tuple(int(v) for v in np.floor(scale_grid() * 2**ACT_BITS))
+
+
+class ExactHyperSynthesis:
+    """h_s as an integer network, built once from a frozen model's h_s and z medians."""
+
+    def __init__(self, h_s: nn.Sequential, medians: torch.Tensor):
+        self.layers = []
+        for module in h_s:
+            if isinstance(module, nn.LeakyReLU):
+                self.layers.append(("leaky",))
+                continue
+            w = torch.round(module.weight.detach().double().cpu() * 2**WEIGHT_BITS)
+            b = torch.round(module.bias.detach().double().cpu() * 2 ** (WEIGHT_BITS + ACT_BITS))
+            transposed = isinstance(module, nn.ConvTranspose2d)
+            per_output = w.abs().sum((0, 2, 3)) if transposed else w.abs().sum((1, 2, 3))
+            bound = float((per_output * ACT_MAX + b.abs()).max())
+            if bound >= EXACT_LIMIT:
+                raise ValueError(f"h_s layer exceeds exact float64 range ({bound:.3g} ≥ 2^53)")
+            self.layers.append(("deconv" if transposed else "conv", w, b, module.stride, module.padding,
+                                getattr(module, "output_padding", (0, 0))))
+        self.medians_q = torch.round(medians.detach().double().cpu().view(1, -1, 1, 1) * 2**ACT_BITS)
+        self.thresholds = torch.tensor(SCALE_THRESHOLDS, dtype=torch.float64)
+
+    @torch.inference_mode()
+    def __call__(self, z_sym: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """z symbols (1, N, h, w), any device → (mean float32, table index int64), both on the CPU."""
+        a = z_sym.detach().to("cpu", torch.float64).clamp(-Z_MAX, Z_MAX) * 2**ACT_BITS + self.medians_q
+        for layer in self.layers:
+            if layer[0] == "leaky":
+                a = torch.where(a >= 0, a, torch.floor(a * LEAKY_NUM / 2**LEAKY_SHIFT))
+                continue
+            kind, w, b, stride, padding, output_padding = layer
+            if kind == "deconv":
+                s = F.conv_transpose2d(a, w, b, stride=stride, padding=padding, output_padding=output_padding)
+            else:
+                s = F.conv2d(a, w, b, stride=stride, padding=padding)
+            a = s.div_(2**WEIGHT_BITS).floor_().clamp_(-ACT_MAX, ACT_MAX)
+        scale_q, mean_q = a.chunk(2, dim=1)
+        index = torch.bucketize(scale_q.abs().contiguous(), self.thresholds).clamp_(max=SCALE_TABLE_SIZE - 1)
+        return mean_q.div(2**ACT_BITS).float(), index
