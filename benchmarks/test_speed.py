@@ -10,7 +10,8 @@ One Kodak image (768×512; the shipped sample cropped to that size when
 - decode: ``container`` (file → chunks), ``entropy`` (chunks → latents,
   probability path included), ``transform`` (synthesis → pixels), ``total``;
 - ``process``: a whole ``lic decode`` process, start-up included;
-- JPEG (Pillow, optimize=True, quality 75) encode and decode of the same image.
+- JPEG (Pillow, optimize=True, quality 75) encode and decode of the same image;
+- throughput: encode and decode of a 3.1 MP mosaic in 512-px tiles (`extra_info.MP_per_s`).
 """
 from __future__ import annotations
 
@@ -108,3 +109,28 @@ def test_jpeg_decode(benchmark, image):
     image.save(buf, "JPEG", quality=QUALITY, optimize=True)
     data = buf.getvalue()
     benchmark(lambda: Image.open(io.BytesIO(data)).convert("RGB"))
+
+
+@pytest.fixture(scope="module")
+def large_image(image) -> Image.Image:
+    """A 2048×1536 (3.1 MP) mosaic of the test image, mirrored: 12 tiles of 512 px."""
+    import numpy as np
+
+    px = np.asarray(image)
+    block = np.concatenate([np.concatenate([px, px[:, ::-1]], 1), np.concatenate([px[::-1], px[::-1, ::-1]], 1)], 0)
+    return Image.fromarray(np.tile(block, (2, 2, 1))[:1536, :2048])
+
+
+def test_encode_throughput(benchmark, lic, large_image):
+    """Megapixels per second of whole-file encoding, tiles of 512 px (CPU, and CUDA when present)."""
+    megapixels = large_image.width * large_image.height / 1e6
+    benchmark.pedantic(lic.encode, (large_image, QUALITY), {"tile": 512}, rounds=2, iterations=1)
+    benchmark.extra_info["megapixels"] = megapixels
+    benchmark.extra_info["MP_per_s"] = round(megapixels / benchmark.stats.stats.median, 2)
+
+
+def test_decode_throughput(benchmark, lic, large_image):
+    data = lic.encode(large_image, QUALITY, tile=512)
+    megapixels = large_image.width * large_image.height / 1e6
+    benchmark.pedantic(lic.decode, (data,), rounds=2, iterations=1)
+    benchmark.extra_info["MP_per_s"] = round(megapixels / benchmark.stats.stats.median, 2)

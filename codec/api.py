@@ -14,13 +14,10 @@ weights whose SHA-256 its header names.
 from __future__ import annotations
 
 import hashlib
-import io
-import math
 import os
 import threading
 import warnings
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -31,35 +28,12 @@ from . import container, images
 from .coder import decode_symbols, encode_symbols
 from .entropy import probability_path
 from .exact import ExactHyperSynthesis
+from .inputs import DEFAULT_QUALITY, EncodeOptions, crop_box, read_bytes, tensor_pixels
 from .errors import CodecError, CorruptFileError, DamagedTilesWarning, WeightsMismatchError
 from .tiling import DEFAULT_TILE, LATENT, STRIDE, Box, TileGrid
 from .weights import FrozenModel, load_weights
 
-DEFAULT_QUALITY = 75.0
 MAX_PIXELS = 2 * 89_478_485  # Pillow's decompression-bomb error limit (Image.MAX_IMAGE_PIXELS × 2)
-
-
-@dataclass(frozen=True)
-class EncodeOptions:
-    """How to encode. At most one of ``target_bpp`` / ``target_size`` (bytes) overrides quality."""
-
-    quality: float = DEFAULT_QUALITY
-    target_bpp: float | None = None
-    target_size: int | None = None
-    strip: bool = False  # drop ICC / EXIF / XMP
-    tile: int | None = DEFAULT_TILE  # tile side in pixels (multiple of 64); None: one tile
-
-    def __post_init__(self):
-        if not (0 <= self.quality <= 100) or math.isnan(self.quality):
-            raise CodecError(f"quality must be within 0..100, got {self.quality}")
-        if self.target_bpp is not None and self.target_size is not None:
-            raise CodecError("give either target_bpp or target_size, not both")
-        if self.target_bpp is not None and not self.target_bpp > 0:
-            raise CodecError(f"target_bpp must be positive, got {self.target_bpp}")
-        if self.target_size is not None and self.target_size <= 0:
-            raise CodecError(f"target_size must be positive, got {self.target_size}")
-        if self.tile is not None and (self.tile < STRIDE or self.tile % STRIDE):
-            raise CodecError(f"tile size must be a positive multiple of {STRIDE}, got {self.tile}")
 
 
 @dataclass(frozen=True)
@@ -149,7 +123,7 @@ class Codec:
         """Any input → (mode/alpha/metadata, or None for tensors; pixels: uint8 HWC array or tensor)."""
         if isinstance(image, torch.Tensor):
             self._check_pixels(image.shape[-1], image.shape[-2])
-            return None, _tensor_pixels(image).to(self.device)
+            return None, tensor_pixels(image).to(self.device)
         src = images.prepare(image, strip=strip)
         self._check_pixels(src.rgb.shape[1], src.rgb.shape[0])
         return src, src.rgb
@@ -208,7 +182,7 @@ class Codec:
     @torch.inference_mode()
     def entropy_decode(self, data, tiles: list[int] | None = None, partial: bool = False) -> Latents:
         """Container + entropy-decoding stage: .lic bytes → latents (of ``tiles``; all by default)."""
-        return self._entropy_decode(container.unpack(_read_bytes(data), partial), tiles, partial)[0]
+        return self._entropy_decode(container.unpack(read_bytes(data), partial), tiles, partial)[0]
 
     @torch.inference_mode()
     def synthesise(self, lat: Latents, region: Box | None = None) -> np.ndarray:
@@ -346,9 +320,9 @@ class Codec:
         tiles are painted mid-gray and reported with a :class:`DamagedTilesWarning` instead
         of failing the whole image.
         """
-        parsed = container.unpack(_read_bytes(data), partial=partial)
+        parsed = container.unpack(read_bytes(data), partial=partial)
         h = parsed.header
-        region = _crop_box(crop, h.width, h.height)
+        region = crop_box(crop, h.width, h.height)
         grid = self._grid(parsed)
         wanted = None if crop is None else grid.context(grid.covering(region))
         lat, damaged = self._entropy_decode(parsed, wanted, partial)
@@ -383,31 +357,6 @@ def _where(grid: TileGrid, index: int) -> str:
     return f"tile {index} (row {r}, column {c})"
 
 
-def _crop_box(crop, width: int, height: int) -> Box:
-    if crop is None:
-        return Box(0, 0, width, height)
-    try:
-        x, y, w, h = (int(v) for v in crop)
-    except (TypeError, ValueError):
-        raise CodecError(f"crop must be four integers x, y, width, height; got {crop!r}") from None
-    if w < 1 or h < 1 or x < 0 or y < 0 or x + w > width or y + h > height:
-        raise CodecError(f"crop {x},{y},{w},{h} is not inside the {width}x{height} image")
-    return Box(x, y, x + w, y + h)
-
-
-def _tensor_pixels(t: torch.Tensor) -> torch.Tensor:
-    """A (3, H, W) or (1, 3, H, W) tensor, uint8 or float in 0..1 → (1, 3, H, W) float."""
-    if t.dim() == 3:
-        t = t[None]
-    if t.dim() != 4 or t.shape[:2] != (1, 3) or min(t.shape[2:]) < 1:
-        raise CodecError(f"tensor input must be (3, H, W) or (1, 3, H, W), got {tuple(t.shape)}")
-    if t.dtype == torch.uint8:
-        return t.float().div(255).contiguous()
-    if not t.dtype.is_floating_point:
-        raise CodecError(f"tensor input must be uint8 or floating point, got {t.dtype}")
-    return t.float().clamp(0, 1).contiguous()
-
-
 def _bisect_quality(encode_at, budget: int) -> bytes:
     """The largest quality (to 0.01) whose file fits ``budget`` bytes; quality 0 if none does."""
     best = encode_at(0.0)
@@ -426,19 +375,6 @@ def _bisect_quality(encode_at, budget: int) -> bytes:
         else:
             hi = mid
     return best
-
-
-def _read_bytes(data) -> bytes:
-    if isinstance(data, (bytes, bytearray, memoryview)):
-        return bytes(data)
-    if isinstance(data, (str, os.PathLike)):
-        try:
-            return Path(data).read_bytes()
-        except OSError as exc:
-            raise CodecError(f"{data}: {exc.strerror}") from None
-    if isinstance(data, io.IOBase) or hasattr(data, "read"):
-        return data.read()
-    raise CodecError(f"cannot read .lic data from {type(data).__name__}")
 
 
 _default: Codec | None = None

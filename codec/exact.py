@@ -23,12 +23,11 @@ integers exactly, so every machine derives the same integer network.
 """
 from __future__ import annotations
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .entropy import SCALE_TABLE_SIZE, scale_grid
+from .entropy import SCALE_TABLE_SIZE
 
 WEIGHT_BITS = 14
 ACT_BITS = 10
@@ -37,8 +36,16 @@ Z_MAX = 2**11  # |z symbol| beyond this enters the path clamped
 LEAKY_NUM, LEAKY_SHIFT = 41, 12  # LeakyReLU slope 0.01 ≈ 41 / 4096
 EXACT_LIMIT = 2**53
 
-# floor(σ_k · 2^ACT_BITS) for the 64 grid scales: part of the format (docs/FORMAT.md).
-SCALE_THRESHOLDS = tuple(int(v) for v in np.floor(scale_grid() * 2**ACT_BITS))
+# floor(σ_k · 2^ACT_BITS) for the 64 grid scales σ_k of codec.entropy.scale_grid(), written out
+# because they are part of the format (docs/FORMAT.md) and must not depend on a libm's exp().
+SCALE_THRESHOLDS = (
+    112, 127, 144, 162, 184, 208, 235, 266, 301, 340, 385, 436,
+    493, 557, 630, 713, 806, 912, 1031, 1167, 1319, 1492, 1688, 1909,
+    2159, 2441, 2761, 3123, 3532, 3994, 4518, 5109, 5778, 6535, 7391, 8359,
+    9453, 10691, 12091, 13675, 15465, 17491, 19781, 22371, 25301, 28614, 32361, 36598,
+    41391, 46811, 52941, 59873, 67713, 76580, 86608, 97949, 110776, 125281, 141686, 160240,
+    181223, 204953, 231791, 262143,
+)
 
 
 class ExactHyperSynthesis:

@@ -84,6 +84,14 @@ def test_thread_count_does_not_change_latents(lic, photo, encode_threads, decode
         torch.set_num_threads(before)
 
 
+def test_scale_thresholds_are_the_grid_in_fixed_point():
+    from codec.entropy import scale_grid
+    from codec.exact import SCALE_THRESHOLDS
+
+    assert len(SCALE_THRESHOLDS) == 64 and list(SCALE_THRESHOLDS) == sorted(set(SCALE_THRESHOLDS))
+    assert np.abs(np.array(SCALE_THRESHOLDS) - scale_grid() * 2**ACT_BITS).max() < 1
+
+
 def test_exact_path_is_integer_valued_and_guards_its_range(lic, photo):
     lat = lic.to_latents(photo, 50)
     z = torch.from_numpy(lat.tiles[0].z)[None]

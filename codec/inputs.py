@@ -1,0 +1,76 @@
+"""Argument normalisation for the API: .lic data sources, tensors, crop rectangles."""
+from __future__ import annotations
+
+import io
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from .errors import CodecError
+from .tiling import DEFAULT_TILE, STRIDE, Box
+
+DEFAULT_QUALITY = 75.0
+
+
+@dataclass(frozen=True)
+class EncodeOptions:
+    """How to encode. At most one of ``target_bpp`` / ``target_size`` (bytes) overrides quality."""
+
+    quality: float = DEFAULT_QUALITY
+    target_bpp: float | None = None
+    target_size: int | None = None
+    strip: bool = False  # drop ICC / EXIF / XMP
+    tile: int | None = DEFAULT_TILE  # tile side in pixels (multiple of 64); None: one tile
+
+    def __post_init__(self):
+        if not (0 <= self.quality <= 100) or math.isnan(self.quality):
+            raise CodecError(f"quality must be within 0..100, got {self.quality}")
+        if self.target_bpp is not None and self.target_size is not None:
+            raise CodecError("give either target_bpp or target_size, not both")
+        if self.target_bpp is not None and not self.target_bpp > 0:
+            raise CodecError(f"target_bpp must be positive, got {self.target_bpp}")
+        if self.target_size is not None and self.target_size <= 0:
+            raise CodecError(f"target_size must be positive, got {self.target_size}")
+        if self.tile is not None and (self.tile < STRIDE or self.tile % STRIDE):
+            raise CodecError(f"tile size must be a positive multiple of {STRIDE}, got {self.tile}")
+
+
+def read_bytes(data) -> bytes:
+    if isinstance(data, (bytes, bytearray, memoryview)):
+        return bytes(data)
+    if isinstance(data, (str, os.PathLike)):
+        try:
+            return Path(data).read_bytes()
+        except OSError as exc:
+            raise CodecError(f"{data}: {exc.strerror}") from None
+    if isinstance(data, io.IOBase) or hasattr(data, "read"):
+        return data.read()
+    raise CodecError(f"cannot read .lic data from {type(data).__name__}")
+
+
+def crop_box(crop, width: int, height: int) -> Box:
+    if crop is None:
+        return Box(0, 0, width, height)
+    try:
+        x, y, w, h = (int(v) for v in crop)
+    except (TypeError, ValueError):
+        raise CodecError(f"crop must be four integers x, y, width, height; got {crop!r}") from None
+    if w < 1 or h < 1 or x < 0 or y < 0 or x + w > width or y + h > height:
+        raise CodecError(f"crop {x},{y},{w},{h} is not inside the {width}x{height} image")
+    return Box(x, y, x + w, y + h)
+
+
+def tensor_pixels(t: torch.Tensor) -> torch.Tensor:
+    """A (3, H, W) or (1, 3, H, W) tensor, uint8 or float in 0..1 → (1, 3, H, W) float."""
+    if t.dim() == 3:
+        t = t[None]
+    if t.dim() != 4 or t.shape[:2] != (1, 3) or min(t.shape[2:]) < 1:
+        raise CodecError(f"tensor input must be (3, H, W) or (1, 3, H, W), got {tuple(t.shape)}")
+    if t.dtype == torch.uint8:
+        return t.float().div(255).contiguous()
+    if not t.dtype.is_floating_point:
+        raise CodecError(f"tensor input must be uint8 or floating point, got {t.dtype}")
+    return t.float().clamp(0, 1).contiguous()
