@@ -117,9 +117,17 @@ def lic_codec(weights=None, profile: str = "int") -> BenchCodec:
                       LIC_QUALITIES, lic.encode, decode)
 
 
+def _pca():
+    from .pca import PcaCodec
+
+    pca = PcaCodec()
+    return BenchCodec("pca", "PCA on 8×8 RGB blocks + lic's quantisation and ANS tables (benchmarks/pca.py)",
+                      (5, 15, 25, 35, 45, 55, 65, 80), pca.encode, pca.decode)
+
+
 FACTORIES: dict[str, Callable[[], BenchCodec]] = {
     "jpeg": _jpeg, "webp": _webp, "avif": _avif, "avif444": _avif444, "heic": _heic,
-    "jpeg2000": _jpeg2000, "jxl": _jxl,
+    "jpeg2000": _jpeg2000, "jxl": _jxl, "pca": _pca,
 }
 ALL = ("lic", *FACTORIES)
 

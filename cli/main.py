@@ -83,6 +83,24 @@ def _parser() -> argparse.ArgumentParser:
     dec.add_argument("--weights", help=argparse.SUPPRESS)
     _common(dec)
 
+    score = sub.add_parser("score", help="bits per pixel the model's prior needs per image (no file written)")
+    score.add_argument("inputs", nargs="+", metavar="IMAGE")
+    score.add_argument("-q", "--quality", type=_number(float, 0, 100), default=75.0)
+    score.add_argument("--json", action="store_true", help="a JSON list of {path, bpp}")
+    score.add_argument("--weights", help=argparse.SUPPRESS)
+    score.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    score.add_argument("--max-pixels", type=_number(int, 0), default=None, help=argparse.SUPPRESS)
+
+    smp = sub.add_parser("sample", help="draw an image from the learned prior")
+    smp.add_argument("-o", "--output", required=True, help="image file (format from the extension)")
+    smp.add_argument("--size", type=_size, default=(512, 384), metavar="WxH", help="default 512x384")
+    smp.add_argument("--seed", type=_number(int, 0), default=0)
+    smp.add_argument("-q", "--quality", type=_number(float, 0, 100), default=75.0)
+    smp.add_argument("-f", "--force", action="store_true", help="overwrite an existing output")
+    smp.add_argument("--weights", help=argparse.SUPPRESS)
+    smp.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    smp.add_argument("--max-pixels", type=_number(int, 0), default=None, help=argparse.SUPPRESS)
+
     info = sub.add_parser("info", help="print a .lic header (no decoding)")
     info.add_argument("inputs", nargs="+", metavar="FILE")
     info.add_argument("--json", action="store_true")
@@ -97,6 +115,13 @@ def _tile_size(text: str) -> int | None:
     if value and value % 64:
         raise argparse.ArgumentTypeError(f"{text} is not a multiple of 64")
     return value or None
+
+
+def _size(text: str) -> tuple[int, int]:
+    w, sep, h = text.lower().partition("x")
+    if not sep or not w.isdigit() or not h.isdigit() or int(w) < 1 or int(h) < 1:
+        raise argparse.ArgumentTypeError(f"expected WxH (positive integers), got {text!r}")
+    return int(w), int(h)
 
 
 def _crop(text: str) -> tuple[int, int, int, int]:
@@ -261,6 +286,29 @@ def _save_image(image, out: str) -> bytes:
     return buf.getvalue()
 
 
+def cmd_score(args) -> int:
+    lic = _make_codec(args)
+    failures, rows = 0, []
+    for inp in args.inputs:
+        try:
+            rows.append({"path": inp, "bpp": round(lic.score(read_input(inp), args.quality), 4)})
+            if not args.json:
+                print(f"{inp}: {rows[-1]['bpp']} bpp")
+        except PER_INPUT_ERRORS as exc:
+            failures += 1
+            _error(f"{inp}: {_why(exc)}")
+    if args.json:
+        print(json.dumps(rows, indent=2))
+    return 1 if failures else 0
+
+
+def cmd_sample(args) -> int:
+    lic = _make_codec(args)
+    image = lic.sample(*args.size, seed=args.seed, quality=args.quality)
+    write_output(args.output, _save_image(image, args.output), args.force)
+    return 0
+
+
 def cmd_info(args) -> int:
     failures, rows = 0, []
     for inp in args.inputs:
@@ -297,8 +345,10 @@ def main(argv: list[str] | None = None) -> int:
         return bench_main(argv[1:])
     args = _parser().parse_args(argv)
     try:
-        return {"encode": cmd_encode, "decode": cmd_decode, "info": cmd_info}[args.command](args)
-    except CodecError as exc:
+        commands = {"encode": cmd_encode, "decode": cmd_decode, "info": cmd_info, "score": cmd_score,
+                    "sample": cmd_sample}
+        return commands[args.command](args)
+    except (CodecError, OutputExists) as exc:
         _error(str(exc))
         return 1
     except KeyboardInterrupt:

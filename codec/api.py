@@ -342,6 +342,21 @@ class Codec:
         meta = images.Metadata(ch.get(container.ICC), ch.get(container.EXIF), ch.get(container.XMP))
         return images.finish(np.ascontiguousarray(rgb), h.mode, alpha, meta)
 
+    def score(self, image, quality: float = DEFAULT_QUALITY) -> float:
+        """Bits per pixel the learned prior needs for ``image``: how typical it is (codec.prior)."""
+        from .prior import score
+
+        return score(self, image, quality)
+
+    def sample(self, width: int, height: int, seed: int = 0, quality: float = DEFAULT_QUALITY) -> Image.Image:
+        """An image drawn from the learned prior; the same seed gives the same image (codec.prior)."""
+        self._check_pixels(width, height)
+        if width < 1 or height < 1:
+            raise CodecError(f"sample size must be positive, got {width}x{height}")
+        from .prior import sample
+
+        return sample(self, width, height, seed, quality)
+
     @torch.inference_mode()
     def decode_tensor(self, data) -> torch.Tensor:
         """.lic bytes → RGB float tensor (3, H, W) in 0..1 on this codec's device (no alpha)."""
