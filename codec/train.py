@@ -9,6 +9,13 @@ channels_last + bf16 autocast for the transforms (entropy models stay fp32),
 batch 8 of 128² crops (per sample cheaper than 16), λ sampled per sample on
 a continuous level so the single variable-rate model learns every rate, and an
 EMA of the weights, which is what gets exported.
+
+On a GPU (``--device cuda``, the default when one is present) the same loop
+runs there with bf16 autocast.  Under ``torchrun`` (WORLD_SIZE > 1) it trains
+with DistributedDataParallel: NCCL on GPUs, gloo on CPUs; every rank draws its
+own patches, rank 0 alone logs, evaluates and writes the checkpoint.
+
+    torchrun --nproc_per_node 4 -m codec.train --device cuda --batch 16
 """
 from __future__ import annotations
 
@@ -40,7 +47,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--data", default=str(DEFAULT_DATA), help="training image folder")
     p.add_argument("--cache", default=".cache/patches144.npy", help="patch cache (.npy)")
     p.add_argument("--checkpoint", default="checkpoints/train.pt")
-    p.add_argument("--log", default="checkpoints/train_log.jsonl")
+    p.add_argument("--log-file", "--log", dest="log", default="checkpoints/train_log.jsonl",
+                   help="JSON lines log (--log-file under torchrun, whose own options start with --log)")
     p.add_argument("--N", type=int, default=64)
     p.add_argument("--M", type=int, default=128)
     p.add_argument("--patch", type=int, default=128)
@@ -57,6 +65,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--log-every", type=int, default=200)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--no-bf16", action="store_true")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"],
+                   help="auto: cuda when available")
     p.add_argument("--seed", type=int, default=0)
     return p.parse_args(argv)
 
@@ -123,9 +133,40 @@ def evaluate(model: LicModel, eval_dir: Path) -> dict | None:
     return {"images": len(paths), "quality_bpp_psnr": rows}
 
 
+def _setup_device(args) -> tuple[torch.device, int, int]:
+    """(device, rank, world size); joins the process group when started by torchrun."""
+    cuda = args.device == "cuda" or (args.device == "auto" and torch.cuda.is_available())
+    if cuda and not torch.cuda.is_available():
+        raise SystemExit("lic train: --device cuda but CUDA is not available")
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = 0
+    device = torch.device("cuda" if cuda else "cpu")
+    if world > 1:
+        import torch.distributed as dist
+
+        dist.init_process_group("nccl" if cuda else "gloo")
+        rank = dist.get_rank()
+        if cuda:
+            device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+            torch.cuda.set_device(device)
+    return device, rank, world
+
+
+def _all_ranks_agree(flag: bool, world: int) -> bool:
+    """True if any rank says so (so that every rank stops at the same step)."""
+    if world == 1:
+        return flag
+    import torch.distributed as dist
+
+    t = torch.tensor([1.0 if flag else 0.0])
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return bool(t.item())
+
+
 def train(args: argparse.Namespace) -> None:
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
+    device, rank, world = _setup_device(args)
     ckpt_path, cache = Path(args.checkpoint), Path(args.cache)
     if not cache.exists():
         print(f"building patch cache {cache} from {args.data} ...", flush=True)
@@ -133,8 +174,8 @@ def train(args: argparse.Namespace) -> None:
 
     resume = load_checkpoint(ckpt_path) if ckpt_path.exists() else None
     config = ModelConfig.from_dict(resume["config"]) if resume else ModelConfig(N=args.N, M=args.M)
-    model = LicModel(config)
-    ema = LicModel(config)
+    model = LicModel(config).to(device)
+    ema = LicModel(config).to(device)
     main_params, aux_params = _param_groups(model)
     opt = torch.optim.Adam(main_params, lr=args.lr)
     aux_opt = torch.optim.Adam(aux_params, lr=1e-3)
@@ -148,6 +189,9 @@ def train(args: argparse.Namespace) -> None:
         step, elapsed = resume["step"], resume["elapsed_seconds"]
         rng.bit_generator.state = resume["numpy_rng"]
         torch.set_rng_state(resume["torch_rng"])
+    if rank:  # other ranks draw other patches
+        rng = np.random.default_rng([args.seed, rank, step])
+        torch.manual_seed(args.seed * 1000 + rank + step)
         print(f"resumed {ckpt_path} at step {step} ({elapsed / 3600:.2f} h trained)", flush=True)
     else:
         ema.load_state_dict(model.state_dict())
@@ -155,6 +199,12 @@ def train(args: argparse.Namespace) -> None:
         g["lr"] = args.lr
     model = model.to(memory_format=torch.channels_last).train()
     ema.eval().requires_grad_(False)
+    net = model
+    if world > 1:
+        from torch.nn.parallel import DistributedDataParallel
+
+        # the entropy bottleneck's quantiles get no gradient from the main loss
+        net = DistributedDataParallel(model, find_unused_parameters=True)
     sampler = PatchSampler(cache, args.patch, rng)
     log = Path(args.log)
     log.parent.mkdir(parents=True, exist_ok=True)
@@ -178,12 +228,13 @@ def train(args: argparse.Namespace) -> None:
     stop = []  # SIGTERM / Ctrl-C: finish the step, write the checkpoint, exit
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.append(True))
-    while not stop and step < args.steps and (time.time() - t_start) / 60 < args.minutes:
-        x = torch.from_numpy(sampler.batch(args.batch)).permute(0, 3, 1, 2).float().div_(255)
+    while not _all_ranks_agree(bool(stop) or step >= args.steps or (time.time() - t_start) / 60 >= args.minutes,
+                               world):
+        x = torch.from_numpy(sampler.batch(args.batch)).to(device).permute(0, 3, 1, 2).float().div_(255)
         x = x.contiguous(memory_format=torch.channels_last)
-        t = torch.rand(args.batch) * (levels - 1)
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=not args.no_bf16):
-            out = model(x, t)
+        t = torch.rand(args.batch).to(device) * (levels - 1)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=not args.no_bf16):
+            out = net(x, t)
         mse = (out["x_hat"].float() - x).pow(2).mean((1, 2, 3))
         bpp = (out["bits_y"] + out["bits_z"]) / pixels
         lam = model.lambda_at(t)
@@ -201,6 +252,12 @@ def train(args: argparse.Namespace) -> None:
         opt.step()
         aux_opt.zero_grad(set_to_none=True)
         model.aux_loss().backward()
+        if world > 1:  # outside DDP's forward: average these gradients by hand
+            import torch.distributed as dist
+
+            for prm in aux_params:
+                dist.all_reduce(prm.grad)
+                prm.grad /= world
         aux_opt.step()
         step += 1
         decay = min(args.ema, (1 + step) / (10 + step))
@@ -212,7 +269,9 @@ def train(args: argparse.Namespace) -> None:
                     pe.copy_(pm)
         psnr = -10 * torch.log10(mse.detach().clamp_min(1e-10))
         losses.append(loss.item())
-        window.append(torch.stack([t, bpp.detach(), psnr]).T.numpy())
+        window.append(torch.stack([t, bpp.detach(), psnr]).T.float().cpu().numpy())
+        if rank:
+            continue  # rank 0 logs, evaluates and checkpoints
         if step % args.log_every == 0:
             now = time.time()
             arr = np.concatenate(window)
@@ -238,7 +297,7 @@ def train(args: argparse.Namespace) -> None:
             checkpoint()
             t_saved = time.time()
         if (time.time() - t_evaluated) / 60 >= args.eval_every:
-            result = evaluate(ema, Path(args.eval_dir))
+            result = evaluate(copy.deepcopy(ema).cpu() if device.type != "cpu" else ema, Path(args.eval_dir))
             if result:
                 rec = {"step": step, "hours": round((elapsed + time.time() - t_start) / 3600, 4),
                        "eval": result}
@@ -246,8 +305,19 @@ def train(args: argparse.Namespace) -> None:
                     f.write(json.dumps(rec) + "\n")
                 print(json.dumps(rec), flush=True)
             t_evaluated = time.time()
-    checkpoint()
-    print(f"stopped at step {step}; checkpoint {ckpt_path}", flush=True)
+    if rank == 0:
+        checkpoint()
+        print(f"stopped at step {step}; checkpoint {ckpt_path}", flush=True)
+    if world > 1:
+        import hashlib
+
+        import torch.distributed as dist
+
+        digest = hashlib.sha256(b"".join(v.detach().float().cpu().numpy().tobytes()
+                                         for v in model.state_dict().values())).hexdigest()[:16]
+        print(f"rank {rank}/{world} stopped at step {step}, parameters {digest}", flush=True)
+        dist.barrier()
+        dist.destroy_process_group()
 
 
 def _mean(values: np.ndarray, digits: int) -> float | None:

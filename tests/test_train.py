@@ -16,7 +16,7 @@ from .conftest import SAMPLE
 
 def _args(tmp_path, steps: int) -> list[str]:
     return ["--data", str(tmp_path / "data"), "--cache", str(tmp_path / "cache.npy"),
-            "--checkpoint", str(tmp_path / "ckpt.pt"), "--log", str(tmp_path / "log.jsonl"),
+            "--checkpoint", str(tmp_path / "ckpt.pt"), "--log-file", str(tmp_path / "log.jsonl"),
             "--N", "8", "--M", "12", "--patch", "64", "--batch", "2", "--steps", str(steps),
             "--log-every", "2", "--eval-dir", str(tmp_path / "none"), "--threads", "1"]
 
@@ -55,3 +55,26 @@ def test_train_resume_export_and_code(tmp_path):
     data = lic.encode(img, 50)
     assert codec.read_header(data).model_name == "tiny"
     assert lic.decode(data).size == (30, 20)
+
+
+def test_distributed_data_parallel_with_gloo_on_two_cpu_processes(tmp_path):
+    """torchrun, 2 ranks on the CPU: parameters stay identical, rank 0 alone checkpoints."""
+    import re
+    import subprocess
+    import sys
+
+    from .conftest import ROOT
+
+    (tmp_path / "data").mkdir()
+    shutil.copy(SAMPLE, tmp_path / "data" / "a.png")
+    build_cache(tmp_path / "data", tmp_path / "cache.npy", size=80, crops_per_image=8)
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517",
+           "-m", "codec.train", *_args(tmp_path, 3), "--device", "cpu"]
+    run = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
+    digests = re.findall(r"rank (\d)/2 stopped at step 3, parameters (\w+)", run.stdout)
+    assert sorted(r for r, _ in digests) == ["0", "1"]
+    assert digests[0][1] == digests[1][1]  # DDP kept the replicas in sync
+    assert load_checkpoint(tmp_path / "ckpt.pt")["step"] == 3
+    logs = (tmp_path / "log.jsonl").read_text().splitlines()
+    assert [json.loads(line)["step"] for line in logs] == [2]  # one writer
