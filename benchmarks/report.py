@@ -126,6 +126,7 @@ def write_plot(doc: dict, path, write) -> None:
         if r["ms-ssim-rgb"] and None not in r["ms-ssim-rgb"]:
             axes[1].plot(r["bpp"], ms_ssim_db(r["ms-ssim-rgb"]), **style)
     for ax, label in zip(axes, ("PSNR on RGB (dB)", "MS-SSIM (dB)")):
+        ax.set_xlim(0, min(4.0, ax.get_xlim()[1]))  # the interesting range; a baseline may run far beyond
         ax.set_xlabel("bits per pixel")
         ax.set_ylabel(label)
         ax.grid(alpha=0.3)
