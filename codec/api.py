@@ -82,10 +82,12 @@ class Codec:
     ``profile``: the determinism profile files are encoded with: ``"int"`` (default; the
     probability path in exact integer arithmetic, see :mod:`codec.exact`) or ``"float"``
     (format 1.0's float32 path).  Decoding follows the profile the file's header names.
+    ``tile_batch``: tiles of equal shape run through a transform together, this many at a
+    time (default 8 on CUDA, 1 on the CPU, where batching gains nothing).
     """
 
     def __init__(self, weights: str | os.PathLike | FrozenModel | None = None, device: str = "cpu",
-                 max_pixels: int | None = MAX_PIXELS, profile: str = "int"):
+                 max_pixels: int | None = MAX_PIXELS, profile: str = "int", tile_batch: int | None = None):
         if profile not in container.PROFILES:
             raise CodecError(f"unknown determinism profile {profile!r} (use {' or '.join(container.PROFILES)})")
         if device.startswith("cuda") and not torch.cuda.is_available():
@@ -99,6 +101,7 @@ class Codec:
         self.device = torch.device(device)
         self.max_pixels = max_pixels
         self.profile = profile
+        self.tile_batch = max(1, tile_batch or (8 if self.device.type == "cuda" else 1))
         self._medians = self.model.z_medians.view(1, -1, 1, 1)
         self._exact = ExactHyperSynthesis(self.model.h_s, self.model.z_medians)
 
@@ -140,16 +143,27 @@ class Codec:
         pad = (0, win.x1 - min(win.x1, width), 0, win.y1 - min(win.y1, height))
         return F.pad(x, pad, mode="replicate") if any(pad) else x
 
+    def _batches(self, indexes, window_of):
+        """Tile indexes grouped by window shape, at most ``tile_batch`` per group."""
+        groups: dict[tuple[int, int], list[int]] = {}
+        for i in indexes:
+            w = window_of(i)
+            groups.setdefault((w.y1 - w.y0, w.x1 - w.x0), []).append(i)
+        for members in groups.values():
+            for k in range(0, len(members), self.tile_batch):
+                yield members[k : k + self.tile_batch]
+
     def _analysis(self, pixels, grid: TileGrid) -> torch.Tensor:
-        """g_a tile by tile over halo windows → y of the whole (padded) image."""
+        """g_a tile by tile (batched by window shape) over halo windows → y of the padded image."""
         full = grid.padded_box.scaled(LATENT)
         y = torch.empty(1, self.model.config.M, full.y1, full.x1, device=self.device)
-        for i in range(len(grid)):
-            win, box = grid.analysis_window(i), grid.box(i)
-            part = self.model.g_a(self._window(pixels, win))
-            oy, ox = (box.y0 - win.y0) // LATENT, (box.x0 - win.x0) // LATENT
-            b = box.scaled(LATENT)
-            y[..., b.y0 : b.y1, b.x0 : b.x1] = part[..., oy : oy + b.y1 - b.y0, ox : ox + b.x1 - b.x0]
+        for batch in self._batches(range(len(grid)), grid.analysis_window):
+            parts = self.model.g_a(torch.cat([self._window(pixels, grid.analysis_window(i)) for i in batch]))
+            for part, i in zip(parts, batch):
+                win, box = grid.analysis_window(i), grid.box(i)
+                oy, ox = (box.y0 - win.y0) // LATENT, (box.x0 - win.x0) // LATENT
+                b = box.scaled(LATENT)
+                y[0, :, b.y0 : b.y1, b.x0 : b.x1] = part[:, oy : oy + b.y1 - b.y0, ox : ox + b.x1 - b.x0]
         return y
 
     def _quantise(self, y0: torch.Tensor, quality: float, grid: TileGrid) -> Latents:
@@ -299,17 +313,18 @@ class Codec:
         y_hat *= self.model.gains.inv_gain(self._level(lat.quality))
         out = torch.full((3, region.y1 - region.y0, region.x1 - region.x0), 128, dtype=torch.uint8,
                          device=self.device)  # damaged tiles stay mid-gray
-        for i in grid.covering(region):
-            if lat.tiles[i] is None:
-                continue
-            win, box = grid.synthesis_window(i), grid.box(i)
-            x = self.model.g_s(y_hat[..., win.y0 : win.y1, win.x0 : win.x1])
-            x = x[0, :, box.y0 - win.y0 * LATENT : box.y1 - win.y0 * LATENT,
-                  box.x0 - win.x0 * LATENT : box.x1 - win.x0 * LATENT]
-            y0, y1 = max(box.y0, region.y0), min(box.y1, region.y1)
-            x0, x1 = max(box.x0, region.x0), min(box.x1, region.x1)
-            out[:, y0 - region.y0 : y1 - region.y0, x0 - region.x0 : x1 - region.x0] = (
-                x[:, y0 - box.y0 : y1 - box.y0, x0 - box.x0 : x1 - box.x0].clamp(0, 1).mul(255).round())
+        present = [i for i in grid.covering(region) if lat.tiles[i] is not None]
+        for batch in self._batches(present, grid.synthesis_window):
+            windows = [grid.synthesis_window(i) for i in batch]
+            xs = self.model.g_s(torch.cat([y_hat[..., w.y0 : w.y1, w.x0 : w.x1] for w in windows]))
+            for x, i, win in zip(xs, batch, windows):
+                box = grid.box(i)
+                x = x[:, box.y0 - win.y0 * LATENT : box.y1 - win.y0 * LATENT,
+                      box.x0 - win.x0 * LATENT : box.x1 - win.x0 * LATENT]
+                y0, y1 = max(box.y0, region.y0), min(box.y1, region.y1)
+                x0, x1 = max(box.x0, region.x0), min(box.x1, region.x1)
+                out[:, y0 - region.y0 : y1 - region.y0, x0 - region.x0 : x1 - region.x0] = (
+                    x[:, y0 - box.y0 : y1 - box.y0, x0 - box.x0 : x1 - box.x0].clamp(0, 1).mul(255).round())
         return out
 
     @torch.inference_mode()

@@ -128,3 +128,13 @@ def test_size_guard_is_overridable(small_image):
     with pytest.raises(codec.CodecError, match="exceeds the limit"):
         strict.decode(data)
     assert codec.Codec(max_pixels=None).decode(data).size == small_image.size
+
+
+def test_tiles_batched_by_shape_match_one_at_a_time(lic, photo, tiled):
+    batched = codec.Codec(tile_batch=4)  # the GPU default is 8; the CPU default 1
+    assert batched.entropy_decode(tiled).digest() == lic.entropy_decode(tiled).digest()
+    one, many = np.asarray(lic.decode(tiled)).astype(int), np.asarray(batched.decode(tiled)).astype(int)
+    assert np.abs(one - many).max() <= 1  # the same convolutions, up to float summation order
+    again = batched.encode(photo, 20, tile=TILE)
+    assert abs(len(again) - len(tiled)) <= 0.01 * len(tiled)
+    assert lic.entropy_decode(again).digest() == batched.entropy_decode(again).digest()
