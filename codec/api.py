@@ -28,7 +28,7 @@ from . import container, images
 from .coder import decode_symbols, encode_symbols
 from .entropy import probability_path
 from .exact import ExactHyperSynthesis
-from .inputs import DEFAULT_QUALITY, EncodeOptions, crop_box, read_bytes, tensor_pixels
+from .inputs import DEFAULT_QUALITY, EncodeOptions, bisect_quality, crop_box, read_bytes, tensor_pixels
 from .errors import CodecError, CorruptFileError, DamagedTilesWarning, WeightsMismatchError
 from .tiling import DEFAULT_TILE, LATENT, STRIDE, Box, TileGrid
 from .weights import FrozenModel, load_weights
@@ -255,7 +255,7 @@ class Codec:
             data = at(opts.quality)
         else:
             budget = opts.target_size if opts.target_size is not None else int(opts.target_bpp * width * height / 8)
-            data = _bisect_quality(at, budget)
+            data = bisect_quality(at, budget)
         if verify:
             decoded = self.entropy_decode(data).digest()
             expected = digests[container.read_header(data).quality]
@@ -385,26 +385,6 @@ def _z_groups(shape: tuple[int, ...]) -> np.ndarray:
 def _where(grid: TileGrid, index: int) -> str:
     r, c = divmod(index, grid.cols)
     return f"tile {index} (row {r}, column {c})"
-
-
-def _bisect_quality(encode_at, budget: int) -> bytes:
-    """The largest quality (to 0.01) whose file fits ``budget`` bytes; quality 0 if none does."""
-    best = encode_at(0.0)
-    if len(best) > budget:
-        warnings.warn(f"even quality 0 needs {len(best)} bytes > target {budget}", stacklevel=3)
-        return best
-    lo, hi = 0.0, 100.0
-    top = encode_at(hi)
-    if len(top) <= budget:
-        return top
-    while hi - lo > 0.05:
-        mid = round((lo + hi) / 2, 2)
-        data = encode_at(mid)
-        if len(data) <= budget:
-            lo, best = mid, data
-        else:
-            hi = mid
-    return best
 
 
 _default: Codec | None = None

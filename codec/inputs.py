@@ -1,9 +1,10 @@
-"""Argument normalisation for the API: .lic data sources, tensors, crop rectangles."""
+"""Argument normalisation for the API: .lic data sources, tensors, crops, options, size targets."""
 from __future__ import annotations
 
 import io
 import math
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -74,3 +75,23 @@ def tensor_pixels(t: torch.Tensor) -> torch.Tensor:
     if not t.dtype.is_floating_point:
         raise CodecError(f"tensor input must be uint8 or floating point, got {t.dtype}")
     return t.float().clamp(0, 1).contiguous()
+
+
+def bisect_quality(encode_at, budget: int) -> bytes:
+    """The largest quality (to 0.01) whose file fits ``budget`` bytes; quality 0 if none does."""
+    best = encode_at(0.0)
+    if len(best) > budget:
+        warnings.warn(f"even quality 0 needs {len(best)} bytes > target {budget}", stacklevel=3)
+        return best
+    lo, hi = 0.0, 100.0
+    top = encode_at(hi)
+    if len(top) <= budget:
+        return top
+    while hi - lo > 0.05:
+        mid = round((lo + hi) / 2, 2)
+        data = encode_at(mid)
+        if len(data) <= budget:
+            lo, best = mid, data
+        else:
+            hi = mid
+    return best
