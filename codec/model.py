@@ -23,7 +23,10 @@ from .transforms import (
     GainUnits, ModelConfig, analysis, hyper_analysis, hyper_synthesis, interp_lambda,
     split_hyper_params, synthesis,
 )
-from compressai.entropy_models import EntropyBottleneck  # noqa: E402 (after transforms' quiet import)
+from .transforms import trainable_gdn
+
+trainable_gdn()  # imports compressai with its import-time warnings silenced
+from compressai.entropy_models import EntropyBottleneck  # noqa: E402
 from compressai.ops import LowerBound  # noqa: E402
 
 SCALE_MIN = 0.11  # lower bound of σ: below it a symbol costs ~0 bits anyway

@@ -25,11 +25,54 @@ import warnings
 from dataclasses import asdict, dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
-with warnings.catch_warnings():  # compressai's import-time torch.jit.script use warns on torch 2.14
-    warnings.simplefilter("ignore", FutureWarning)
-    from compressai.layers import GDN
+
+def trainable_gdn():
+    """CompressAI's GDN (training); imported on demand: ``import compressai`` costs seconds."""
+    with warnings.catch_warnings():  # compressai's import-time torch.jit.script use warns on torch 2.14
+        warnings.simplefilter("ignore", FutureWarning)
+        from compressai.layers import GDN
+    return GDN
+
+
+class _Bound(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.register_buffer("bound", torch.zeros(1))
+
+
+class _NonNegative(nn.Module):
+    """Forward of CompressAI's NonNegativeParametrizer: max(p, bound)² − pedestal."""
+
+    def __init__(self):
+        super().__init__()
+        self.register_buffer("pedestal", torch.zeros(1))
+        self.lower_bound = _Bound()
+
+    def forward(self, p: torch.Tensor) -> torch.Tensor:
+        return torch.maximum(p, self.lower_bound.bound) ** 2 - self.pedestal
+
+
+class FrozenGDN(nn.Module):
+    """Inference-only GDN / inverse GDN with CompressAI's state-dict layout (Ballé et al. 2016).
+
+    y = x · (β + γ·x²)^(∓1/2): the same operations as ``compressai.layers.GDN.forward``, so a
+    frozen codec loads the trained weights unchanged and runs without importing compressai.
+    """
+
+    def __init__(self, channels: int, inverse: bool = False):
+        super().__init__()
+        self.inverse = inverse
+        self.beta = nn.Parameter(torch.ones(channels))
+        self.gamma = nn.Parameter(torch.eye(channels))
+        self.beta_reparam, self.gamma_reparam = _NonNegative(), _NonNegative()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        C = x.shape[1]
+        norm = F.conv2d(x**2, self.gamma_reparam(self.gamma).reshape(C, C, 1, 1), self.beta_reparam(self.beta))
+        return x * (torch.sqrt(norm) if self.inverse else torch.rsqrt(norm))
 
 
 @dataclass(frozen=True)
@@ -61,15 +104,17 @@ def _deconv(cin: int, cout: int, k: int = 5, stride: int = 2) -> nn.ConvTranspos
     return nn.ConvTranspose2d(cin, cout, k, stride=stride, padding=k // 2, output_padding=stride - 1)
 
 
-def analysis(N: int, M: int) -> nn.Sequential:
-    """g_a: image (3, H, W) → latent y (M, H/16, W/16)."""
+def analysis(N: int, M: int, gdn=None) -> nn.Sequential:
+    """g_a: image (3, H, W) → latent y (M, H/16, W/16).  ``gdn``: the GDN class (trainable by default)."""
+    GDN = gdn or trainable_gdn()
     return nn.Sequential(
         _conv(3, N), GDN(N), _conv(N, N), GDN(N), _conv(N, N), GDN(N), _conv(N, M)
     )
 
 
-def synthesis(N: int, M: int) -> nn.Sequential:
+def synthesis(N: int, M: int, gdn=None) -> nn.Sequential:
     """g_s: latent ŷ → image, the mirror of g_a with inverse GDN."""
+    GDN = gdn or trainable_gdn()
     return nn.Sequential(
         _deconv(M, N), GDN(N, inverse=True), _deconv(N, N), GDN(N, inverse=True),
         _deconv(N, N), GDN(N, inverse=True), _deconv(N, 3),

@@ -20,7 +20,9 @@ from torch import nn
 from .container import sha256_file
 from .entropy import TableSet, factorized_tables, gaussian_tables
 from .errors import WeightsError
-from .transforms import GainUnits, ModelConfig, analysis, hyper_analysis, hyper_synthesis, synthesis
+from .transforms import (
+    FrozenGDN, GainUnits, ModelConfig, analysis, hyper_analysis, hyper_synthesis, synthesis,
+)
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 DEFAULT_WEIGHTS = WEIGHTS_DIR / "lic-default.safetensors"
@@ -37,7 +39,7 @@ class FrozenModel(nn.Module):
         super().__init__()
         self.config, self.name = config, name
         N, M = config.N, config.M
-        self.g_a, self.g_s = analysis(N, M), synthesis(N, M)
+        self.g_a, self.g_s = analysis(N, M, FrozenGDN), synthesis(N, M, FrozenGDN)  # no compressai at run time
         self.h_a, self.h_s = hyper_analysis(N, M), hyper_synthesis(N, M)
         self.gains = GainUnits(M, config.lambdas)
         self.z_tables, self.y_tables = z_tables, y_tables

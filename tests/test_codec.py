@@ -211,3 +211,29 @@ def test_stage_methods_compose_to_encode_and_decode(lic, small_image):
         assert np.array_equal(ours.y_index, theirs.y_index)
     assert (decoded.width, decoded.height, decoded.quality) == (96, 64, 40)
     assert np.array_equal(lic.synthesise(decoded), np.asarray(lic.decode(data)))
+
+
+def test_frozen_gdn_is_compressais_gdn_and_decoding_never_imports_compressai(tmp_path, small_image):
+    import subprocess
+    import sys
+
+    import torch
+
+    from codec.transforms import FrozenGDN, trainable_gdn
+
+    GDN = trainable_gdn()
+    for inverse in (False, True):
+        ref = GDN(16, inverse=inverse)
+        with torch.no_grad():
+            ref.beta.uniform_(0.5, 2.0)
+            ref.gamma.uniform_(0.0, 0.3)
+        ours = FrozenGDN(16, inverse=inverse)
+        ours.load_state_dict(ref.state_dict())  # the same state-dict layout
+        x = torch.randn(2, 16, 9, 7)
+        assert torch.equal(ours(x), ref(x))
+    path = tmp_path / "s.lic"
+    path.write_bytes(codec.encode(small_image, 50))
+    code = ("import sys, codec; codec.decode(sys.argv[1]); codec.encode(codec.decode(sys.argv[1]), 50); "
+            "print('compressai' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
