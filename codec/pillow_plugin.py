@@ -8,7 +8,8 @@ default :class:`codec.Codec`.  Foreign data is left to the other plugins
 but fails on ``load()`` with ``OSError``, as Pillow's own formats do.
 
 Save options: ``quality`` (0–100, default 75), ``target_bpp``, ``target_size``
-(bytes), ``icc_profile``, ``exif``, ``xmp`` (override the image's own), ``strip``.
+(bytes), ``icc_profile``, ``exif``, ``xmp`` (override the image's own), ``strip``, ``tile_size``
+(pixels, a multiple of 64; default 1024).
 """
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from PIL import Image, ImageFile
 
 from . import container
 from .errors import CodecError
+from .tiling import DEFAULT_TILE
 
 FORMAT = "LIC"
 MIME = "image/x-lic"
@@ -88,7 +90,8 @@ def _save(im: Image.Image, fp, filename) -> None:
         source.info.update(overrides)
     try:
         data = default_codec().encode(source, opts.get("quality", 75), target_bpp=opts.get("target_bpp"),
-                                      target_size=opts.get("target_size"), strip=bool(opts.get("strip")))
+                                      target_size=opts.get("target_size"), strip=bool(opts.get("strip")),
+                                      tile=opts.get("tile_size", DEFAULT_TILE))
     except CodecError as exc:
         raise ValueError(str(exc)) from None
     fp.write(data)

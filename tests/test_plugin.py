@@ -49,6 +49,11 @@ def test_save_options_and_metadata(small_image, tmp_path):
     assert gray.info.get("icc_profile") != b"icc-bytes"  # the caller's image is left alone
     with pytest.raises(ValueError, match="quality"):
         small_image.save(io.BytesIO(), "LIC", quality=101)
+    tiled = io.BytesIO()
+    small_image.save(tiled, "LIC", tile_size=64)
+    from codec import container
+
+    assert len(container.unpack(tiled.getvalue()).tiles) == 2
 
 
 def test_open_reads_only_the_header_and_never_imports_torch(sample_image, tmp_path, lic):
