@@ -337,6 +337,7 @@ class Codec:
         """
         parsed = container.unpack(read_bytes(data), partial=partial)
         h = parsed.header
+        self._check_pixels(h.width, h.height)
         region = crop_box(crop, h.width, h.height)
         grid = self._grid(parsed)
         wanted = None if crop is None else grid.context(grid.covering(region))

@@ -20,6 +20,7 @@ _FIXED = struct.Struct("<IIBBH32sB")  # width, height, mode, profile, quality×1
 _CHUNK_HEAD = struct.Struct("<4sI")
 MAX_HEADER = 0xFFFF
 MAX_SIDE = 1 << 20
+MAX_TILES = 1 << 20  # a grid with more tiles is refused before anything is allocated for it
 
 # Chunk types.  Upper-case first letter: critical (a reader that does not know it must refuse);
 # lower-case: ancillary (may be skipped).
@@ -232,6 +233,8 @@ def _assemble(header: Header, chunks: dict, tiles: list, broken: CorruptFileErro
         if min(tile_size) < 64 or any(t % 64 for t in tile_size) or max(tile_size) > MAX_SIDE:
             raise CorruptFileError(f"corrupt .lic file (tile size {tile_size})")
         expected = (-(-header.width // tile_size[0])) * (-(-header.height // tile_size[1]))
+        if expected > MAX_TILES:
+            raise CorruptFileError(f"corrupt .lic file ({expected} tiles exceed the limit of {MAX_TILES})")
         if broken is not None:
             tiles = tiles[:expected] + [None] * max(0, expected - len(tiles))
         if len(tiles) != expected:

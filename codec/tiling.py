@@ -100,14 +100,20 @@ class TileGrid:
         """In latent units: the tile's ŷ plus the halo the synthesis needs."""
         return self.box(index).scaled(LATENT).grown(SYNTHESIS_HALO, self.padded_box.scaled(LATENT))
 
+    def _span(self, region: Box) -> list[int]:
+        """Tiles whose padded boxes intersect ``region`` (pixels), by arithmetic on the grid."""
+        c0, c1 = max(region.x0, 0) // self.tile_w, min(-(-region.x1 // self.tile_w), self.cols)
+        r0, r1 = max(region.y0, 0) // self.tile_h, min(-(-region.y1 // self.tile_h), self.rows)
+        return [r * self.cols + c for r in range(r0, r1) for c in range(c0, c1)]
+
     def covering(self, region: Box) -> list[int]:
         """Tiles whose pixels intersect ``region`` (image coordinates)."""
-        return [i for i in range(len(self)) if self.box(i).intersects(region)]
+        return self._span(region)
 
     def context(self, tiles: list[int]) -> list[int]:
         """``tiles`` plus the neighbours whose latents their synthesis windows reach."""
         need = set(tiles)
         for i in tiles:
-            window = self.synthesis_window(i)
-            need.update(j for j in range(len(self)) if self.box(j).scaled(LATENT).intersects(window))
+            w = self.synthesis_window(i)
+            need.update(self._span(Box(w.x0 * LATENT, w.y0 * LATENT, w.x1 * LATENT, w.y1 * LATENT)))
         return sorted(need)

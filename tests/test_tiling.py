@@ -138,3 +138,14 @@ def test_tiles_batched_by_shape_match_one_at_a_time(lic, photo, tiled):
     again = batched.encode(photo, 20, tile=TILE)
     assert abs(len(again) - len(tiled)) <= 0.01 * len(tiled)
     assert lic.entropy_decode(again).digest() == batched.entropy_decode(again).digest()
+
+
+def test_grid_lookups_scale_to_many_tiles_and_huge_grids_are_refused(lic):
+    grid = TileGrid.for_image(8000, 6000, 64)  # 11,750 tiles
+    assert len(grid.context(grid.covering(Box(0, 0, 8000, 6000)))) == len(grid)
+    assert grid.context([0]) == [0, 1, grid.cols, grid.cols + 1]
+    header = container.Header(1 << 20, 1 << 20, "RGB", 50, lic.model.name, lic.model.sha256)
+    data = container.pack(container.LicFile(header, {}, [(b"", b"")], (64, 64)))
+    for partial in (False, True):
+        with pytest.raises(codec.CorruptFileError, match="exceed the limit"):
+            container.unpack(data, partial=partial)
