@@ -303,7 +303,11 @@ class Codec:
         return Latents(tiles, grid, h.quality, h.profile), damaged
 
     def _synthesis(self, lat: Latents, region: Box | None = None) -> torch.Tensor:
-        """g_s tile by tile over halo windows → uint8 (3, h, w) of ``region`` (default: all)."""
+        """g_s over halo windows → uint8 (3, h, w) of ``region`` (default: all).
+
+        The windows follow the file's tiles, but never exceed DEFAULT_TILE: a single-tile
+        file of a large image is synthesised piece by piece too, so memory stays bounded.
+        """
         grid = lat.grid
         region = region or Box(0, 0, grid.width, grid.height)
         full = grid.padded_box.scaled(LATENT)
@@ -311,20 +315,24 @@ class Codec:
         for box, t in ((grid.box(i).scaled(LATENT), t) for i, t in enumerate(lat.tiles) if t is not None):
             y_hat[..., box.y0 : box.y1, box.x0 : box.x1] = torch.from_numpy(t.y).to(self.device)[None] + t.y_mean
         y_hat *= self.model.gains.inv_gain(self._level(lat.quality))
-        out = torch.full((3, region.y1 - region.y0, region.x1 - region.x0), 128, dtype=torch.uint8,
-                         device=self.device)  # damaged tiles stay mid-gray
-        present = [i for i in grid.covering(region) if lat.tiles[i] is not None]
-        for batch in self._batches(present, grid.synthesis_window):
-            windows = [grid.synthesis_window(i) for i in batch]
+        out = torch.empty((3, region.y1 - region.y0, region.x1 - region.x0), dtype=torch.uint8, device=self.device)
+        pieces = TileGrid(grid.width, grid.height, min(grid.tile_w, DEFAULT_TILE), min(grid.tile_h, DEFAULT_TILE))
+        for batch in self._batches(pieces.covering(region), pieces.synthesis_window):
+            windows = [pieces.synthesis_window(i) for i in batch]
             xs = self.model.g_s(torch.cat([y_hat[..., w.y0 : w.y1, w.x0 : w.x1] for w in windows]))
             for x, i, win in zip(xs, batch, windows):
-                box = grid.box(i)
+                box = pieces.box(i)
                 x = x[:, box.y0 - win.y0 * LATENT : box.y1 - win.y0 * LATENT,
                       box.x0 - win.x0 * LATENT : box.x1 - win.x0 * LATENT]
                 y0, y1 = max(box.y0, region.y0), min(box.y1, region.y1)
                 x0, x1 = max(box.x0, region.x0), min(box.x1, region.x1)
                 out[:, y0 - region.y0 : y1 - region.y0, x0 - region.x0 : x1 - region.x0] = (
                     x[:, y0 - box.y0 : y1 - box.y0, x0 - box.x0 : x1 - box.x0].clamp(0, 1).mul(255).round())
+        for box in (grid.box(i) for i, t in enumerate(lat.tiles) if t is None):  # lost: mid-gray
+            y0, y1 = max(box.y0, region.y0), min(box.y1, region.y1)
+            x0, x1 = max(box.x0, region.x0), min(box.x1, region.x1)
+            if y0 < y1 and x0 < x1:
+                out[:, y0 - region.y0 : y1 - region.y0, x0 - region.x0 : x1 - region.x0] = 128
         return out
 
     @torch.inference_mode()

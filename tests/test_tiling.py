@@ -149,3 +149,19 @@ def test_grid_lookups_scale_to_many_tiles_and_huge_grids_are_refused(lic):
     for partial in (False, True):
         with pytest.raises(codec.CorruptFileError, match="exceed the limit"):
             container.unpack(data, partial=partial)
+
+
+def test_single_tile_files_of_large_images_are_synthesised_in_pieces(lic, photo, monkeypatch):
+    import codec.api
+
+    whole = lic.encode(photo, 30, tile=None)  # one tile, 1.0 layout
+    reference = np.asarray(lic.decode(whole)).astype(int)
+    monkeypatch.setattr(codec.api, "DEFAULT_TILE", 128)  # as if the image were much larger
+    calls = []
+    hook = lic.model.g_s.register_forward_pre_hook(lambda module, args: calls.append(tuple(args[0].shape[-2:])))
+    try:
+        pieces = np.asarray(lic.decode(whole)).astype(int)
+    finally:
+        hook.remove()
+    assert len(calls) == 6 and max(h * w for h, w in calls) <= (128 // 16 + 4) ** 2
+    assert np.abs(pieces - reference).max() <= 1  # the halo makes the pieces seamless
