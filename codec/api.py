@@ -97,7 +97,10 @@ class Codec:
         if isinstance(weights, torch.nn.Module) and not isinstance(weights, FrozenModel):
             raise CodecError("Codec needs a frozen model: freeze a trained one with codec.weights.freeze")
         model = weights if isinstance(weights, FrozenModel) else load_weights(weights)
+        # channels_last: oneDNN's fastest layout for these convolutions (decode 161 → ~115 ms on Kodak)
         self.model = model.to(device)
+        for transform in (self.model.g_a, self.model.g_s):
+            transform.to(memory_format=torch.channels_last)
         self.device = torch.device(device)
         self.max_pixels = max_pixels
         self.profile = profile
@@ -158,7 +161,8 @@ class Codec:
         full = grid.padded_box.scaled(LATENT)
         y = torch.empty(1, self.model.config.M, full.y1, full.x1, device=self.device)
         for batch in self._batches(range(len(grid)), grid.analysis_window):
-            parts = self.model.g_a(torch.cat([self._window(pixels, grid.analysis_window(i)) for i in batch]))
+            x = torch.cat([self._window(pixels, grid.analysis_window(i)) for i in batch])
+            parts = self.model.g_a(x.contiguous(memory_format=torch.channels_last))
             for part, i in zip(parts, batch):
                 win, box = grid.analysis_window(i), grid.box(i)
                 oy, ox = (box.y0 - win.y0) // LATENT, (box.x0 - win.x0) // LATENT
@@ -319,7 +323,8 @@ class Codec:
         pieces = TileGrid(grid.width, grid.height, min(grid.tile_w, DEFAULT_TILE), min(grid.tile_h, DEFAULT_TILE))
         for batch in self._batches(pieces.covering(region), pieces.synthesis_window):
             windows = [pieces.synthesis_window(i) for i in batch]
-            xs = self.model.g_s(torch.cat([y_hat[..., w.y0 : w.y1, w.x0 : w.x1] for w in windows]))
+            y = torch.cat([y_hat[..., w.y0 : w.y1, w.x0 : w.x1] for w in windows])
+            xs = self.model.g_s(y.contiguous(memory_format=torch.channels_last))
             for x, i, win in zip(xs, batch, windows):
                 box = pieces.box(i)
                 x = x[:, box.y0 - win.y0 * LATENT : box.y1 - win.y0 * LATENT,
