@@ -9,7 +9,7 @@ One Kodak image (768×512; the shipped sample cropped to that size when
   ``entropy`` (latents → streams), ``container`` (streams → file), ``total``;
 - decode: ``container`` (file → chunks), ``entropy`` (chunks → latents,
   probability path included), ``transform`` (synthesis → pixels), ``total``;
-- ``process``: a whole ``lic decode`` process, start-up included;
+- ``process``: a whole ``lic decode`` and ``lic info`` process, start-up included;
 - JPEG (Pillow, optimize=True, quality 75) encode and decode of the same image, and
   CompressAI's MeanScaleHyperprior at the same width (N=64, M=128, random weights);
 - throughput: encode and decode of a 3.1 MP mosaic in 512-px tiles (`extra_info.MP_per_s`).
@@ -95,6 +95,13 @@ def test_decode_process(benchmark, lic, encoded, tmp_path):
            "decode", str(src), "-o", str(tmp_path / "out.png"), "--force", "--quiet"]
     result = benchmark.pedantic(subprocess.run, (cmd,), {"check": True}, rounds=3, iterations=1)
     assert result.returncode == 0
+
+
+def test_info_process(benchmark, encoded, tmp_path):
+    src = tmp_path / "in.lic"
+    src.write_bytes(encoded)
+    cmd = [sys.executable, "-c", "import sys; from cli.main import main; sys.exit(main())", "info", str(src)]
+    benchmark.pedantic(subprocess.run, (cmd,), {"check": True, "capture_output": True}, rounds=5, iterations=1)
 
 
 def test_jpeg_encode(benchmark, image):

@@ -319,7 +319,9 @@ class Codec:
         for box, t in ((grid.box(i).scaled(LATENT), t) for i, t in enumerate(lat.tiles) if t is not None):
             y_hat[..., box.y0 : box.y1, box.x0 : box.x1] = torch.from_numpy(t.y).to(self.device)[None] + t.y_mean
         y_hat *= self.model.gains.inv_gain(self._level(lat.quality))
-        out = torch.empty((3, region.y1 - region.y0, region.x1 - region.x0), dtype=torch.uint8, device=self.device)
+        # (3, h, w) view of (h, w, 3) memory: the caller's HWC array needs no further copy
+        out = torch.empty((region.y1 - region.y0, region.x1 - region.x0, 3), dtype=torch.uint8,
+                          device=self.device).permute(2, 0, 1)
         pieces = TileGrid(grid.width, grid.height, min(grid.tile_w, DEFAULT_TILE), min(grid.tile_h, DEFAULT_TILE))
         for batch in self._batches(pieces.covering(region), pieces.synthesis_window):
             windows = [pieces.synthesis_window(i) for i in batch]
@@ -332,7 +334,7 @@ class Codec:
                 y0, y1 = max(box.y0, region.y0), min(box.y1, region.y1)
                 x0, x1 = max(box.x0, region.x0), min(box.x1, region.x1)
                 out[:, y0 - region.y0 : y1 - region.y0, x0 - region.x0 : x1 - region.x0] = (
-                    x[:, y0 - box.y0 : y1 - box.y0, x0 - box.x0 : x1 - box.x0].clamp(0, 1).mul(255).round())
+                    x[:, y0 - box.y0 : y1 - box.y0, x0 - box.x0 : x1 - box.x0].mul(255).round_().clamp_(0, 255))
         for box in (grid.box(i) for i, t in enumerate(lat.tiles) if t is None):  # lost: mid-gray
             y0, y1 = max(box.y0, region.y0), min(box.y1, region.y1)
             x0, x1 = max(box.x0, region.x0), min(box.x1, region.x1)
@@ -359,7 +361,7 @@ class Codec:
             where = ", ".join(_where(grid, i) for i in damaged)
             warnings.warn(f"{len(damaged)} damaged tile(s) painted gray: {where}", DamagedTilesWarning,
                           stacklevel=2)
-        rgb = self._synthesis(lat, region).permute(1, 2, 0).cpu().numpy()
+        rgb = self._synthesis(lat, region).permute(1, 2, 0).cpu().numpy()  # contiguous HWC
         alpha = None
         if h.mode in ("LA", "RGBA"):
             if container.ALPHA in parsed.chunks:
