@@ -78,3 +78,19 @@ def test_distributed_data_parallel_with_gloo_on_two_cpu_processes(tmp_path):
     assert load_checkpoint(tmp_path / "ckpt.pt")["step"] == 3
     logs = (tmp_path / "log.jsonl").read_text().splitlines()
     assert [json.loads(line)["step"] for line in logs] == [2]  # one writer
+
+
+def test_exact_resume_follows_the_uninterrupted_run_bit_for_bit(tmp_path):
+    (tmp_path / "data").mkdir()
+    shutil.copy(SAMPLE, tmp_path / "data" / "a.png")
+    straight, resumed = tmp_path / "straight", tmp_path / "resumed"
+    for d in (straight, resumed):
+        d.mkdir()
+        (d / "data").symlink_to(tmp_path / "data")
+    assert train_main(_args(straight, 6) + ["--exact-resume"]) == 0
+    assert train_main(_args(resumed, 4) + ["--exact-resume"]) == 0
+    assert train_main(_args(resumed, 6) + ["--exact-resume"]) == 0
+    a, b = load_checkpoint(straight / "ckpt.pt"), load_checkpoint(resumed / "ckpt.pt")
+    for part in ("model", "ema"):
+        for key, value in a[part].items():
+            assert torch.equal(value, b[part][key]), (part, key)
