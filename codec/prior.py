@@ -16,6 +16,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from .api import _z_groups  # the z symbols' table of each position: their channel
 from .entropy import PRECISION, TableSet
 from .tiling import LATENT, STRIDE, TileGrid
 
@@ -38,8 +39,8 @@ def score(lic, image, quality: float = 75.0) -> float:
     lat = lic.to_latents(image, quality)
     bits = 0.0
     for t in lat.tiles:
-        z_groups = np.broadcast_to(np.arange(t.z.shape[0])[:, None, None], t.z.shape)
-        bits += _code_length(t.z, z_groups, lic.model.z_tables) + _code_length(t.y, t.y_index, lic.model.y_tables)
+        bits += _code_length(t.z, _z_groups(t.z.shape), lic.model.z_tables)
+        bits += _code_length(t.y, t.y_index, lic.model.y_tables)
     return bits / (lat.width * lat.height)
 
 
@@ -68,7 +69,7 @@ def sample(lic, width: int, height: int, seed: int = 0, quality: float = 75.0):
     box = grid.box(0)
     N = lic.model.config.N
     z_shape = (N, box.y1 // STRIDE, box.x1 // STRIDE)
-    z = _draw(rng, np.broadcast_to(np.arange(N)[:, None, None], z_shape), lic.model.z_tables).astype(np.int32)
+    z = _draw(rng, _z_groups(z_shape), lic.model.z_tables).astype(np.int32)
     mean, index = lic._hyper_step(torch.from_numpy(z)[None], "int")
     y = _draw(rng, index, lic.model.y_tables).astype(np.int32)
     assert y.shape[1:] == (box.y1 // LATENT, box.x1 // LATENT)
