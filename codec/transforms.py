@@ -79,21 +79,35 @@ class FrozenGDN(nn.Module):
 class ModelConfig:
     """Widths and rate range of a model; stored in the weights file."""
 
-    N: int = 64  # channels of the hidden layers and of z
+    N: int = 64  # channels of the hidden layers at 1/2 and 1/4 scale, and of z
     M: int = 128  # channels of the latent y
+    deep: int = 0  # channels of the 1/8-scale hidden layer of g_a and g_s; 0: N (format 1.0 weights)
     lambdas: tuple[float, ...] = (
         0.00045, 0.0009, 0.0018, 0.0035, 0.0067, 0.013, 0.025, 0.0483, 0.0932, 0.18, 0.36)
+
+    @property
+    def deep_channels(self) -> int:
+        """Width at 1/8 scale, where a layer of N channels carries 8×8×3 = 192 pixel values.
+
+        Widening only there (and M) adds capacity where the channels-per-value ratio is
+        tightest, at a fraction of the cost of widening the 1/2- and 1/4-scale layers.
+        """
+        return self.deep or self.N
 
     @property
     def levels(self) -> int:
         return len(self.lambdas)
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        d = asdict(self)
+        if not self.deep:  # weights files written before the field existed stay byte-identical
+            del d["deep"]
+        return d
 
     @classmethod
     def from_dict(cls, d: dict) -> "ModelConfig":
-        return cls(N=int(d["N"]), M=int(d["M"]), lambdas=tuple(float(v) for v in d["lambdas"]))
+        return cls(N=int(d["N"]), M=int(d["M"]), deep=int(d.get("deep", 0)),
+                   lambdas=tuple(float(v) for v in d["lambdas"]))
 
 
 def _conv(cin: int, cout: int, k: int = 5, stride: int = 2) -> nn.Conv2d:
@@ -104,19 +118,22 @@ def _deconv(cin: int, cout: int, k: int = 5, stride: int = 2) -> nn.ConvTranspos
     return nn.ConvTranspose2d(cin, cout, k, stride=stride, padding=k // 2, output_padding=stride - 1)
 
 
-def analysis(N: int, M: int, gdn=None) -> nn.Sequential:
-    """g_a: image (3, H, W) → latent y (M, H/16, W/16).  ``gdn``: the GDN class (trainable by default)."""
-    GDN = gdn or trainable_gdn()
+def analysis(N: int, M: int, gdn=None, deep: int | None = None) -> nn.Sequential:
+    """g_a: image (3, H, W) → latent y (M, H/16, W/16).  ``gdn``: the GDN class (trainable by default).
+
+    ``deep``: channels at 1/8 scale (default N).
+    """
+    GDN, D = gdn or trainable_gdn(), deep or N
     return nn.Sequential(
-        _conv(3, N), GDN(N), _conv(N, N), GDN(N), _conv(N, N), GDN(N), _conv(N, M)
+        _conv(3, N), GDN(N), _conv(N, N), GDN(N), _conv(N, D), GDN(D), _conv(D, M)
     )
 
 
-def synthesis(N: int, M: int, gdn=None) -> nn.Sequential:
+def synthesis(N: int, M: int, gdn=None, deep: int | None = None) -> nn.Sequential:
     """g_s: latent ŷ → image, the mirror of g_a with inverse GDN."""
-    GDN = gdn or trainable_gdn()
+    GDN, D = gdn or trainable_gdn(), deep or N
     return nn.Sequential(
-        _deconv(M, N), GDN(N, inverse=True), _deconv(N, N), GDN(N, inverse=True),
+        _deconv(M, D), GDN(D, inverse=True), _deconv(D, N), GDN(N, inverse=True),
         _deconv(N, N), GDN(N, inverse=True), _deconv(N, 3),
     )
 

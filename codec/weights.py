@@ -39,7 +39,8 @@ class FrozenModel(nn.Module):
         super().__init__()
         self.config, self.name = config, name
         N, M = config.N, config.M
-        self.g_a, self.g_s = analysis(N, M, FrozenGDN), synthesis(N, M, FrozenGDN)  # no compressai at run time
+        D = config.deep_channels  # no compressai at run time: FrozenGDN
+        self.g_a, self.g_s = analysis(N, M, FrozenGDN, D), synthesis(N, M, FrozenGDN, D)
         self.h_a, self.h_s = hyper_analysis(N, M), hyper_synthesis(N, M)
         self.gains = GainUnits(M, config.lambdas)
         self.z_tables, self.y_tables = z_tables, y_tables

@@ -1,0 +1,153 @@
+"""Widen a training checkpoint without changing what it computes (function-preserving growth).
+
+Why: the N=64 model's transforms are the bottleneck at high rates (with quantisation
+removed they reconstruct kodim01 at only 32.5 dB), but training a wider model from
+scratch on two CPU cores would throw away hours of accumulated training.  Net2Net
+(Chen, Goodfellow & Shlens, ICLR 2016) grows a trained network instead: every new
+channel starts *silent*, so the widened model is the old function exactly, and
+training then brings the new channels in.
+
+The rule, per new channel:
+
+* its **producer** weights and bias are zero, so the channel's activation is 0
+  (GDN and inverse GDN map 0 to 0; a new latent channel of y is 0, its h_s mean is 0
+  and its scale sits at the lower bound, so it costs no bits);
+* its **consumer** weights keep a fresh random initialisation, so the loss has a
+  non-zero gradient with respect to the producer weights from the first step
+  (zeroing both sides would leave the new channel stuck at a saddle);
+* GDN's β and γ for new channels keep the fresh initialisation (β = 1, γ = 0.1·I);
+  the old channels' γ entries for new inputs are 0.
+
+Adam's moments are carried over into the old slices and start at 0 in the new ones;
+the EMA weights are widened the same way, from the same fresh initialisation.
+
+    python -m codec.widen [--checkpoint checkpoints/train.pt] --deep 128 --M 192
+
+Only the 1/8-scale width (``deep``) and the latent width ``M`` grow; N (1/2- and
+1/4-scale layers, and z) is kept, because those layers dominate the cost of a step
+and of decoding.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from .model import LicModel
+from .train import _compact_opt_state, _expand_opt_state, _param_groups, load_checkpoint, save_checkpoint
+from .transforms import ModelConfig
+
+
+def _out_index(name: str, old: ModelConfig, new: ModelConfig, old_out: int) -> torch.Tensor:
+    """Where the old output channels of a layer go in the widened layer."""
+    if name == "h_s.4":  # (scale | mean) halves of M channels each: both halves move
+        return torch.cat([torch.arange(old.M), new.M + torch.arange(old.M)])
+    return torch.arange(old_out)
+
+
+def _placements(model_old: LicModel, model_new: LicModel) -> dict[str, tuple]:
+    """For each parameter name: (output dim, index of the old outputs in the new tensor)."""
+    old_cfg, new_cfg = model_old.config, model_new.config
+    old_modules = dict(model_old.named_modules())
+    out: dict[str, tuple] = {}
+    for name, module in model_new.named_modules():
+        if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d)):
+            dim = 1 if isinstance(module, nn.ConvTranspose2d) else 0
+            old_out = old_modules[name].weight.shape[dim]
+            index = _out_index(name, old_cfg, new_cfg, old_out)
+            out[f"{name}.weight"] = (dim, index)
+            out[f"{name}.bias"] = (0, index)
+    return out
+
+
+def _place(base: torch.Tensor, old: torch.Tensor, placement: tuple | None) -> torch.Tensor:
+    """``base`` with ``old`` written into its old slice (leading positions, outputs remapped)."""
+    base = base.clone()
+    if placement is None:  # GDN β/γ, gains, entropy model: old channels are the leading ones
+        base[tuple(slice(0, n) for n in old.shape)] = old.to(base.dtype)
+        return base
+    dim, index = placement
+    lead = [slice(0, n) for n in old.shape]
+    lead[dim] = index
+    # advanced indexing on one dim, slices on the others
+    view = base.movedim(dim, 0)
+    old_view = old.movedim(dim, 0)
+    rest = tuple(lead[d] for d in range(old.dim()) if d != dim)
+    view[(index,) + rest] = old_view.to(base.dtype)
+    return base
+
+
+def _silence(fresh: torch.Tensor, placement: tuple | None, name: str) -> torch.Tensor:
+    """Zero the producer weights/bias of new output channels (rows that no old output fills)."""
+    if placement is None:
+        return fresh
+    dim, index = placement
+    silent = torch.ones(fresh.shape[dim], dtype=torch.bool)
+    silent[index] = False
+    fresh = fresh.clone()
+    fresh.movedim(dim, 0)[silent] = 0
+    return fresh
+
+
+@torch.no_grad()
+def widen_state(old_state: dict, old_cfg: ModelConfig, new_cfg: ModelConfig, seed: int = 0) -> tuple[dict, dict]:
+    """(old model state dict) → (new state dict, placements) for ``new_cfg``."""
+    torch.manual_seed(seed)
+    model_old, model_new = LicModel(old_cfg), LicModel(new_cfg)
+    placements = _placements(model_old, model_new)
+    fresh = model_new.state_dict()
+    new_state = {}
+    for key, value in fresh.items():
+        old = old_state[key]
+        if old.shape == value.shape and key not in placements:
+            new_state[key] = old.clone()
+            continue
+        placement = placements.get(key)
+        base = _silence(value, placement, key)
+        if key.startswith("gains."):  # new channels: the average old gain of each level
+            base = old.mean(1, keepdim=True).expand(-1, value.shape[1]).clone()
+        new_state[key] = _place(base, old, placement)
+    return new_state, placements
+
+
+def widen_checkpoint(path: Path, deep: int, M: int, seed: int = 0) -> ModelConfig:
+    ckpt = load_checkpoint(path)
+    old_cfg = ModelConfig.from_dict(ckpt["config"])
+    new_cfg = dataclasses.replace(old_cfg, deep=deep, M=M)
+    if new_cfg.deep_channels < old_cfg.deep_channels or M < old_cfg.M:
+        raise SystemExit("widen: the new widths must not be smaller than the old ones")
+    ckpt["model"], placements = widen_state(ckpt["model"], old_cfg, new_cfg, seed)
+    ckpt["ema"], _ = widen_state(ckpt["ema"], old_cfg, new_cfg, seed)
+
+    # Adam moments: parameter i of the optimiser is the i-th main parameter of the model
+    names = [n for n, _ in LicModel(new_cfg).named_parameters() if not n.endswith("quantiles")]
+    opt = _expand_opt_state(ckpt["opt"])
+    shapes = {n: p.shape for n, p in LicModel(new_cfg).named_parameters()}
+    for i, state in opt["state"].items():
+        name = names[int(i)]
+        for k, v in list(state.items()):
+            if torch.is_tensor(v) and v.dim() > 0:
+                state[k] = _place(torch.zeros(shapes[name]), v, placements.get(name))
+    ckpt["opt"] = _compact_opt_state(opt)
+    ckpt["config"] = new_cfg.to_dict()
+    save_checkpoint(path, **ckpt)
+    return new_cfg
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m codec.widen", description=__doc__.split("\n\n")[0])
+    p.add_argument("--checkpoint", default="checkpoints/train.pt")
+    p.add_argument("--deep", type=int, required=True, help="channels of the 1/8-scale layers")
+    p.add_argument("--M", type=int, required=True, help="channels of the latent y")
+    p.add_argument("--seed", type=int, default=0)
+    args = p.parse_args(argv)
+    cfg = widen_checkpoint(Path(args.checkpoint), args.deep, args.M, args.seed)
+    print(f"widened {args.checkpoint}: N={cfg.N} deep={cfg.deep_channels} M={cfg.M}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,99 @@
+"""Function-preserving widening of a training checkpoint (codec.widen)."""
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+from codec.export import export
+from codec.model import LicModel
+from codec.train import load_checkpoint, main as train_main
+from codec.transforms import ModelConfig
+from codec.widen import main as widen_main
+
+from .conftest import SAMPLE
+
+
+def _train_args(tmp_path, steps: int) -> list[str]:
+    return ["--data", str(tmp_path / "data"), "--cache", str(tmp_path / "cache.npy"),
+            "--checkpoint", str(tmp_path / "ckpt.pt"), "--log-file", str(tmp_path / "log.jsonl"),
+            "--N", "8", "--M", "12", "--patch", "64", "--batch", "2", "--steps", str(steps),
+            "--log-every", "2", "--eval-dir", str(tmp_path / "none"), "--threads", "1"]
+
+
+def _model(state: dict, config: dict) -> LicModel:
+    model = LicModel(ModelConfig.from_dict(config))
+    model.load_state_dict(state)
+    return model.eval()
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("widen")
+    (tmp / "data").mkdir()
+    shutil.copy(SAMPLE, tmp / "data" / "a.png")
+    assert train_main(_train_args(tmp, 3)) == 0
+    return tmp
+
+
+def test_widened_model_computes_the_same_function_and_keeps_training(trained, tmp_path):
+    for name in ("data", "cache.npy", "ckpt.pt"):
+        src = trained / name
+        (shutil.copytree if src.is_dir() else shutil.copy)(src, tmp_path / name)
+    before = load_checkpoint(tmp_path / "ckpt.pt")
+    assert widen_main(["--checkpoint", str(tmp_path / "ckpt.pt"), "--deep", "16", "--M", "20"]) == 0
+    after = load_checkpoint(tmp_path / "ckpt.pt")
+    assert after["config"]["deep"] == 16 and after["config"]["M"] == 20 and after["step"] == before["step"]
+    assert after["model"]["g_a.4.weight"].shape == (16, 8, 5, 5)
+    assert after["model"]["h_s.4.weight"].shape == (40, 30, 3, 3)
+
+    x = torch.rand(2, 3, 64, 128, generator=torch.Generator().manual_seed(0))
+    t = torch.tensor([1.5, 8.0])
+    for key in ("model", "ema"):
+        old, new = _model(before[key], before["config"]), _model(after[key], after["config"])
+        with torch.no_grad():
+            a, b = old(x, t), new(x, t)
+        torch.testing.assert_close(b["x_hat"], a["x_hat"], atol=1e-5, rtol=0)
+        torch.testing.assert_close(b["bits_z"], a["bits_z"])
+        # the silent latent channels sit at the scale bound and cost (almost) nothing
+        torch.testing.assert_close(b["bits_y"], a["bits_y"], atol=0.5, rtol=1e-4)
+
+    # the optimiser state was carried over: old moments in place, new ones zero
+    name_index = [n for n, _ in LicModel(ModelConfig.from_dict(after["config"])).named_parameters()
+                  if not n.endswith("quantiles")].index("h_s.4.bias")
+    old_m = before["opt"]["state"][name_index]["exp_avg"].float()
+    new_m = after["opt"]["state"][name_index]["exp_avg"].float()
+    assert torch.equal(new_m[:12], old_m[:12]) and torch.equal(new_m[20:32], old_m[12:])
+    assert not new_m[12:20].any() and not new_m[32:].any()
+
+    # training resumes on the widened model, and the new channels start to move
+    assert train_main(_train_args(tmp_path, 5)) == 0
+    resumed = load_checkpoint(tmp_path / "ckpt.pt")
+    assert resumed["step"] == 5 and resumed["config"]["deep"] == 16
+    assert resumed["model"]["g_a.4.weight"][8:].abs().sum() > 0  # producer weights of new channels
+
+    # and exports to a codec that round-trips
+    import codec
+
+    weights = tmp_path / "wide.safetensors"
+    export(tmp_path / "ckpt.pt", weights)
+    lic = codec.Codec(weights)
+    assert lic.model.config.deep_channels == 16 and lic.model.name == "lic-ms-n8d16m20"
+    img = np.random.default_rng(0).integers(0, 256, (40, 70, 3), dtype=np.uint8)
+    assert lic.decode(lic.encode(img, 60)).size == (70, 40)
+
+
+def test_widen_refuses_to_shrink(trained, tmp_path):
+    shutil.copy(trained / "ckpt.pt", tmp_path / "ckpt.pt")
+    with pytest.raises(SystemExit, match="must not be smaller"):
+        widen_main(["--checkpoint", str(tmp_path / "ckpt.pt"), "--deep", "16", "--M", "8"])
+
+
+def test_config_without_deep_field_is_the_old_architecture():
+    old = ModelConfig.from_dict({"N": 8, "M": 12, "lambdas": [0.001, 0.01]})
+    assert old.deep_channels == 8 and "deep" not in old.to_dict()
+    wide = ModelConfig.from_dict({**old.to_dict(), "deep": 24})
+    assert wide.deep_channels == 24 and wide.to_dict()["deep"] == 24
+    assert LicModel(wide).g_s[0].weight.shape == (12, 24, 5, 5)
