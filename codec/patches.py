@@ -21,8 +21,8 @@ def list_images(root: str | os.PathLike) -> list[Path]:
     return sorted(p for p in Path(root).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
 
 
-def build_cache(root: str | os.PathLike, out: str | os.PathLike, size: int = 144,
-                crops_per_image: int = 16, seed: int = 0) -> Path:
+def build_cache(root: str | os.PathLike, out: str | os.PathLike, size: int = 264,
+                crops_per_image: int = 12, seed: int = 0) -> Path:
     """Cut ``crops_per_image`` random ``size``² crops from every image under ``root``."""
     rng = np.random.default_rng(seed)
     paths = list_images(root)

@@ -6,9 +6,11 @@ the file small), step and RNG states, so a later session continues exactly.
 
 Recipe choices for a 2-core CPU (measured, see docs/MODEL_CARD.md):
 channels_last + bf16 autocast for the transforms (entropy models stay fp32),
-batch 8 of 128² crops (per sample cheaper than 16), λ sampled per sample on
-a continuous level so the single variable-rate model learns every rate, and an
-EMA of the weights, which is what gets exported.
+batch 2 of 256² crops (the same pixels per step as 8 of 128², but z is 4×4
+instead of 2×2, so the hyperprior learns real spatial context: −11 points of
+BD-rate vs JPEG in a 25-minute A/B), λ sampled per sample on a continuous level
+so the single variable-rate model learns every rate, and an EMA of the
+weights, which is what gets exported.
 
 On a GPU (``--device cuda``, the default when one is present) the same loop
 runs there with bf16 autocast.  Under ``torchrun`` (WORLD_SIZE > 1) it trains
@@ -45,14 +47,15 @@ EVAL_QUALITIES = (0, 50, 75, 100)
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="lic train", description=__doc__.splitlines()[0])
     p.add_argument("--data", default=str(DEFAULT_DATA), help="training image folder")
-    p.add_argument("--cache", default=".cache/patches144.npy", help="patch cache (.npy)")
+    p.add_argument("--cache", default=".cache/patches264.npy",
+                   help="patch cache (.npy; built with crops of --patch + 8 if missing)")
     p.add_argument("--checkpoint", default="checkpoints/train.pt")
     p.add_argument("--log-file", "--log", dest="log", default="checkpoints/train_log.jsonl",
                    help="JSON lines log (--log-file under torchrun, whose own options start with --log)")
     p.add_argument("--N", type=int, default=64)
     p.add_argument("--M", type=int, default=128)
-    p.add_argument("--patch", type=int, default=128)
-    p.add_argument("--batch", type=int, default=8)
+    p.add_argument("--patch", type=int, default=256)
+    p.add_argument("--batch", type=int, default=2)
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--warmup", type=int, default=300)
     p.add_argument("--ema", type=float, default=0.999)
@@ -173,7 +176,7 @@ def train(args: argparse.Namespace) -> None:
     ckpt_path, cache = Path(args.checkpoint), Path(args.cache)
     if not cache.exists():
         print(f"building patch cache {cache} from {args.data} ...", flush=True)
-        build_cache(args.data, cache)
+        build_cache(args.data, cache, size=args.patch + 8)
 
     resume = load_checkpoint(ckpt_path) if ckpt_path.exists() else None
     config = ModelConfig.from_dict(resume["config"]) if resume else ModelConfig(N=args.N, M=args.M)
