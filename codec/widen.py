@@ -70,17 +70,14 @@ def _place(base: torch.Tensor, old: torch.Tensor, placement: tuple | None) -> to
         base[tuple(slice(0, n) for n in old.shape)] = old.to(base.dtype)
         return base
     dim, index = placement
-    lead = [slice(0, n) for n in old.shape]
-    lead[dim] = index
-    # advanced indexing on one dim, slices on the others
-    view = base.movedim(dim, 0)
+    # advanced indexing on the output dim, leading slices on the others
     old_view = old.movedim(dim, 0)
-    rest = tuple(lead[d] for d in range(old.dim()) if d != dim)
-    view[(index,) + rest] = old_view.to(base.dtype)
+    rest = tuple(slice(0, n) for n in old_view.shape[1:])
+    base.movedim(dim, 0)[(index,) + rest] = old_view.to(base.dtype)
     return base
 
 
-def _silence(fresh: torch.Tensor, placement: tuple | None, name: str) -> torch.Tensor:
+def _silence(fresh: torch.Tensor, placement: tuple | None) -> torch.Tensor:
     """Zero the producer weights/bias of new output channels (rows that no old output fills)."""
     if placement is None:
         return fresh
@@ -106,7 +103,7 @@ def widen_state(old_state: dict, old_cfg: ModelConfig, new_cfg: ModelConfig, see
             new_state[key] = old.clone()
             continue
         placement = placements.get(key)
-        base = _silence(value, placement, key)
+        base = _silence(value, placement)
         if key.startswith("gains."):  # new channels: the average old gain of each level
             base = old.mean(1, keepdim=True).expand(-1, value.shape[1]).clone()
         new_state[key] = _place(base, old, placement)
@@ -122,15 +119,17 @@ def widen_checkpoint(path: Path, deep: int, M: int, seed: int = 0) -> ModelConfi
     ckpt["model"], placements = widen_state(ckpt["model"], old_cfg, new_cfg, seed)
     ckpt["ema"], _ = widen_state(ckpt["ema"], old_cfg, new_cfg, seed)
 
-    # Adam moments: parameter i of the optimiser is the i-th main parameter of the model
-    names = [n for n, _ in LicModel(new_cfg).named_parameters() if not n.endswith("quantiles")]
+    # Adam moments: parameter i of the optimiser is the i-th of train's main parameter group
+    model = LicModel(new_cfg)
+    name_of = {id(p): n for n, p in model.named_parameters()}
+    main_params, _ = _param_groups(model)
     opt = _expand_opt_state(ckpt["opt"])
-    shapes = {n: p.shape for n, p in LicModel(new_cfg).named_parameters()}
     for i, state in opt["state"].items():
-        name = names[int(i)]
+        param = main_params[int(i)]
+        name = name_of[id(param)]
         for k, v in list(state.items()):
             if torch.is_tensor(v) and v.dim() > 0:
-                state[k] = _place(torch.zeros(shapes[name]), v, placements.get(name))
+                state[k] = _place(torch.zeros(param.shape), v, placements.get(name))
     ckpt["opt"] = _compact_opt_state(opt)
     ckpt["config"] = new_cfg.to_dict()
     save_checkpoint(path, **ckpt)

@@ -14,13 +14,7 @@ from codec.transforms import ModelConfig
 from codec.widen import main as widen_main
 
 from .conftest import SAMPLE
-
-
-def _train_args(tmp_path, steps: int) -> list[str]:
-    return ["--data", str(tmp_path / "data"), "--cache", str(tmp_path / "cache.npy"),
-            "--checkpoint", str(tmp_path / "ckpt.pt"), "--log-file", str(tmp_path / "log.jsonl"),
-            "--N", "8", "--M", "12", "--patch", "64", "--batch", "2", "--steps", str(steps),
-            "--log-every", "2", "--eval-dir", str(tmp_path / "none"), "--threads", "1"]
+from .test_train import _args as _train_args  # the tiny model and cache of the training tests
 
 
 def _model(state: dict, config: dict) -> LicModel:
