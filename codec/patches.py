@@ -12,6 +12,7 @@ import os
 from pathlib import Path
 
 import numpy as np
+import torch
 from PIL import Image, ImageOps
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm"}
@@ -61,26 +62,59 @@ def build_cache(root: str | os.PathLike, out: str | os.PathLike, size: int = 264
 
 
 class PatchSampler:
-    """Random batches from the cache: a random ``patch``² sub-crop and flips per sample."""
+    """Random batches from the cache: a random ``patch``² sub-crop and flips per sample.
 
-    def __init__(self, cache_path: str | os.PathLike, patch: int, rng: np.random.Generator):
+    ``device``: where :meth:`batch_tensor` cuts the crops.  On a GPU the whole
+    cache is copied there once (4.7 GB for the default one), so a step no longer
+    waits for the CPU to gather and upload pixels (7 ms per 16 crops on this
+    project's CPU, a third of a GPU step).  The random draws are the same numpy
+    stream either way, so a run draws the same crops on any device.
+    """
+
+    def __init__(self, cache_path: str | os.PathLike, patch: int, rng: np.random.Generator,
+                 device: str | torch.device | None = None, resident: bool | None = None):
         self.data = np.load(cache_path, mmap_mode="r")
         self.patch = patch
         self.rng = rng
         if self.data.shape[1] < patch:
             raise ValueError(f"cache crops ({self.data.shape[1]}) smaller than patch {patch}")
+        self.device = torch.device(device) if device is not None else torch.device("cpu")
+        if resident is None:  # default: keep the cache on an accelerator, memory-map it on the CPU
+            resident = self.device.type != "cpu"
+        self.resident = (torch.from_numpy(np.array(self.data)).to(self.device)
+                         if resident else None)
 
-    def batch(self, size: int) -> np.ndarray:
-        """(size, patch, patch, 3) uint8."""
+    def _draws(self, size: int):
+        """(cache index, y0, x0, flip left-right, flip up-down) per sample, in a fixed order."""
         p, full = self.patch, self.data.shape[1]
         idx = np.sort(self.rng.integers(0, len(self.data), size))
-        out = np.empty((size, p, p, 3), dtype=np.uint8)
-        for i, j in enumerate(idx):
+        for j in idx:
             y0, x0 = self.rng.integers(0, full - p + 1, 2)
+            yield int(j), int(y0), int(x0), self.rng.random() < 0.5, self.rng.random() < 0.5
+
+    def batch(self, size: int) -> np.ndarray:
+        """(size, patch, patch, 3) uint8, cut on the CPU."""
+        p = self.patch
+        out = np.empty((size, p, p, 3), dtype=np.uint8)
+        for i, (j, y0, x0, lr, ud) in enumerate(self._draws(size)):
             crop = self.data[j, y0:y0 + p, x0:x0 + p]
-            if self.rng.random() < 0.5:
+            if lr:
                 crop = crop[:, ::-1]
-            if self.rng.random() < 0.5:
+            if ud:
                 crop = crop[::-1]
             out[i] = crop
         return out
+
+    def batch_tensor(self, size: int) -> torch.Tensor:
+        """(size, 3, patch, patch) float32 in [0, 1], channels_last, on the sampler's device."""
+        if self.resident is None:
+            x = torch.from_numpy(self.batch(size))
+        else:
+            p, crops = self.patch, []
+            for j, y0, x0, lr, ud in self._draws(size):
+                crop = self.resident[j, y0:y0 + p, x0:x0 + p]
+                dims = [d for d, flip in ((1, lr), (0, ud)) if flip]
+                crops.append(crop.flip(dims) if dims else crop)
+            x = torch.stack(crops)
+        x = x.permute(0, 3, 1, 2).float().div_(255)
+        return x.contiguous(memory_format=torch.channels_last)

@@ -37,7 +37,7 @@ import torch
 from torch import nn
 
 from .model import LicModel
-from .train import _compact_opt_state, _expand_opt_state, _param_groups, load_checkpoint, save_checkpoint
+from .train import _compact_opt_state, _expand_opt_state, param_groups, load_checkpoint, save_checkpoint
 from .transforms import ModelConfig
 
 
@@ -122,7 +122,7 @@ def widen_checkpoint(path: Path, deep: int, M: int, seed: int = 0) -> ModelConfi
     # Adam moments: parameter i of the optimiser is the i-th of train's main parameter group
     model = LicModel(new_cfg)
     name_of = {id(p): n for n, p in model.named_parameters()}
-    main_params, _ = _param_groups(model)
+    main_params, _ = param_groups(model)
     opt = _expand_opt_state(ckpt["opt"])
     for i, state in opt["state"].items():
         param = main_params[int(i)]

@@ -94,3 +94,65 @@ def test_exact_resume_follows_the_uninterrupted_run_bit_for_bit(tmp_path):
     for part in ("model", "ema"):
         for key, value in a[part].items():
             assert torch.equal(value, b[part][key]), (part, key)
+
+
+def test_learning_rate_warms_up_from_the_optimiser_start_and_decays_on_a_cosine_tail():
+    from types import SimpleNamespace
+
+    from codec.train import _learning_rate
+
+    args = SimpleNamespace(lr=1e-4, warmup=100, lr_final=None, decay_start=0.7)
+    assert abs(_learning_rate(args, 0, 0.0) - 1e-6) < 1e-15
+    assert abs(_learning_rate(args, 49, 0.5) - 5e-5) < 1e-15
+    assert _learning_rate(args, 5000, 0.99) == 1e-4  # no --lr-final: no tail
+    args.lr_final = 1e-5
+    assert _learning_rate(args, 5000, 0.7) == 1e-4
+    assert abs(_learning_rate(args, 5000, 0.85) - 5.5e-5) < 1e-12  # half way down the cosine
+    assert abs(_learning_rate(args, 5000, 1.0) - 1e-5) < 1e-12
+    assert abs(_learning_rate(args, 5000, 1.5) - 1e-5) < 1e-12  # past the end: stays at the floor
+    lrs = [_learning_rate(args, 5000, f / 100) for f in range(70, 101)]
+    assert all(a >= b for a, b in zip(lrs, lrs[1:]))
+
+
+def test_weights_only_checkpoint_restarts_the_optimiser_with_a_fresh_warmup(tmp_path):
+    """A slim checkpoint (weights, step; no optimiser, no RNG) resumes with new Adam moments."""
+    (tmp_path / "data").mkdir()
+    shutil.copy(SAMPLE, tmp_path / "data" / "a.png")
+    assert train_main(_args(tmp_path, 4)) == 0
+    full = load_checkpoint(tmp_path / "ckpt.pt")
+    slim = {k: full[k] for k in ("config", "model", "ema", "step", "elapsed_seconds")}
+    torch.save(slim, tmp_path / "ckpt.pt")
+    (tmp_path / "log.jsonl").unlink()
+    assert train_main(_args(tmp_path, 6) + ["--warmup", "100", "--lr", "1e-3"]) == 0
+    resumed = load_checkpoint(tmp_path / "ckpt.pt")
+    assert resumed["step"] == 6 and resumed["opt_start"] == 4
+    assert len(resumed["opt"]["state"]) > 0
+    log = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in log] == [6]
+    assert abs(log[0]["lr"] - 1e-3 * 2 / 100) < 1e-12  # the 2nd step after the restart
+
+
+def test_device_resident_sampler_cuts_the_same_crops_as_the_memory_mapped_one(tmp_path):
+    (tmp_path / "data").mkdir()
+    shutil.copy(SAMPLE, tmp_path / "data" / "a.png")
+    cache = build_cache(tmp_path / "data", tmp_path / "c.npy", size=80, crops_per_image=6)
+    mapped = PatchSampler(cache, 64, np.random.default_rng(3))
+    resident = PatchSampler(cache, 64, np.random.default_rng(3), resident=True)
+    assert mapped.resident is None and resident.resident is not None
+    for _ in range(4):  # 32 draws: every flip combination occurs
+        a, b = mapped.batch_tensor(8), resident.batch_tensor(8)
+        assert a.shape == (8, 3, 64, 64) and a.is_contiguous(memory_format=torch.channels_last)
+        assert torch.equal(a, b)
+    uint8 = PatchSampler(cache, 64, np.random.default_rng(3)).batch(8)
+    first = PatchSampler(cache, 64, np.random.default_rng(3)).batch_tensor(8)
+    assert torch.equal(first, torch.from_numpy(uint8).permute(0, 3, 1, 2).float() / 255)
+
+
+def test_compiled_training_step_runs_and_checkpoints(tmp_path):
+    (tmp_path / "data").mkdir()
+    shutil.copy(SAMPLE, tmp_path / "data" / "a.png")
+    assert train_main(_args(tmp_path, 2) + ["--compile"]) == 0
+    ckpt = load_checkpoint(tmp_path / "ckpt.pt")
+    assert ckpt["step"] == 2
+    assert not any(k.startswith("_orig_mod") for k in ckpt["model"])  # the plain module's names
+    assert np.isfinite(json.loads((tmp_path / "log.jsonl").read_text().splitlines()[-1])["loss"])
