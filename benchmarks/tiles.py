@@ -112,7 +112,7 @@ def measure(cmd: list[str]) -> tuple[float, float]:
 
 def run_memory(megapixels: list[float], tile: int) -> None:
     lic_cmd = [sys.executable, "-c", "import sys; from cli.main import main; sys.exit(main())"]
-    print(f"| megapixels | size | encode peak RSS | encode s | decode peak RSS | decode s | bpp |")
+    print("| megapixels | size | encode peak RSS | encode s | decode peak RSS | decode s | bpp |")
     print("|---|---|---|---|---|---|---|")
     with tempfile.TemporaryDirectory() as tmp:
         for mp in megapixels:

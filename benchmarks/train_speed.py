@@ -18,7 +18,7 @@ import torch
 
 from codec.model import LicModel
 from codec.patches import PatchSampler
-from codec.train import param_groups, train_step
+from codec.optim import param_groups, train_step
 from codec.transforms import ModelConfig
 
 

@@ -60,7 +60,6 @@ def kinds(data: Path, per_kind: int, seed: int = 0) -> dict[str, list[Image.Imag
                          if q.suffix.lower() in (".png", ".jpg", ".jpeg", ".webp", ".bmp"))
     picks = rng.choice(len(train_paths), size=min(per_kind, len(train_paths)), replace=False)
     train = [_crop(Image.open(train_paths[i])) for i in picks]
-    photos = kodak + train
     noisy = [Image.fromarray(np.clip(np.asarray(p, np.float64) + rng.normal(0, 25, (SIZE[1], SIZE[0], 3)),
                                      0, 255).astype(np.uint8)) for p in kodak]
     flat = []
@@ -87,7 +86,7 @@ def main(argv=None) -> int:
     p.add_argument("--quality", type=float, default=75)
     args = p.parse_args(argv)
     lic = codec.Codec()
-    print(f"| kind | images | score bpp: mean (min–max) | score / JPEG-75 bpp: mean (min–max) |")
+    print("| kind | images | score bpp: mean (min–max) | score / JPEG-75 bpp: mean (min–max) |")
     print("|---|---|---|---|")
     for name, images in kinds(args.data, args.per_kind).items():
         scores = np.array([lic.score(im, args.quality) for im in images])

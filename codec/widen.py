@@ -37,7 +37,8 @@ import torch
 from torch import nn
 
 from .model import LicModel
-from .train import _compact_opt_state, _expand_opt_state, param_groups, load_checkpoint, save_checkpoint
+from .optim import compact_opt_state, expand_opt_state, param_groups
+from .train import load_checkpoint, save_checkpoint
 from .transforms import ModelConfig
 
 
@@ -123,14 +124,14 @@ def widen_checkpoint(path: Path, deep: int, M: int, seed: int = 0) -> ModelConfi
     model = LicModel(new_cfg)
     name_of = {id(p): n for n, p in model.named_parameters()}
     main_params, _ = param_groups(model)
-    opt = _expand_opt_state(ckpt["opt"])
+    opt = expand_opt_state(ckpt["opt"])
     for i, state in opt["state"].items():
         param = main_params[int(i)]
         name = name_of[id(param)]
         for k, v in list(state.items()):
             if torch.is_tensor(v) and v.dim() > 0:
                 state[k] = _place(torch.zeros(param.shape), v, placements.get(name))
-    ckpt["opt"] = _compact_opt_state(opt)
+    ckpt["opt"] = compact_opt_state(opt)
     ckpt["config"] = new_cfg.to_dict()
     save_checkpoint(path, **ckpt)
     return new_cfg

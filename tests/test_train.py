@@ -99,18 +99,18 @@ def test_exact_resume_follows_the_uninterrupted_run_bit_for_bit(tmp_path):
 def test_learning_rate_warms_up_from_the_optimiser_start_and_decays_on_a_cosine_tail():
     from types import SimpleNamespace
 
-    from codec.train import _learning_rate
+    from codec.optim import learning_rate
 
     args = SimpleNamespace(lr=1e-4, warmup=100, lr_final=None, decay_start=0.7)
-    assert abs(_learning_rate(args, 0, 0.0) - 1e-6) < 1e-15
-    assert abs(_learning_rate(args, 49, 0.5) - 5e-5) < 1e-15
-    assert _learning_rate(args, 5000, 0.99) == 1e-4  # no --lr-final: no tail
+    assert abs(learning_rate(args, 0, 0.0) - 1e-6) < 1e-15
+    assert abs(learning_rate(args, 49, 0.5) - 5e-5) < 1e-15
+    assert learning_rate(args, 5000, 0.99) == 1e-4  # no --lr-final: no tail
     args.lr_final = 1e-5
-    assert _learning_rate(args, 5000, 0.7) == 1e-4
-    assert abs(_learning_rate(args, 5000, 0.85) - 5.5e-5) < 1e-12  # half way down the cosine
-    assert abs(_learning_rate(args, 5000, 1.0) - 1e-5) < 1e-12
-    assert abs(_learning_rate(args, 5000, 1.5) - 1e-5) < 1e-12  # past the end: stays at the floor
-    lrs = [_learning_rate(args, 5000, f / 100) for f in range(70, 101)]
+    assert learning_rate(args, 5000, 0.7) == 1e-4
+    assert abs(learning_rate(args, 5000, 0.85) - 5.5e-5) < 1e-12  # half way down the cosine
+    assert abs(learning_rate(args, 5000, 1.0) - 1e-5) < 1e-12
+    assert abs(learning_rate(args, 5000, 1.5) - 1e-5) < 1e-12  # past the end: stays at the floor
+    lrs = [learning_rate(args, 5000, f / 100) for f in range(70, 101)]
     assert all(a >= b for a, b in zip(lrs, lrs[1:]))
 
 
