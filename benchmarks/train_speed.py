@@ -1,10 +1,11 @@
 """Training speed per model width and batch on this machine (``python -m benchmarks.train_speed``).
 
-Times :func:`codec.train.train_step` (the training loop's own step: bf16
+Times :func:`codec.optim.train_step` (the training loop's own step: bf16
 autocast forward, loss, backward, Adam, auxiliary step) on random 256² crops
 already on the device, so the figure is the model's cost alone; ``--sampler``
-adds the cost of drawing the same batch from a patch cache on the CPU, which
-the loop pays on top.  Prints one line per configuration: ms/step, crops/s.
+also times drawing the same batch from a patch cache as the loop does (on a
+GPU: cut from the cache resident there).  One line per configuration: ms/step,
+crops/s.
 
     python -m benchmarks.train_speed --device cuda --configs 64x128:16,128x192:16
 """
@@ -74,10 +75,10 @@ def main(argv: list[str] | None = None) -> int:
                           args.compile)
         line = f"N={N} M={M} batch {batch}{' compiled' if args.compile else ''}: {sec * 1e3:.1f} ms/step, {int(batch) / sec:.0f} crops/s"
         if args.sampler:
-            sampler = PatchSampler(args.sampler, args.patch, np.random.default_rng(0))
+            sampler = PatchSampler(args.sampler, args.patch, np.random.default_rng(0), device=device)
             start = time.perf_counter()
             for _ in range(args.steps):
-                torch.from_numpy(sampler.batch(int(batch))).to(device).permute(0, 3, 1, 2).float().div_(255)
+                sampler.batch_tensor(int(batch)).to(device)
             _sync(device)
             line += f"; sampler {(time.perf_counter() - start) / args.steps * 1e3:.1f} ms/batch"
         print(line, flush=True)

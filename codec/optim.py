@@ -79,13 +79,19 @@ def train_step(net: nn.Module, model: LicModel, opt: torch.optim.Optimizer, aux_
     return loss.detach(), bpp.detach(), mse.detach()
 
 
-def run_fraction(args, first_step: int, step: int, t_start: float) -> float:
-    """How far this run is towards its stop: by wall time under --minutes, else by steps."""
+def run_fraction(args, schedule_start: int, step: int, t_start: float) -> float:
+    """How far the run is towards its stop, whichever of --steps and --minutes comes first.
+
+    By steps from ``schedule_start`` (kept in the checkpoint, so a resumed run
+    continues its tail), by wall time from this process's start (a resumed
+    ``--minutes`` run starts its own tail); 0 with neither.
+    """
+    fractions = [0.0]
     if args.minutes != float("inf"):
-        return (time.time() - t_start) / 60 / args.minutes
+        fractions.append((time.time() - t_start) / 60 / args.minutes)
     if args.steps < 10**9:
-        return (step - first_step) / max(1, args.steps - first_step)
-    return 0.0
+        fractions.append((step - schedule_start) / max(1, args.steps - schedule_start))
+    return max(fractions)
 
 
 def learning_rate(args, opt_steps: int, fraction: float) -> float:
@@ -104,7 +110,7 @@ def learning_rate(args, opt_steps: int, fraction: float) -> float:
 
 @torch.no_grad()
 def update_ema(ema: LicModel, model: LicModel, decay: float) -> None:
-    """EMA of the float weights (one fused kernel per group); integer buffers are copied."""
+    """EMA of the float weights (one ``_foreach_lerp_`` call); integer buffers are copied."""
     pairs = [(e, m) for e, m in zip(ema.state_dict().values(), model.state_dict().values())]
     floats = [(e, m) for e, m in pairs if e.is_floating_point() and e.shape == m.shape]
     torch._foreach_lerp_([e for e, _ in floats], [m.detach() for _, m in floats], 1 - decay)

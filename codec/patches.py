@@ -81,8 +81,11 @@ class PatchSampler:
         self.device = torch.device(device) if device is not None else torch.device("cpu")
         if resident is None:  # default: keep the cache on an accelerator, memory-map it on the CPU
             resident = self.device.type != "cpu"
-        self.resident = (torch.from_numpy(np.array(self.data)).to(self.device)
-                         if resident else None)
+        self.resident = None
+        if resident:  # uploaded in slices: the host never holds a second copy of the cache
+            self.resident = torch.empty(self.data.shape, dtype=torch.uint8, device=self.device)
+            for k in range(0, len(self.data), 256):
+                self.resident[k:k + 256] = torch.from_numpy(np.array(self.data[k:k + 256]))
 
     def _draws(self, size: int):
         """(cache index, y0, x0, flip left-right, flip up-down) per sample, in a fixed order."""
@@ -106,7 +109,7 @@ class PatchSampler:
         return out
 
     def batch_tensor(self, size: int) -> torch.Tensor:
-        """(size, 3, patch, patch) float32 in [0, 1], channels_last, on the sampler's device."""
+        """(size, 3, patch, patch) float32 in [0, 1], channels_last: on the device if resident, else CPU."""
         if self.resident is None:
             x = torch.from_numpy(self.batch(size))
         else:

@@ -80,13 +80,19 @@ def test_distributed_data_parallel_with_gloo_on_two_cpu_processes(tmp_path):
     assert [json.loads(line)["step"] for line in logs] == [2]  # one writer
 
 
-def test_exact_resume_follows_the_uninterrupted_run_bit_for_bit(tmp_path):
+def _two_run_dirs(tmp_path, a: str, b: str):
+    """Two run folders sharing one training-data folder (the sample image)."""
     (tmp_path / "data").mkdir()
     shutil.copy(SAMPLE, tmp_path / "data" / "a.png")
-    straight, resumed = tmp_path / "straight", tmp_path / "resumed"
-    for d in (straight, resumed):
+    dirs = tmp_path / a, tmp_path / b
+    for d in dirs:
         d.mkdir()
         (d / "data").symlink_to(tmp_path / "data")
+    return dirs
+
+
+def test_exact_resume_follows_the_uninterrupted_run_bit_for_bit(tmp_path):
+    straight, resumed = _two_run_dirs(tmp_path, "straight", "resumed")
     assert train_main(_args(straight, 6) + ["--exact-resume"]) == 0
     assert train_main(_args(resumed, 4) + ["--exact-resume"]) == 0
     assert train_main(_args(resumed, 6) + ["--exact-resume"]) == 0
@@ -126,7 +132,7 @@ def test_weights_only_checkpoint_restarts_the_optimiser_with_a_fresh_warmup(tmp_
     assert train_main(_args(tmp_path, 6) + ["--warmup", "100", "--lr", "1e-3"]) == 0
     resumed = load_checkpoint(tmp_path / "ckpt.pt")
     assert resumed["step"] == 6 and resumed["opt_start"] == 4
-    assert len(resumed["opt"]["state"]) > 0
+    assert {int(v["step"]) for v in resumed["opt"]["state"].values()} == {2}  # fresh moments, 2 steps old
     log = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in log] == [6]
     assert abs(log[0]["lr"] - 1e-3 * 2 / 100) < 1e-12  # the 2nd step after the restart
@@ -136,6 +142,8 @@ def test_device_resident_sampler_cuts_the_same_crops_as_the_memory_mapped_one(tm
     (tmp_path / "data").mkdir()
     shutil.copy(SAMPLE, tmp_path / "data" / "a.png")
     cache = build_cache(tmp_path / "data", tmp_path / "c.npy", size=80, crops_per_image=6)
+    draws = list(PatchSampler(cache, 64, np.random.default_rng(3))._draws(32))
+    assert {(lr, ud) for *_, lr, ud in draws} == {(False, False), (False, True), (True, False), (True, True)}
     mapped = PatchSampler(cache, 64, np.random.default_rng(3))
     resident = PatchSampler(cache, 64, np.random.default_rng(3), resident=True)
     assert mapped.resident is None and resident.resident is not None
@@ -156,3 +164,40 @@ def test_compiled_training_step_runs_and_checkpoints(tmp_path):
     assert ckpt["step"] == 2
     assert not any(k.startswith("_orig_mod") for k in ckpt["model"])  # the plain module's names
     assert np.isfinite(json.loads((tmp_path / "log.jsonl").read_text().splitlines()[-1])["loss"])
+
+
+def test_an_interrupted_run_resumes_its_lr_tail_where_it_stopped(tmp_path, monkeypatch):
+    """SIGTERM at step 4 of a 6-step run with a cosine tail; resumed, it ends bit for bit as the straight run."""
+    import os
+    import signal
+
+    import codec.train as train_module
+
+    straight, interrupted = _two_run_dirs(tmp_path, "straight", "interrupted")
+    tail = ["--exact-resume", "--lr", "1e-3", "--lr-final", "1e-4", "--decay-start", "0.3", "--warmup", "1",
+            "--log-every", "1"]
+    assert train_main(_args(straight, 6) + tail) == 0
+
+    calls = []
+    real_step = train_module.train_step
+
+    def step_then_stop_at_four(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 4:
+            os.kill(os.getpid(), signal.SIGTERM)  # the loop finishes this step, checkpoints, exits
+        return real_step(*args, **kwargs)
+
+    monkeypatch.setattr(train_module, "train_step", step_then_stop_at_four)
+    assert train_main(_args(interrupted, 6) + tail) == 0
+    assert load_checkpoint(interrupted / "ckpt.pt")["step"] == 4
+    monkeypatch.setattr(train_module, "train_step", real_step)
+    assert train_main(_args(interrupted, 6) + tail) == 0
+
+    def lrs(d):
+        return [json.loads(line)["lr"] for line in (d / "log.jsonl").read_text().splitlines()]
+
+    assert lrs(straight) == lrs(interrupted)
+    assert lrs(straight)[-1] < lrs(straight)[1]  # the tail did decay
+    a, b = load_checkpoint(straight / "ckpt.pt"), load_checkpoint(interrupted / "ckpt.pt")
+    for key, value in a["model"].items():
+        assert torch.equal(value, b["model"][key]), key
