@@ -65,7 +65,7 @@ class PatchSampler:
     """Random batches from the cache: a random ``patch``² sub-crop and flips per sample.
 
     ``device``: where :meth:`batch_tensor` cuts the crops.  On a GPU the whole
-    cache is copied there once (4.7 GB for the default one), so a step no longer
+    cache is copied there once (2.3 GB for the default one), so a step no longer
     waits for the CPU to gather and upload pixels (7 ms per 16 crops on this
     project's CPU, a third of a GPU step).  The random draws are the same numpy
     stream either way, so a run draws the same crops on any device.

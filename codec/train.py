@@ -265,7 +265,8 @@ def train(args: argparse.Namespace) -> None:
                                world):
         x = sampler.batch_tensor(args.batch).to(device)
         t = torch.rand(args.batch).to(device) * (levels - 1)
-        fraction = _from_rank0(run_fraction(args, schedule_start, step, t_start), world, device)
+        fraction = (_from_rank0(run_fraction(args, schedule_start, step, t_start), world, device)
+                    if args.lr_final is not None else 0.0)  # only the lr tail reads it
         lr = learning_rate(args, step - opt_start, fraction)
         result = train_step(net, model, opt, aux_opt, x, t, lr=lr, bf16=not args.no_bf16, world=world)
         if result is None:
