@@ -189,7 +189,7 @@ class Codec:
         """Transform stage of encoding: image → quantised latents (analysis + probability path)."""
         _, pixels = self._source(image)
         height, width = pixels.shape[:2] if isinstance(pixels, np.ndarray) else pixels.shape[-2:]
-        grid = TileGrid.for_image(width, height, tile)
+        grid = TileGrid.for_image(width, height, tile, self.model.config.halos)
         return self._quantise(self._analysis(pixels, grid), float(quality), grid)
 
     def entropy_encode(self, lat: Latents) -> list[tuple[bytes, bytes]]:
@@ -243,7 +243,7 @@ class Codec:
         opts = EncodeOptions(quality, target_bpp, target_size, strip, tile)
         src, pixels = self._source(image, opts.strip)
         height, width = pixels.shape[:2] if isinstance(pixels, np.ndarray) else pixels.shape[-2:]
-        grid = TileGrid.for_image(width, height, opts.tile)
+        grid = TileGrid.for_image(width, height, opts.tile, self.model.config.halos)
         y0 = self._analysis(pixels, grid)
 
         digests: dict[float, str] = {}
@@ -271,8 +271,8 @@ class Codec:
     def _grid(self, parsed: container.LicFile) -> TileGrid:
         h = parsed.header
         if parsed.tile_size is None:
-            return TileGrid.for_image(h.width, h.height, None)
-        return TileGrid(h.width, h.height, *parsed.tile_size)
+            return TileGrid.for_image(h.width, h.height, None, self.model.config.halos)
+        return TileGrid(h.width, h.height, *parsed.tile_size, *self.model.config.halos)
 
     def _decode_tile(self, streams: tuple[bytes, bytes], box: Box, profile: str) -> TileLatents:
         zb, yb = box.scaled(STRIDE), box.scaled(LATENT)
@@ -322,7 +322,8 @@ class Codec:
         # (3, h, w) view of (h, w, 3) memory: the caller's HWC array needs no further copy
         out = torch.empty((region.y1 - region.y0, region.x1 - region.x0, 3), dtype=torch.uint8,
                           device=self.device).permute(2, 0, 1)
-        pieces = TileGrid(grid.width, grid.height, min(grid.tile_w, DEFAULT_TILE), min(grid.tile_h, DEFAULT_TILE))
+        pieces = TileGrid(grid.width, grid.height, min(grid.tile_w, DEFAULT_TILE), min(grid.tile_h, DEFAULT_TILE),
+                          grid.analysis_halo, grid.synthesis_halo)
         for batch in self._batches(pieces.covering(region), pieces.synthesis_window):
             windows = [pieces.synthesis_window(i) for i in batch]
             y = torch.cat([y_hat[..., w.y0 : w.y1, w.x0 : w.x1] for w in windows])

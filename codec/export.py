@@ -25,7 +25,8 @@ def export(checkpoint: str | Path, out: str | Path = DEFAULT_WEIGHTS, name: str 
     model.load_state_dict(ckpt["ema" if use_ema else "model"])
     model.eval()
     deep = f"d{config.deep}" if config.deep else ""
-    name = name or f"lic-ms-n{config.N}{deep}m{config.M}"
+    blocks = f"r{config.res_blocks}" if config.res_blocks else ""
+    name = name or f"lic-ms-n{config.N}{deep}{blocks}m{config.M}"
     info = {"step": ckpt["step"], "train_hours": round(ckpt["elapsed_seconds"] / 3600, 3)}
     digest = save_weights(freeze(model, name), out, extra=info).hex()
     out = Path(out)

@@ -65,7 +65,7 @@ def sample(lic, width: int, height: int, seed: int = 0, quality: float = 75.0):
     from .api import Latents, TileLatents
 
     rng = np.random.default_rng(seed)
-    grid = TileGrid.for_image(width, height, None)
+    grid = TileGrid.for_image(width, height, None, lic.model.config.halos)
     box = grid.box(0)
     N = lic.model.config.N
     z_shape = (N, box.y1 // STRIDE, box.x1 // STRIDE)

@@ -11,7 +11,8 @@ context from the neighbours, then cropped to the tile:
 g_a and g_s are four 5×5 stride-2 layers (GDN acts per position), so a latent
 sees ±30 px and a pixel ±2 latents: with these halos the tiled transforms match
 the whole-image ones and there are no seams; only the hyperprior, which sees one
-tile, costs a little rate at tile borders.  Memory depends on the tile size,
+tile, costs a little rate at tile borders.  Models with residual blocks reach
+further and bring their own halos (``ModelConfig.halos``).  Memory depends on the tile size,
 not the image size (the latents of the whole image, ~2 bytes per pixel, aside).
 """
 from __future__ import annotations
@@ -57,15 +58,18 @@ class TileGrid:
     height: int
     tile_w: int
     tile_h: int
+    analysis_halo: int = ANALYSIS_HALO  # pixels
+    synthesis_halo: int = SYNTHESIS_HALO  # latents
 
     @classmethod
-    def for_image(cls, width: int, height: int, tile: int | None) -> TileGrid:
+    def for_image(cls, width: int, height: int, tile: int | None,
+                  halos: tuple[int, int] = (ANALYSIS_HALO, SYNTHESIS_HALO)) -> TileGrid:
         """``tile`` None or at least the image: one tile (stored as in format 1.0)."""
         if tile is not None and (tile < STRIDE or tile % STRIDE):
             raise ValueError(f"tile size must be a positive multiple of {STRIDE}, got {tile}")
         if tile is None or (tile >= width and tile >= height):
-            return cls(width, height, padded(width), padded(height))
-        return cls(width, height, tile, tile)
+            return cls(width, height, padded(width), padded(height), *halos)
+        return cls(width, height, tile, tile, *halos)
 
     @property
     def single(self) -> bool:
@@ -94,11 +98,11 @@ class TileGrid:
                    min((c + 1) * self.tile_w, limit.x1), min((r + 1) * self.tile_h, limit.y1))
 
     def analysis_window(self, index: int) -> Box:
-        return self.box(index).grown(ANALYSIS_HALO, self.padded_box)
+        return self.box(index).grown(self.analysis_halo, self.padded_box)
 
     def synthesis_window(self, index: int) -> Box:
         """In latent units: the tile's ŷ plus the halo the synthesis needs."""
-        return self.box(index).scaled(LATENT).grown(SYNTHESIS_HALO, self.padded_box.scaled(LATENT))
+        return self.box(index).scaled(LATENT).grown(self.synthesis_halo, self.padded_box.scaled(LATENT))
 
     def _span(self, region: Box) -> list[int]:
         """Tiles whose padded boxes intersect ``region`` (pixels), by arithmetic on the grid."""

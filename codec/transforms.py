@@ -22,6 +22,7 @@ Only nn modules live here: no entropy coding, no probability tables.
 from __future__ import annotations
 
 import warnings
+from collections import OrderedDict
 from dataclasses import asdict, dataclass
 
 import torch
@@ -82,6 +83,7 @@ class ModelConfig:
     N: int = 64  # channels of the hidden layers at 1/2 and 1/4 scale, and of z
     M: int = 128  # channels of the latent y
     deep: int = 0  # channels of the 1/8-scale hidden layer of g_a and g_s; 0: N (format 1.0 weights)
+    res_blocks: int = 0  # residual blocks in g_a and g_s, at the deepest hidden scales first (0–3)
     lambdas: tuple[float, ...] = (
         0.00045, 0.0009, 0.0018, 0.0035, 0.0067, 0.013, 0.025, 0.0483, 0.0932, 0.18, 0.36)
 
@@ -98,16 +100,65 @@ class ModelConfig:
     def levels(self) -> int:
         return len(self.lambdas)
 
+    @property
+    def halos(self) -> tuple[int, int]:
+        """(analysis halo in pixels, synthesis halo in latents) that tiles need to show no seams.
+
+        Four 5×5 stride-2 layers: a latent sees ±30 px, a pixel ±2 latents.  A residual
+        block (two 3×3 convolutions) at scale 1/s adds ±2·s px to both reaches.
+        """
+        extra = sum(2 * s for s in _BLOCK_SCALES[: self.res_blocks])
+        analysis_halo = -(-(30 + extra) // 16) * 16  # whole latents keep the stride phase
+        return analysis_halo, 2 + -(-extra // 16)
+
     def to_dict(self) -> dict:
         d = asdict(self)
-        if not self.deep:  # weights files written before the field existed stay byte-identical
-            del d["deep"]
+        for key in ("deep", "res_blocks"):  # weights files written before these fields stay byte-identical
+            if not d[key]:
+                del d[key]
         return d
 
     @classmethod
     def from_dict(cls, d: dict) -> "ModelConfig":
         return cls(N=int(d["N"]), M=int(d["M"]), deep=int(d.get("deep", 0)),
-                   lambdas=tuple(float(v) for v in d["lambdas"]))
+                   res_blocks=int(d.get("res_blocks", 0)), lambdas=tuple(float(v) for v in d["lambdas"]))
+
+
+_BLOCK_SCALES = (8, 4, 2)  # where residual blocks go, deepest first (1/8, 1/4, 1/2 of the image side)
+
+
+class ResidualBlock(nn.Module):
+    """x + conv3×3(LeakyReLU(conv3×3(x))): extra depth at one scale (cf. Cheng et al. 2020).
+
+    The second convolution starts at zero, so inserting a block into a trained transform
+    leaves its function unchanged (:mod:`codec.grow`), while the first one's random weights
+    give the zero-initialised one a gradient from the first step.
+    """
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.conv1 = nn.Conv2d(channels, channels, 3, padding=1)
+        self.act = nn.LeakyReLU(inplace=True)
+        self.conv2 = nn.Conv2d(channels, channels, 3, padding=1)
+        nn.init.zeros_(self.conv2.weight)
+        nn.init.zeros_(self.conv2.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.conv2(self.act(self.conv1(x)))
+
+
+def _with_blocks(layers: list[nn.Module], after: list[int], blocks: int) -> nn.Sequential:
+    """``layers`` as a Sequential named 0, 1, … (the layout of weights without blocks), with a
+    residual block ``r<i>`` after layer ``after[k]`` for the first ``blocks`` entries."""
+    if not 0 <= blocks <= len(after):
+        raise ValueError(f"res_blocks must be 0…{len(after)}, got {blocks}")
+    chosen = set(after[:blocks])
+    named: list[tuple[str, nn.Module]] = []
+    for i, layer in enumerate(layers):
+        named.append((str(i), layer))
+        if i in chosen:
+            named.append((f"r{i}", ResidualBlock(layer.beta.shape[0])))
+    return nn.Sequential(OrderedDict(named))
 
 
 def _conv(cin: int, cout: int, k: int = 5, stride: int = 2) -> nn.Conv2d:
@@ -118,24 +169,23 @@ def _deconv(cin: int, cout: int, k: int = 5, stride: int = 2) -> nn.ConvTranspos
     return nn.ConvTranspose2d(cin, cout, k, stride=stride, padding=k // 2, output_padding=stride - 1)
 
 
-def analysis(N: int, M: int, gdn=None, deep: int | None = None) -> nn.Sequential:
+def analysis(N: int, M: int, gdn=None, deep: int | None = None, res_blocks: int = 0) -> nn.Sequential:
     """g_a: image (3, H, W) → latent y (M, H/16, W/16).  ``gdn``: the GDN class (trainable by default).
 
-    ``deep``: channels at 1/8 scale (default N).
+    ``deep``: channels at 1/8 scale (default N).  ``res_blocks``: residual blocks after the
+    GDNs at 1/8, 1/4, 1/2 scale, in that order.
     """
     GDN, D = gdn or trainable_gdn(), deep or N
-    return nn.Sequential(
-        _conv(3, N), GDN(N), _conv(N, N), GDN(N), _conv(N, D), GDN(D), _conv(D, M)
-    )
+    layers = [_conv(3, N), GDN(N), _conv(N, N), GDN(N), _conv(N, D), GDN(D), _conv(D, M)]
+    return _with_blocks(layers, [5, 3, 1], res_blocks)
 
 
-def synthesis(N: int, M: int, gdn=None, deep: int | None = None) -> nn.Sequential:
-    """g_s: latent ŷ → image, the mirror of g_a with inverse GDN."""
+def synthesis(N: int, M: int, gdn=None, deep: int | None = None, res_blocks: int = 0) -> nn.Sequential:
+    """g_s: latent ŷ → image, the mirror of g_a with inverse GDN (and its residual blocks)."""
     GDN, D = gdn or trainable_gdn(), deep or N
-    return nn.Sequential(
-        _deconv(M, D), GDN(D, inverse=True), _deconv(D, N), GDN(N, inverse=True),
-        _deconv(N, N), GDN(N, inverse=True), _deconv(N, 3),
-    )
+    layers = [_deconv(M, D), GDN(D, inverse=True), _deconv(D, N), GDN(N, inverse=True),
+              _deconv(N, N), GDN(N, inverse=True), _deconv(N, 3)]
+    return _with_blocks(layers, [1, 3, 5], res_blocks)
 
 
 def hyper_analysis(N: int, M: int) -> nn.Sequential:

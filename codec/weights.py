@@ -40,7 +40,8 @@ class FrozenModel(nn.Module):
         self.config, self.name = config, name
         N, M = config.N, config.M
         D = config.deep_channels  # no compressai at run time: FrozenGDN
-        self.g_a, self.g_s = analysis(N, M, FrozenGDN, D), synthesis(N, M, FrozenGDN, D)
+        R = config.res_blocks
+        self.g_a, self.g_s = analysis(N, M, FrozenGDN, D, R), synthesis(N, M, FrozenGDN, D, R)
         self.h_a, self.h_s = hyper_analysis(N, M), hyper_synthesis(N, M)
         self.gains = GainUnits(M, config.lambdas)
         self.z_tables, self.y_tables = z_tables, y_tables

@@ -23,6 +23,18 @@ def _model(state: dict, config: dict) -> LicModel:
     return model.eval()
 
 
+def outputs_before_and_after(before: dict, after: dict) -> list[tuple[dict, dict]]:
+    """(old, new) forward outputs of the model and of the EMA of two checkpoints, same input."""
+    x = torch.rand(2, 3, 64, 128, generator=torch.Generator().manual_seed(0))
+    t = torch.tensor([1.5, 8.0])
+    pairs = []
+    for key in ("model", "ema"):
+        old, new = _model(before[key], before["config"]), _model(after[key], after["config"])
+        with torch.no_grad():
+            pairs.append((old(x, t), new(x, t)))
+    return pairs
+
+
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("widen")
@@ -43,12 +55,7 @@ def test_widened_model_computes_the_same_function_and_keeps_training(trained, tm
     assert after["model"]["g_a.4.weight"].shape == (16, 8, 5, 5)
     assert after["model"]["h_s.4.weight"].shape == (40, 30, 3, 3)
 
-    x = torch.rand(2, 3, 64, 128, generator=torch.Generator().manual_seed(0))
-    t = torch.tensor([1.5, 8.0])
-    for key in ("model", "ema"):
-        old, new = _model(before[key], before["config"]), _model(after[key], after["config"])
-        with torch.no_grad():
-            a, b = old(x, t), new(x, t)
+    for a, b in outputs_before_and_after(before, after):
         torch.testing.assert_close(b["x_hat"], a["x_hat"], atol=1e-5, rtol=0)
         torch.testing.assert_close(b["bits_z"], a["bits_z"])
         # the silent latent channels sit at the scale bound and cost (almost) nothing

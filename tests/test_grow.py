@@ -1,0 +1,114 @@
+"""Residual blocks: function-preserving growth (codec.grow) and the tile halos they need."""
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+from codec.api import Codec
+from codec.export import export
+from codec.grow import main as grow_main
+from codec.model import LicModel
+from codec.tiling import LATENT, TileGrid
+from codec.train import load_checkpoint, main as train_main
+from codec.transforms import ModelConfig, ResidualBlock
+from codec.weights import freeze
+
+from .conftest import SAMPLE
+from .test_train import _args as _train_args  # the tiny model and cache of the training tests
+from .test_widen import outputs_before_and_after
+
+
+def _main_names(config: dict) -> list[str]:
+    return [n for n, _ in LicModel(ModelConfig.from_dict(config)).named_parameters() if not n.endswith("quantiles")]
+
+
+def test_grown_model_computes_the_same_function_and_keeps_training(tmp_path):
+    (tmp_path / "data").mkdir()
+    shutil.copy(SAMPLE, tmp_path / "data" / "a.png")
+    assert train_main(_train_args(tmp_path, 3)) == 0
+    before = load_checkpoint(tmp_path / "ckpt.pt")
+    assert grow_main(["--checkpoint", str(tmp_path / "ckpt.pt"), "--res-blocks", "2"]) == 0
+    after = load_checkpoint(tmp_path / "ckpt.pt")
+    assert after["config"]["res_blocks"] == 2 and after["step"] == before["step"]
+    assert after["model"]["g_s.r3.conv1.weight"].shape == (8, 8, 3, 3)
+
+    for a, b in outputs_before_and_after(before, after):
+        for k in ("x_hat", "bits_y", "bits_z"):
+            torch.testing.assert_close(b[k], a[k], atol=1e-5, rtol=1e-5)
+
+    # Adam's moments follow their parameters by name; the new ones start at zero
+    old_names, new_names = _main_names(before["config"]), _main_names(after["config"])
+    for name in ("g_s.6.bias", "h_s.4.weight"):
+        old_m = before["opt"]["state"][old_names.index(name)]["exp_avg"]
+        assert torch.equal(after["opt"]["state"][new_names.index(name)]["exp_avg"], old_m)
+    assert not after["opt"]["state"][new_names.index("g_a.r5.conv2.weight")]["exp_avg"].any()
+
+    # training resumes on the grown model, and the zero-initialised convolutions start to move
+    assert train_main(_train_args(tmp_path, 5)) == 0
+    resumed = load_checkpoint(tmp_path / "ckpt.pt")
+    assert resumed["step"] == 5 and resumed["config"]["res_blocks"] == 2
+    assert resumed["model"]["g_s.r1.conv2.weight"].abs().sum() > 0
+
+    weights = tmp_path / "deep.safetensors"
+    export(tmp_path / "ckpt.pt", weights)
+    lic = Codec(weights)
+    assert lic.model.config.res_blocks == 2 and lic.model.name == "lic-ms-n8r2m12"
+    img = np.random.default_rng(0).integers(0, 256, (40, 70, 3), dtype=np.uint8)
+    assert lic.decode(lic.encode(img, 60)).size == (70, 40)
+
+
+def test_grow_refuses_to_remove_blocks(tmp_path):
+    (tmp_path / "data").mkdir()
+    shutil.copy(SAMPLE, tmp_path / "data" / "a.png")
+    assert train_main(_train_args(tmp_path, 1)) == 0
+    assert grow_main(["--checkpoint", str(tmp_path / "ckpt.pt"), "--res-blocks", "1"]) == 0
+    with pytest.raises(SystemExit, match="cannot lose"):
+        grow_main(["--checkpoint", str(tmp_path / "ckpt.pt"), "--res-blocks", "0"])
+
+
+def test_configs_without_blocks_keep_the_old_layout():
+    old = ModelConfig.from_dict({"N": 8, "M": 12, "lambdas": [0.001, 0.01]})
+    assert old.res_blocks == 0 and "res_blocks" not in old.to_dict() and old.halos == (32, 2)
+    assert [n for n, _ in LicModel(old).g_a.named_children()] == [str(i) for i in range(7)]
+    with pytest.raises(ValueError, match="res_blocks"):
+        LicModel(ModelConfig(N=8, M=12, res_blocks=4))
+
+
+@pytest.mark.parametrize("blocks", [1, 2, 3])
+def test_tiles_with_residual_blocks_match_the_whole_image(blocks):
+    """The halos of ``ModelConfig.halos`` cover the blocks' reach: tiled transforms are exact."""
+    torch.manual_seed(blocks)
+    model = LicModel(ModelConfig(N=8, M=12, res_blocks=blocks))
+    for module in model.modules():  # trained blocks are not zero: make them reach
+        if isinstance(module, ResidualBlock):
+            torch.nn.init.normal_(module.conv2.weight, std=0.3)
+    lic = Codec(freeze(model.eval(), "test"))
+    pixels = np.random.default_rng(blocks).integers(0, 256, (256, 320, 3), dtype=np.uint8)
+    halos = model.config.halos
+    whole = lic._analysis(pixels, TileGrid.for_image(320, 256, None, halos))
+    tiled = lic._analysis(pixels, TileGrid.for_image(320, 256, 64, halos))
+    torch.testing.assert_close(tiled, whole, atol=1e-4, rtol=1e-4)
+    short = lic._analysis(pixels, TileGrid.for_image(320, 256, 64, (halos[0] - LATENT, halos[1])))
+    assert (short - whole).abs().max() > 1e-3  # one latent less of halo would show
+
+    # synthesis: every 64-px tile's pixels from its window equal the whole-image synthesis
+    y_hat = torch.randn(1, 12, 256 // LATENT, 320 // LATENT, generator=torch.Generator().manual_seed(blocks))
+    with torch.no_grad():
+        full = lic.model.g_s(y_hat)
+
+        def worst(halo: int) -> float:
+            grid = TileGrid.for_image(320, 256, 64, (halos[0], halo))
+            err = 0.0
+            for i in range(len(grid)):
+                box, win = grid.box(i), grid.synthesis_window(i)
+                part = lic.model.g_s(y_hat[..., win.y0 : win.y1, win.x0 : win.x1])
+                oy, ox = box.y0 - win.y0 * LATENT, box.x0 - win.x0 * LATENT
+                part = part[..., oy : oy + box.y1 - box.y0, ox : ox + box.x1 - box.x0]
+                err = max(err, float((part - full[..., box.y0 : box.y1, box.x0 : box.x1]).abs().max()))
+            return err
+
+        assert worst(halos[1]) < 1e-4
+        assert worst(halos[1] - 1) > 1e-3
