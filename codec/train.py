@@ -62,6 +62,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="JSON lines log (--log-file under torchrun, whose own options start with --log)")
     p.add_argument("--N", type=int, default=64)
     p.add_argument("--M", type=int, default=128)
+    p.add_argument("--res-blocks", type=int, default=0,
+                   help="residual blocks in g_a and g_s of a new model (see codec.grow for an existing one)")
     p.add_argument("--patch", type=int, default=256)
     p.add_argument("--batch", type=int, default=2)
     p.add_argument("--lr", type=float, default=1e-3)
@@ -189,7 +191,8 @@ def train(args: argparse.Namespace) -> None:
         build_cache(args.data, cache, size=args.patch + 8, crops_per_image=args.crops_per_image)
 
     resume = load_checkpoint(ckpt_path) if ckpt_path.exists() else None
-    config = ModelConfig.from_dict(resume["config"]) if resume else ModelConfig(N=args.N, M=args.M)
+    config = (ModelConfig.from_dict(resume["config"]) if resume
+              else ModelConfig(N=args.N, M=args.M, res_blocks=args.res_blocks))
     model = LicModel(config).to(device)
     ema = LicModel(config).to(device)
     main_params, aux_params = param_groups(model)

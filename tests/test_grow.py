@@ -69,6 +69,15 @@ def test_grow_refuses_to_remove_blocks(tmp_path):
         grow_main(["--checkpoint", str(tmp_path / "ckpt.pt"), "--res-blocks", "0"])
 
 
+def test_a_new_model_trains_with_blocks(tmp_path):
+    (tmp_path / "data").mkdir()
+    shutil.copy(SAMPLE, tmp_path / "data" / "a.png")
+    assert train_main(_train_args(tmp_path, 2) + ["--res-blocks", "1"]) == 0
+    ckpt = load_checkpoint(tmp_path / "ckpt.pt")
+    assert ckpt["config"]["res_blocks"] == 1 and "g_s.r1.conv2.weight" in ckpt["ema"]
+    assert "g_s.r3.conv1.weight" not in ckpt["ema"]
+
+
 def test_configs_without_blocks_keep_the_old_layout():
     old = ModelConfig.from_dict({"N": 8, "M": 12, "lambdas": [0.001, 0.01]})
     assert old.res_blocks == 0 and "res_blocks" not in old.to_dict() and old.halos == (32, 2)

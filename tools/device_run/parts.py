@@ -2,6 +2,11 @@
 
     python tools/device_run/parts.py split CKPT OUTDIR
     python tools/device_run/parts.py join  INDIR CKPT
+
+The checkpoint's bytes are cut into ``part_NN.bin`` files of 15 MiB; joining
+concatenates them in name order and checks the result loads.  Byte slices, not
+state-dict groups: a model of any size (N=128/M=320 is ~170 MB with its moments)
+comes back the same way.
 """
 from __future__ import annotations
 
@@ -10,21 +15,25 @@ from pathlib import Path
 
 import torch
 
+PART = 15 * 2**20
+
 
 def split(ckpt: Path, out: Path) -> None:
-    state = torch.load(ckpt, map_location="cpu", weights_only=False)
-    for key in ("model", "ema"):
-        torch.save(state.pop(key), out / f"part_{key}.pt")
-    torch.save(state, out / "part_rest.pt")  # config, step, optimiser moments (bf16), RNG
-    print(f"split step {state['step']} into {out}")
+    data = ckpt.read_bytes()
+    for k, start in enumerate(range(0, len(data), PART)):
+        (out / f"part_{k:02d}.bin").write_bytes(data[start:start + PART])
+    print(f"split {ckpt} ({len(data) / 2**20:.1f} MiB) into {-(-len(data) // PART)} parts in {out}")
 
 
 def join(parts: Path, ckpt: Path) -> None:
-    state = torch.load(parts / "part_rest.pt", map_location="cpu", weights_only=False)
-    for key in ("model", "ema"):
-        state[key] = torch.load(parts / f"part_{key}.pt", map_location="cpu", weights_only=False)
-    torch.save(state, ckpt)
-    print(f"joined step {state['step']} into {ckpt}")
+    pieces = sorted(parts.glob("part_*.bin"))
+    if not pieces:
+        raise SystemExit(f"no part_*.bin files in {parts}")
+    tmp = ckpt.with_suffix(".joining")
+    tmp.write_bytes(b"".join(p.read_bytes() for p in pieces))
+    state = torch.load(tmp, map_location="cpu", weights_only=False)  # a missing part fails here
+    tmp.replace(ckpt)
+    print(f"joined step {state['step']} from {len(pieces)} parts into {ckpt}")
 
 
 if __name__ == "__main__":
