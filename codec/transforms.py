@@ -17,6 +17,11 @@ network serves every rate::
 exponentially between the learned per-level vectors, so any quality in
 between is a valid operating point.
 
+Optionally (``ModelConfig.res_blocks``), residual blocks of two 3×3
+convolutions add depth after the GDNs at the deepest scales (as in Cheng et
+al., CVPR 2020); they widen the context the transforms see, hence the tile
+halos of ``ModelConfig.halos``.
+
 Only nn modules live here: no entropy coding, no probability tables.
 """
 from __future__ import annotations
