@@ -13,7 +13,8 @@ new *latent* channels: their predicted scale sits at the lower bound, so the
 rate term pins them at zero.)
 
 Adam's moments follow each old parameter by name; the new parameters start
-with zero moments, as a fresh Adam would give them.  Model and EMA get the same
+with zero moments, as a fresh Adam would give them, but at the run's step count
+(so without a bias-correction warm-up of their own).  Model and EMA get the same
 new blocks.
 
     python -m codec.grow [--checkpoint checkpoints/train.pt] --res-blocks 2
@@ -27,7 +28,7 @@ from pathlib import Path
 import torch
 
 from .model import LicModel
-from .optim import compact_opt_state, expand_opt_state, param_groups
+from .optim import compact_opt_state, expand_opt_state, main_parameter_names, param_groups
 from .train import load_checkpoint, save_checkpoint
 from .transforms import ModelConfig
 
@@ -42,21 +43,18 @@ def _grown_state(old_state: dict, fresh: dict) -> dict:
 
 def _moved_moments(opt_state: dict, old: LicModel, new: LicModel) -> dict:
     """Adam state re-indexed from ``old``'s main parameters to ``new``'s, by parameter name."""
-    def names(model: LicModel) -> list[str]:
-        by_id = {id(p): n for n, p in model.named_parameters()}
-        return [by_id[id(p)] for p in param_groups(model)[0]]
-
-    old_index = {n: i for i, n in enumerate(names(old))}
+    old_index = {n: i for i, n in enumerate(main_parameter_names(old))}
+    new_names = main_parameter_names(new)
     state = expand_opt_state(opt_state)
     moved, any_step = {}, next(iter(state["state"].values()), {}).get("step")
-    for i, (name, param) in enumerate(zip(names(new), param_groups(new)[0])):
+    for i, (name, param) in enumerate(zip(new_names, param_groups(new)[0])):
         j = old_index.get(name)
         if j is not None and j in state["state"]:
             moved[i] = state["state"][j]
-        elif any_step is not None:  # a new parameter: zero moments at the run's step count
+        elif any_step is not None:  # a new parameter: zero moments, but the run's step count
             moved[i] = {"step": any_step.clone() if torch.is_tensor(any_step) else any_step,
                         "exp_avg": torch.zeros_like(param), "exp_avg_sq": torch.zeros_like(param)}
-    group = dict(state["param_groups"][0], params=list(range(len(names(new)))))
+    group = dict(state["param_groups"][0], params=list(range(len(new_names))))
     return compact_opt_state({"state": moved, "param_groups": [group]})
 
 

@@ -23,6 +23,12 @@ def param_groups(model: LicModel) -> tuple[list, list]:
     return main, aux
 
 
+def main_parameter_names(model: LicModel) -> list[str]:
+    """Names of the main parameters in the optimiser's order: Adam's state is keyed by that index."""
+    by_id = {id(p): n for n, p in model.named_parameters()}
+    return [by_id[id(p)] for p in param_groups(model)[0]]
+
+
 def compact_opt_state(state: dict) -> dict:
     """Optimiser state with float moment tensors stored as bf16 (half the bytes)."""
     state = copy.deepcopy(state)

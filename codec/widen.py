@@ -37,7 +37,7 @@ import torch
 from torch import nn
 
 from .model import LicModel
-from .optim import compact_opt_state, expand_opt_state, param_groups
+from .optim import compact_opt_state, expand_opt_state, main_parameter_names, param_groups
 from .train import load_checkpoint, save_checkpoint
 from .transforms import ModelConfig
 
@@ -122,12 +122,12 @@ def widen_checkpoint(path: Path, deep: int, M: int, seed: int = 0) -> ModelConfi
 
     # Adam moments: parameter i of the optimiser is the i-th of train's main parameter group
     model = LicModel(new_cfg)
-    name_of = {id(p): n for n, p in model.named_parameters()}
+    names = main_parameter_names(model)
     main_params, _ = param_groups(model)
     opt = expand_opt_state(ckpt["opt"])
     for i, state in opt["state"].items():
         param = main_params[int(i)]
-        name = name_of[id(param)]
+        name = names[int(i)]
         for k, v in list(state.items()):
             if torch.is_tensor(v) and v.dim() > 0:
                 state[k] = _place(torch.zeros(param.shape), v, placements.get(name))
