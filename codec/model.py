@@ -23,6 +23,7 @@ from .transforms import (
     GainUnits, ModelConfig, analysis, hyper_analysis, hyper_synthesis, interp_lambda,
     split_hyper_params, synthesis,
 )
+from .latent_growth import mix_rate
 from .transforms import trainable_gdn
 
 trainable_gdn()  # imports compressai with its import-time warnings silenced
@@ -63,10 +64,13 @@ class LicModel(nn.Module):
         return mean, self.scale_bound(scale)
 
     # -- training ------------------------------------------------------------------------------
-    def forward(self, x: torch.Tensor, t: torch.Tensor) -> dict[str, torch.Tensor]:
+    def forward(self, x: torch.Tensor, t: torch.Tensor,
+                new_rate: tuple[int, float] | None = None) -> dict[str, torch.Tensor]:
         """Training/evaluation pass at per-sample levels ``t`` (shape [B]).
 
-        Returns the reconstruction and per-sample bits of y and z.
+        Returns the reconstruction and per-sample bits of y and z.  ``new_rate`` =
+        (first new latent channel, weight): in training, y feels only that weight of
+        those channels' rate gradient (:mod:`codec.latent_growth`); the bits are unchanged.
         """
         y = self.g_a(x).float() * self.gains.gain(t)
         z = self.h_a(y)
@@ -75,6 +79,10 @@ class LicModel(nn.Module):
         if self.training:
             noisy = y + torch.empty_like(y).uniform_(-0.5, 0.5)
             y_lik = _gaussian_likelihood(noisy - mean, scale)
+            if new_rate is not None and new_rate[1] < 1.0:
+                first, weight = new_rate
+                detached = _gaussian_likelihood((noisy - mean).detach(), scale)
+                y_lik = mix_rate(y_lik, detached, first, weight)
         else:
             y_lik = _gaussian_likelihood(torch.round(y - mean), scale)
         y_hat = y - mean

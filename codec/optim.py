@@ -13,6 +13,7 @@ import time
 import torch
 from torch import nn
 
+from .latent_growth import UpdateBoost
 from .model import LicModel
 
 
@@ -50,17 +51,19 @@ def expand_opt_state(state: dict) -> dict:
 
 def train_step(net: nn.Module, model: LicModel, opt: torch.optim.Optimizer, aux_opt: torch.optim.Optimizer,
                x: torch.Tensor, t: torch.Tensor, *, lr: float, bf16: bool = True,
-               world: int = 1) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None:
+               world: int = 1, new_rate: tuple[int, float] | None = None,
+               boost: UpdateBoost | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None:
     """One optimisation step on images ``x`` (B, 3, H, W in [0, 1]) at levels ``t`` (B).
 
     ``net`` is ``model`` or its DistributedDataParallel wrapper.  Loss: bits per
     pixel + λ(t)·MSE on the 0–255 scale, averaged over the batch; the transforms
     run under bf16 autocast, the loss in fp32.  Returns the detached (loss, bpp,
     MSE per sample), or None when the loss is not finite (the batch is skipped).
-    The training loop and ``benchmarks/train_speed.py`` both call this.
+    The training loop and ``benchmarks/train_speed.py`` both call this.  ``new_rate``
+    and ``boost``: how newly widened latent channels are brought in (:mod:`codec.latent_growth`).
     """
     with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=bf16):
-        out = net(x, t)
+        out = net(x, t, new_rate) if new_rate is not None else net(x, t)
     mse = (out["x_hat"].float() - x).pow(2).mean((1, 2, 3))
     bpp = (out["bits_y"] + out["bits_z"]) / (x.shape[-1] * x.shape[-2])
     loss = (bpp + model.lambda_at(t) * 255**2 * mse).mean()
@@ -72,7 +75,10 @@ def train_step(net: nn.Module, model: LicModel, opt: torch.optim.Optimizer, aux_
     opt.zero_grad(set_to_none=True)
     loss.backward()
     torch.nn.utils.clip_grad_norm_([p for g in opt.param_groups for p in g["params"]], 1.0)
-    opt.step()
+    if boost is not None:
+        boost.step(opt)
+    else:
+        opt.step()
     aux_opt.zero_grad(set_to_none=True)
     model.aux_loss().backward()
     if world > 1:  # outside DDP's forward: average these gradients by hand

@@ -39,6 +39,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .latent_growth import NewLatents, UpdateBoost, new_latent_slices
 from .model import LicModel
 from .optim import (
     compact_opt_state, expand_opt_state, learning_rate, param_groups, run_fraction, train_step, update_ema,
@@ -99,6 +100,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="keep Adam moments in fp32 in the checkpoint (+10 MB): a resumed run on the "
                         "CPU then follows the uninterrupted one bit for bit (on CUDA, cudnn's algorithm "
                         "choice and the unsaved CUDA RNG make it near-exact); default bf16 moments")
+    p.add_argument("--new-latents", type=int, default=None, metavar="FIRST",
+                   help="latent channels FIRST… are new (after codec.widen --latent-init active): "
+                        "enables the two options below")
+    p.add_argument("--new-rate-ramp", default=None, metavar="START:END",
+                   help="steps over which the new channels' rate reaches y's gradient (0 → 1)")
+    p.add_argument("--new-lr-mult", type=float, default=1.0,
+                   help="the new channels' weights learn this many times faster")
     return p.parse_args(argv)
 
 
@@ -229,6 +237,12 @@ def train(args: argparse.Namespace) -> None:
         torch.manual_seed(args.seed * 1000 + rank + step)
     for g in opt.param_groups:
         g["lr"] = args.lr
+    new_latents = NewLatents.parse(args.new_latents, args.new_rate_ramp, args.new_lr_mult)
+    if new_latents and not 0 < new_latents.first < config.M:
+        raise SystemExit(f"lic train: --new-latents {new_latents.first} is not inside the latent's "
+                         f"{config.M} channels (widen first: python -m codec.widen --latent-init active)")
+    boost = (UpdateBoost(new_latent_slices(model, new_latents.first), new_latents.lr_mult)
+             if new_latents and new_latents.lr_mult != 1.0 else None)
     model = model.to(memory_format=torch.channels_last).train()
     ema.eval().requires_grad_(False)
     net = model
@@ -271,7 +285,9 @@ def train(args: argparse.Namespace) -> None:
         fraction = (_from_rank0(run_fraction(args, schedule_start, step, t_start), world, device)
                     if args.lr_final is not None else 0.0)  # only the lr tail reads it
         lr = learning_rate(args, step - opt_start, fraction)
-        result = train_step(net, model, opt, aux_opt, x, t, lr=lr, bf16=not args.no_bf16, world=world)
+        new_rate = (new_latents.first, new_latents.rate_weight(step)) if new_latents else None
+        result = train_step(net, model, opt, aux_opt, x, t, lr=lr, bf16=not args.no_bf16, world=world,
+                            new_rate=new_rate, boost=boost)
         if result is None:
             print(f"step {step}: non-finite loss, batch skipped", flush=True)
             continue

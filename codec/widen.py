@@ -26,6 +26,13 @@ the EMA weights are widened the same way, from the same fresh initialisation.
 Only the 1/8-scale width (``deep``) and the latent width ``M`` grow; N (1/2- and
 1/4-scale layers, and z) is kept, because those layers dominate the cost of a step
 and of decoding.
+
+Silent latent channels stay silent (measured: the rate term pins them at σ's lower
+bound), so ``--latent-init active`` starts new latent channels talking instead, at
+the price of exactness (:func:`activate_new_latents`; train them in with
+``lic train --new-latents``, see :mod:`codec.latent_growth`):
+
+    python -m codec.widen --M 192 --latent-init active [--cache .cache/patches264.npy]
 """
 from __future__ import annotations
 
@@ -111,14 +118,91 @@ def widen_state(old_state: dict, old_cfg: ModelConfig, new_cfg: ModelConfig, see
     return new_state, placements
 
 
-def widen_checkpoint(path: Path, deep: int, M: int, seed: int = 0) -> ModelConfig:
+PRODUCER_SCALE = 0.15  # new encoder rows vs the old rows' RMS: small enough to round to 0 at low rates
+CONSUMER_SCALE = 0.05  # new synthesis input weights vs the old ones' RMS: the image barely changes
+
+
+@torch.no_grad()
+def _old_sigma_signs_and_spread(state: dict, cfg: ModelConfig, samples: torch.Tensor,
+                                producer: torch.Tensor) -> tuple[torch.Tensor, float]:
+    """On training crops: the sign of each old σ output (σ = |h_s output|), and
+    std(new latents) / std(old latents) for the given new encoder rows."""
+    model = LicModel(cfg)
+    model.load_state_dict(state)
+    model.eval()
+    features = model.g_a[:-1](samples)
+    old_y = model.g_a[-1](features)
+    new_y = nn.functional.conv2d(features, producer, stride=2, padding=2)
+    sums = 0
+    for t in (2.0, 5.0, 8.0):
+        y = old_y * model.gains.gain(torch.tensor([t]))
+        sums = sums + model.h_s(torch.round(model.h_a(y)))[:, :cfg.M].mean((0, 2, 3))
+    return torch.sign(sums), float(new_y.std() / old_y.std())
+
+
+@torch.no_grad()
+def activate_new_latents(state: dict, old_cfg: ModelConfig, new_cfg: ModelConfig,
+                         samples: torch.Tensor, seed: int = 0) -> None:
+    """Make the new latent channels of a widened ``state`` (in place) carry signal.
+
+    * encoder rows: random, ``PRODUCER_SCALE`` × the old rows' RMS (bias 0);
+    * synthesis input weights: random, ``CONSUMER_SCALE`` × the old ones' RMS;
+    * the hyper-analysis ignores them at first (weights 0; they get gradients);
+    * their σ: the old channels' mean σ output row (signs from ``samples``, so |·| does
+      not cancel), times how much smaller the new latents are (measured on ``samples``).
+    Deterministic in ``seed``; the model and the EMA get the same random draws (each scaled
+    by its own weights).
+    """
+    old, M = old_cfg.M, new_cfg.M
+    gen = torch.Generator().manual_seed(seed + 1)
+    w = state["g_a.6.weight"]
+    producer = torch.randn(w[old:].shape, generator=gen) * w[:old].pow(2).mean().sqrt() * PRODUCER_SCALE
+    signs, spread = _old_sigma_signs_and_spread(_narrow(state, old_cfg, new_cfg), old_cfg, samples, producer)
+    w[old:] = producer
+    state["g_a.6.bias"][old:] = 0
+    ws = state["g_s.0.weight"]
+    ws[old:] = torch.randn(ws[old:].shape, generator=gen) * ws[:old].pow(2).mean().sqrt() * CONSUMER_SCALE
+    state["h_a.0.weight"][:, old:] = 0
+    rows = state["h_s.4.weight"][:old] * signs[:, None, None, None]
+    state["h_s.4.weight"][old:M] = rows.mean(0, keepdim=True) * spread
+    state["h_s.4.bias"][old:M] = (state["h_s.4.bias"][:old] * signs).mean() * spread
+
+
+def _narrow(state: dict, old_cfg: ModelConfig, new_cfg: ModelConfig) -> dict:
+    """The old model's state inside a widened one (its leading slices; h_s.4's two halves)."""
+    reference = LicModel(old_cfg).state_dict()
+    out = {}
+    for key, ref in reference.items():
+        value = state[key]
+        if key in ("h_s.4.weight", "h_s.4.bias"):
+            halves = (value[:old_cfg.M], value[new_cfg.M:new_cfg.M + old_cfg.M])
+            value = torch.cat(halves)
+        out[key] = value[tuple(slice(0, n) for n in ref.shape)].clone()
+    return out
+
+
+def load_samples(cache: Path, count: int = 16, size: int = 256) -> torch.Tensor:
+    """The first ``count`` training crops of the patch cache, as (count, 3, size, size) in [0, 1]."""
+    import numpy as np
+
+    crops = np.load(cache, mmap_mode="r")[:count, :size, :size]
+    return torch.from_numpy(np.array(crops)).permute(0, 3, 1, 2).float() / 255
+
+
+def widen_checkpoint(path: Path, deep: int | None, M: int, seed: int = 0,
+                     active_samples: torch.Tensor | None = None) -> ModelConfig:
     ckpt = load_checkpoint(path)
     old_cfg = ModelConfig.from_dict(ckpt["config"])
-    new_cfg = dataclasses.replace(old_cfg, deep=deep, M=M)
+    new_cfg = dataclasses.replace(old_cfg, deep=old_cfg.deep if deep is None else deep, M=M)
     if new_cfg.deep_channels < old_cfg.deep_channels or M < old_cfg.M:
         raise SystemExit("widen: the new widths must not be smaller than the old ones")
+    if active_samples is not None and (M == old_cfg.M or new_cfg.deep_channels != old_cfg.deep_channels):
+        raise SystemExit("widen: --latent-init active grows M only (keep --deep)")
     ckpt["model"], placements = widen_state(ckpt["model"], old_cfg, new_cfg, seed)
     ckpt["ema"], _ = widen_state(ckpt["ema"], old_cfg, new_cfg, seed)
+    if active_samples is not None:
+        for key in ("model", "ema"):
+            activate_new_latents(ckpt[key], old_cfg, new_cfg, active_samples, seed)
 
     # Adam moments: parameter i of the optimiser is the i-th of train's main parameter group
     model = LicModel(new_cfg)
@@ -140,11 +224,17 @@ def widen_checkpoint(path: Path, deep: int, M: int, seed: int = 0) -> ModelConfi
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m codec.widen", description=__doc__.split("\n\n")[0])
     p.add_argument("--checkpoint", default="checkpoints/train.pt")
-    p.add_argument("--deep", type=int, required=True, help="channels of the 1/8-scale layers")
+    p.add_argument("--deep", type=int, default=None, help="channels of the 1/8-scale layers (default: kept)")
     p.add_argument("--M", type=int, required=True, help="channels of the latent y")
+    p.add_argument("--latent-init", choices=["silent", "active"], default="silent",
+                   help="silent: exact function, new channels at zero; active: new latent channels carry "
+                        "signal (for lic train --new-latents)")
+    p.add_argument("--cache", default=".cache/patches264.npy",
+                   help="training patch cache: its first crops calibrate --latent-init active")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
-    cfg = widen_checkpoint(Path(args.checkpoint), args.deep, args.M, args.seed)
+    samples = load_samples(Path(args.cache)) if args.latent_init == "active" else None
+    cfg = widen_checkpoint(Path(args.checkpoint), args.deep, args.M, args.seed, samples)
     print(f"widened {args.checkpoint}: N={cfg.N} deep={cfg.deep_channels} M={cfg.M}")
     return 0
 
