@@ -141,9 +141,10 @@ def _old_sigma_signs_and_spread(state: dict, cfg: ModelConfig, samples: torch.Te
 
 
 @torch.no_grad()
-def activate_new_latents(state: dict, old_cfg: ModelConfig, new_cfg: ModelConfig,
+def activate_new_latents(state: dict, old_state: dict, old_cfg: ModelConfig, new_cfg: ModelConfig,
                          samples: torch.Tensor, seed: int = 0) -> None:
-    """Make the new latent channels of a widened ``state`` (in place) carry signal.
+    """Make the new latent channels of a widened ``state`` (in place) carry signal;
+    ``old_state`` is the same weights before widening (it calibrates σ on ``samples``).
 
     * encoder rows: random, ``PRODUCER_SCALE`` × the old rows' RMS (bias 0);
     * synthesis input weights: random, ``CONSUMER_SCALE`` × the old ones' RMS;
@@ -157,7 +158,7 @@ def activate_new_latents(state: dict, old_cfg: ModelConfig, new_cfg: ModelConfig
     gen = torch.Generator().manual_seed(seed + 1)
     w = state["g_a.6.weight"]
     producer = torch.randn(w[old:].shape, generator=gen) * w[:old].pow(2).mean().sqrt() * PRODUCER_SCALE
-    signs, spread = _old_sigma_signs_and_spread(_narrow(state, old_cfg, new_cfg), old_cfg, samples, producer)
+    signs, spread = _old_sigma_signs_and_spread(old_state, old_cfg, samples, producer)
     w[old:] = producer
     state["g_a.6.bias"][old:] = 0
     ws = state["g_s.0.weight"]
@@ -166,19 +167,6 @@ def activate_new_latents(state: dict, old_cfg: ModelConfig, new_cfg: ModelConfig
     rows = state["h_s.4.weight"][:old] * signs[:, None, None, None]
     state["h_s.4.weight"][old:M] = rows.mean(0, keepdim=True) * spread
     state["h_s.4.bias"][old:M] = (state["h_s.4.bias"][:old] * signs).mean() * spread
-
-
-def _narrow(state: dict, old_cfg: ModelConfig, new_cfg: ModelConfig) -> dict:
-    """The old model's state inside a widened one (its leading slices; h_s.4's two halves)."""
-    reference = LicModel(old_cfg).state_dict()
-    out = {}
-    for key, ref in reference.items():
-        value = state[key]
-        if key in ("h_s.4.weight", "h_s.4.bias"):
-            halves = (value[:old_cfg.M], value[new_cfg.M:new_cfg.M + old_cfg.M])
-            value = torch.cat(halves)
-        out[key] = value[tuple(slice(0, n) for n in ref.shape)].clone()
-    return out
 
 
 def load_samples(cache: Path, count: int = 16, size: int = 256) -> torch.Tensor:
@@ -198,11 +186,11 @@ def widen_checkpoint(path: Path, deep: int | None, M: int, seed: int = 0,
         raise SystemExit("widen: the new widths must not be smaller than the old ones")
     if active_samples is not None and (M == old_cfg.M or new_cfg.deep_channels != old_cfg.deep_channels):
         raise SystemExit("widen: --latent-init active grows M only (keep --deep)")
-    ckpt["model"], placements = widen_state(ckpt["model"], old_cfg, new_cfg, seed)
-    ckpt["ema"], _ = widen_state(ckpt["ema"], old_cfg, new_cfg, seed)
-    if active_samples is not None:
-        for key in ("model", "ema"):
-            activate_new_latents(ckpt[key], old_cfg, new_cfg, active_samples, seed)
+    for key in ("model", "ema"):
+        old_state = ckpt[key]
+        ckpt[key], placements = widen_state(old_state, old_cfg, new_cfg, seed)
+        if active_samples is not None:
+            activate_new_latents(ckpt[key], old_state, old_cfg, new_cfg, active_samples, seed)
 
     # Adam moments: parameter i of the optimiser is the i-th of train's main parameter group
     model = LicModel(new_cfg)
