@@ -105,16 +105,19 @@ def _jxl():
 LIC_QUALITIES = (0, 10, 25, 40, 55, 75, 90, 100)
 
 
-def lic_codec(weights=None, profile: str = "int") -> BenchCodec:
+def lic_codec(weights=None, profile: str = "int", effort: int = 0) -> BenchCodec:
     """This codec through its public API (shipped weights unless ``weights`` names a file)."""
     lic = codec.Codec(weights, profile=profile)
+
+    def encode(img: Image.Image, q: float) -> bytes:
+        return lic.encode(img, q, effort=effort)
 
     def decode(data: bytes) -> Image.Image:
         return lic.decode(data).convert("RGB")
 
-    name = "lic" if profile == "int" else f"lic-{profile}"
-    return BenchCodec(name, f"lic {codec.__version__}, weights {lic.model.sha256.hex()[:12]}, profile {profile}",
-                      LIC_QUALITIES, lic.encode, decode)
+    name = "lic" + ("" if profile == "int" else f"-{profile}") + (f"-e{effort}" if effort else "")
+    setup = f"lic {codec.__version__}, weights {lic.model.sha256.hex()[:12]}, profile {profile}"
+    return BenchCodec(name, setup + (f", effort {effort}" if effort else ""), LIC_QUALITIES, encode, decode)
 
 
 def _pca():
@@ -130,6 +133,8 @@ FACTORIES: dict[str, Callable[[], BenchCodec]] = {
     "jpeg2000": _jpeg2000, "jxl": _jxl, "pca": _pca,
 }
 ALL = ("lic", *FACTORIES)
+LIC_VARIANTS = {"lic": {}, "lic-float": {"profile": "float"},  # float: format 1.0's probability path
+                "lic-e1": {"effort": 1}, "lic-e2": {"effort": 2}, "lic-e3": {"effort": 3}}  # encoder refinement (codec.refine)
 
 
 def probe(c: BenchCodec) -> None:
@@ -149,14 +154,12 @@ def make_codecs(names, weights=None, factories=None) -> tuple[list[BenchCodec], 
     found, skipped = [], {}
     for name in names:
         try:
-            if name == "lic":
-                c = lic_codec(weights)
-            elif name == "lic-float":  # format 1.0's float32 probability path, for comparison
-                c = lic_codec(weights, "float")
+            if name in LIC_VARIANTS:
+                c = lic_codec(weights, **LIC_VARIANTS[name])
             elif name in factories:
                 c = factories[name]()
             else:
-                raise Unavailable(f"unknown codec (known: {', '.join(ALL)})")
+                raise Unavailable(f"unknown codec (known: {', '.join([*LIC_VARIANTS, *FACTORIES])})")
             probe(c)
             found.append(c)
         except Unavailable as exc:

@@ -63,6 +63,10 @@ def _parser() -> argparse.ArgumentParser:
                       help="largest quality within this many bits per pixel")
     rate.add_argument("--target-size", type=_number(int, 1),
                       help="largest quality within this many bytes")
+    enc.add_argument("--effort", type=int, choices=[0, 1, 2, 3], default=0,
+                     help="0: one analysis pass (default); 1, 2, 3: refine the latent for this image by "
+                          "20 / 60 / 200 gradient steps: smaller files at the same quality, slower "
+                          "encoding (~3 / 7 / 25 s per Kodak image on 2 CPU cores); decoding unchanged")
     enc.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     enc.add_argument("--strip", action="store_true", help="drop ICC profile, EXIF and XMP")
     enc.add_argument("--verify", action="store_true",
@@ -181,7 +185,7 @@ def cmd_encode(args) -> int:
                 warnings.simplefilter("always")
                 data = lic.encode(source, args.quality, target_bpp=args.target_bpp,
                                   target_size=args.target_size, strip=args.strip, tile=args.tile,
-                                  verify=args.verify)
+                                  verify=args.verify, effort=args.effort)
             for w in caught:
                 if not args.quiet:
                     progress.message(f"{PROG}: warning: {inp}: {w.message}")

@@ -28,9 +28,11 @@ from . import container, images
 from .coder import decode_symbols, encode_symbols
 from .entropy import probability_path
 from .exact import ExactHyperSynthesis
+from .refine import EFFORTS, refine_latent
 from .inputs import DEFAULT_QUALITY, EncodeOptions, bisect_quality, crop_box, read_bytes, tensor_pixels
 from .errors import CodecError, CorruptFileError, DamagedTilesWarning, WeightsMismatchError
 from .tiling import DEFAULT_TILE, LATENT, STRIDE, Box, TileGrid
+from .transforms import interp_lambda
 from .weights import FrozenModel, load_weights
 
 MAX_PIXELS = 2 * 89_478_485  # Pillow's decompression-bomb error limit (Image.MAX_IMAGE_PIXELS × 2)
@@ -183,14 +185,37 @@ class Codec:
                                      y_t[0].to(torch.int32).cpu().numpy(), index, mean))
         return Latents(tiles, grid, quality, self.profile)
 
+    def _refine(self, lat: Latents, y0: torch.Tensor, pixels, effort: int) -> Latents:
+        """Effort ≥ 1: the same z, means and tables, a y' refined for this image (codec.refine)."""
+        grid, t = lat.grid, self._level(lat.quality)
+        full = grid.padded_box.scaled(LATENT)
+        mean = torch.empty(1, self.model.config.M, full.y1, full.x1, device=self.device)
+        index = np.empty(mean.shape[1:], dtype=np.int64)
+        boxes = [grid.box(i).scaled(LATENT) for i in range(len(grid))]
+        for b, tile in zip(boxes, lat.tiles):
+            mean[..., b.y0 : b.y1, b.x0 : b.x1] = tile.y_mean
+            index[:, b.y0 : b.y1, b.x0 : b.x1] = tile.y_index
+        lam = float(interp_lambda(self.model.config.lambdas, t.cpu()))
+        y = refine_latent(self.model.g_s, y0 * self.model.gains.gain(t), mean, index,
+                          self.model.gains.inv_gain(t), lam, grid, lambda box: self._window(pixels, box),
+                          EFFORTS[effort])
+        tiles = [TileLatents(tile.z, torch.round(y[0, :, b.y0 : b.y1, b.x0 : b.x1] - tile.y_mean[0])
+                             .to(torch.int32).cpu().numpy(), tile.y_index, tile.y_mean)
+                 for b, tile in zip(boxes, lat.tiles)]
+        return Latents(tiles, grid, lat.quality, lat.profile)
+
     # -- stages, public for profiling and research; encode/decode are built from them -------------
     @torch.inference_mode()
-    def to_latents(self, image, quality: float = DEFAULT_QUALITY, tile: int | None = DEFAULT_TILE) -> Latents:
+    def to_latents(self, image, quality: float = DEFAULT_QUALITY, tile: int | None = DEFAULT_TILE,
+                   effort: int = 0) -> Latents:
         """Transform stage of encoding: image → quantised latents (analysis + probability path)."""
+        opts = EncodeOptions(float(quality), tile=tile, effort=effort)
         _, pixels = self._source(image)
         height, width = pixels.shape[:2] if isinstance(pixels, np.ndarray) else pixels.shape[-2:]
-        grid = TileGrid.for_image(width, height, tile, self.model.config.halos)
-        return self._quantise(self._analysis(pixels, grid), float(quality), grid)
+        grid = TileGrid.for_image(width, height, opts.tile, self.model.config.halos)
+        y0 = self._analysis(pixels, grid)
+        lat = self._quantise(y0, opts.quality, grid)
+        return self._refine(lat, y0, pixels, opts.effort) if opts.effort else lat
 
     def entropy_encode(self, lat: Latents) -> list[tuple[bytes, bytes]]:
         """Entropy-coding stage: latents → one (z stream, y stream) per tile."""
@@ -227,12 +252,15 @@ class Codec:
     @torch.inference_mode()
     def encode(self, image, quality: float = DEFAULT_QUALITY, *, target_bpp: float | None = None,
                target_size: int | None = None, strip: bool = False, tile: int | None = DEFAULT_TILE,
-               verify: bool = False) -> bytes:
+               verify: bool = False, effort: int = 0) -> bytes:
         """Encode an image → .lic bytes.
 
         ``image``: a PIL image, a uint8 array (H, W[, C]), a path, encoded image bytes, or a
         torch tensor (3, H, W) / (1, 3, H, W), uint8 or float in 0..1, on any device.
         ``tile``: tile side in pixels (a multiple of 64); None codes the image as one tile.
+        ``effort``: 0 (default) takes the analysis transform's latent as it is; 1, 2, 3 refine it
+        for this image by 20 / 60 / 200 gradient steps through the decoder (smaller files at the
+        same quality, many times the encode time; the decoder is unchanged, see :mod:`codec.refine`).
         ``verify``: entropy-decode the result as a decoder would and check that it gives back
         exactly the encoder's latents (CodecError otherwise).
         """
@@ -240,7 +268,7 @@ class Codec:
             quality = float(quality)
         except (TypeError, ValueError):
             raise CodecError(f"quality must be a number, got {quality!r}") from None
-        opts = EncodeOptions(quality, target_bpp, target_size, strip, tile)
+        opts = EncodeOptions(quality, target_bpp, target_size, strip, tile, effort)
         src, pixels = self._source(image, opts.strip)
         height, width = pixels.shape[:2] if isinstance(pixels, np.ndarray) else pixels.shape[-2:]
         grid = TileGrid.for_image(width, height, opts.tile, self.model.config.halos)
@@ -251,6 +279,8 @@ class Codec:
         def at(q: float) -> bytes:
             q = round(q, 2)  # the header stores hundredths; the decoder must see the same level
             lat = self._quantise(y0, q, grid)
+            if opts.effort:
+                lat = self._refine(lat, y0, pixels, opts.effort)
             if verify:
                 digests[q] = lat.digest()
             return self._pack(src, lat, self.entropy_encode(lat))

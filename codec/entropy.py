@@ -124,6 +124,17 @@ def factorized_tables(entropy_bottleneck) -> tuple[TableSet, np.ndarray]:
     return _stack(rows, radii), medians.float().numpy()
 
 
+def gaussian_likelihood(values: torch.Tensor, scales: torch.Tensor) -> torch.Tensor:
+    """P(v − ½ < Y < v + ½) for Y ~ N(0, σ): the density the y tables discretise, differentiable.
+
+    Computed on the upper tail (|v|), where the normal CDF keeps its precision; floored at
+    1e-9 so that −log2 stays finite.  Training's rate estimate and the encoder's latent
+    refinement both use it.
+    """
+    v = values.abs()
+    return (torch.special.ndtr((0.5 - v) / scales) - torch.special.ndtr((-0.5 - v) / scales)).clamp_min(1e-9)
+
+
 def scale_to_index(scale: torch.Tensor) -> torch.Tensor:
     """Index of the smallest grid σ ≥ ``scale`` (the last one for larger scales)."""
     grid = torch.as_tensor(scale_grid(), dtype=scale.dtype, device=scale.device)

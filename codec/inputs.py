@@ -11,6 +11,7 @@ from pathlib import Path
 import torch
 
 from .errors import CodecError
+from .refine import EFFORTS
 from .tiling import DEFAULT_TILE, STRIDE, Box
 
 DEFAULT_QUALITY = 75.0
@@ -25,6 +26,7 @@ class EncodeOptions:
     target_size: int | None = None
     strip: bool = False  # drop ICC / EXIF / XMP
     tile: int | None = DEFAULT_TILE  # tile side in pixels (multiple of 64); None: one tile
+    effort: int = 0  # 0: one analysis pass; 1–3: refine the latent by gradient steps (codec.refine)
 
     def __post_init__(self):
         if not (0 <= self.quality <= 100) or math.isnan(self.quality):
@@ -35,6 +37,8 @@ class EncodeOptions:
             raise CodecError(f"target_bpp must be positive, got {self.target_bpp}")
         if self.target_size is not None and self.target_size <= 0:
             raise CodecError(f"target_size must be positive, got {self.target_size}")
+        if isinstance(self.effort, bool) or self.effort not in EFFORTS:
+            raise CodecError(f"effort must be one of {', '.join(map(str, EFFORTS))}, got {self.effort!r}")
         if self.tile is not None and (self.tile < STRIDE or self.tile % STRIDE):
             raise CodecError(f"tile size must be a positive multiple of {STRIDE}, got {self.tile}")
 

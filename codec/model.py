@@ -23,6 +23,7 @@ from .transforms import (
     GainUnits, ModelConfig, analysis, hyper_analysis, hyper_synthesis, interp_lambda,
     split_hyper_params, synthesis,
 )
+from .entropy import gaussian_likelihood
 from .latent_growth import mix_rate
 from .transforms import trainable_gdn
 
@@ -31,15 +32,6 @@ from compressai.entropy_models import EntropyBottleneck  # noqa: E402
 from compressai.ops import LowerBound  # noqa: E402
 
 SCALE_MIN = 0.11  # lower bound of σ: below it a symbol costs ~0 bits anyway
-
-
-def _gaussian_likelihood(values: torch.Tensor, scales: torch.Tensor) -> torch.Tensor:
-    """P(v - ½ < Y < v + ½) for Y ~ N(0, σ), computed on the upper/lower tail."""
-    half = 0.5
-    v = values.abs()
-    upper = torch.special.ndtr((half - v) / scales)
-    lower = torch.special.ndtr((-half - v) / scales)
-    return (upper - lower).clamp_min(1e-9)
 
 
 class LicModel(nn.Module):
@@ -78,13 +70,13 @@ class LicModel(nn.Module):
         mean, scale = self.mean_scale(z_tilde)
         if self.training:
             noisy = y + torch.empty_like(y).uniform_(-0.5, 0.5)
-            y_lik = _gaussian_likelihood(noisy - mean, scale)
+            y_lik = gaussian_likelihood(noisy - mean, scale)
             if new_rate is not None and new_rate[1] < 1.0:
                 first, weight = new_rate
-                detached = _gaussian_likelihood((noisy - mean).detach(), scale)
+                detached = gaussian_likelihood((noisy - mean).detach(), scale)
                 y_lik = mix_rate(y_lik, detached, first, weight)
         else:
-            y_lik = _gaussian_likelihood(torch.round(y - mean), scale)
+            y_lik = gaussian_likelihood(torch.round(y - mean), scale)
         y_hat = y - mean
         y_hat = (torch.round(y_hat) - y_hat).detach() + y_hat + mean
         x_hat = self.g_s(y_hat * self.gains.inv_gain(t))

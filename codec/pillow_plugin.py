@@ -9,7 +9,7 @@ but fails on ``load()`` with ``OSError``, as Pillow's own formats do.
 
 Save options: ``quality`` (0–100, default 75), ``target_bpp``, ``target_size``
 (bytes), ``icc_profile``, ``exif``, ``xmp`` (override the image's own), ``strip``, ``tile_size``
-(pixels, a multiple of 64; default 1024).
+(pixels, a multiple of 64; default 1024), ``effort`` (0–3, default 0: see ``Codec.encode``).
 """
 from __future__ import annotations
 
@@ -91,7 +91,7 @@ def _save(im: Image.Image, fp, filename) -> None:
     try:
         data = default_codec().encode(source, opts.get("quality", 75), target_bpp=opts.get("target_bpp"),
                                       target_size=opts.get("target_size"), strip=bool(opts.get("strip")),
-                                      tile=opts.get("tile_size", DEFAULT_TILE))
+                                      tile=opts.get("tile_size", DEFAULT_TILE), effort=opts.get("effort", 0))
     except CodecError as exc:
         raise ValueError(str(exc)) from None
     fp.write(data)

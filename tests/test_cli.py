@@ -115,9 +115,18 @@ def test_usage_errors_exit_2():
     assert lic("encode").returncode == 2
     assert lic("encode", SAMPLE, "-q", "50", "--target-bpp", "1").returncode == 2
     assert lic("frobnicate").returncode == 2
-    for bad in (["-q", "101"], ["-q", "x"], ["--target-size", "0"], ["--target-bpp", "-1"]):
+    for bad in (["-q", "101"], ["-q", "x"], ["--target-size", "0"], ["--target-bpp", "-1"], ["--effort", "4"]):
         res = lic("encode", SAMPLE, "-o", "/nonexistent/x.lic", *bad)
         assert res.returncode == 2 and b"Traceback" not in res.stderr
+
+
+def test_effort_refines_the_latent_and_the_file_decodes(tmp_path, small_png, capsys):
+    plain, refined = tmp_path / "plain.lic", tmp_path / "refined.lic"
+    assert main(["encode", str(small_png), "-o", str(plain), "-q", "50"]) == 0
+    assert main(["encode", str(small_png), "-o", str(refined), "-q", "50", "--effort", "1", "--verify"]) == 0
+    assert plain.read_bytes() != refined.read_bytes()
+    assert main(["decode", str(refined), "-o", str(tmp_path / "back.png")]) == 0
+    assert Image.open(tmp_path / "back.png").size == (96, 64)
 
 
 def test_verbose_reports_psnr_and_jpeg(tmp_path, small_png):

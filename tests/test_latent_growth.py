@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from codec.latent_growth import NewLatents, UpdateBoost, mix_rate
-from codec.model import LicModel, _gaussian_likelihood
+from codec.entropy import gaussian_likelihood
+from codec.model import LicModel
 from codec.train import load_checkpoint, main as train_main
 from codec.transforms import ModelConfig, split_hyper_params
 from codec.widen import main as widen_main
@@ -135,7 +136,7 @@ def test_mixed_rate_keeps_the_bits_and_scales_only_the_latents_gradient():
 
     def grads(weight):
         y, s = y0.clone().requires_grad_(), s0.clone().requires_grad_()
-        lik = mix_rate(_gaussian_likelihood(y, s), _gaussian_likelihood(y.detach(), s), 4, weight)
+        lik = mix_rate(gaussian_likelihood(y, s), gaussian_likelihood(y.detach(), s), 4, weight)
         bits = -torch.log2(lik).sum()
         bits.backward()
         return bits.detach(), y.grad, s.grad
