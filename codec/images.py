@@ -91,7 +91,8 @@ def open_image(source) -> Image.Image:
         raise
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         name = source if isinstance(source, (str, os.PathLike)) else "input"
-        raise CodecError(f"{name}: not a readable image ({exc})") from None
+        why = "unknown format" if isinstance(exc, UnidentifiedImageError) else str(exc)
+        raise CodecError(f"{name}: not a readable image ({why})") from None
     except Image.DecompressionBombError as exc:
         raise CodecError(str(exc)) from None
 
