@@ -172,37 +172,34 @@ class Codec:
                 y[0, :, b.y0 : b.y1, b.x0 : b.x1] = part[:, oy : oy + b.y1 - b.y0, ox : ox + b.x1 - b.x0]
         return y
 
-    def _quantise(self, y0: torch.Tensor, quality: float, grid: TileGrid) -> Latents:
-        y = y0 * self.model.gains.gain(self._level(quality))
+    def _quantise(self, y0: torch.Tensor, quality: float, grid: TileGrid, pixels=None, effort: int = 0) -> Latents:
+        """y of the padded image → latents; ``effort`` ≥ 1 refines y' against ``pixels`` first."""
+        t = self._level(quality)
+        y = y0 * self.model.gains.gain(t)
         z_sym = torch.round(self.model.h_a(y) - self._medians)
-        tiles = []
+        steps = []  # per tile: z symbols, latent box, and the mean / table index its z gives
         for i in range(len(grid)):
             zb, yb = grid.box(i).scaled(STRIDE), grid.box(i).scaled(LATENT)
             z_t = z_sym[..., zb.y0 : zb.y1, zb.x0 : zb.x1]
-            mean, index = self._hyper_step(z_t, self.profile)
-            y_t = torch.round(y[..., yb.y0 : yb.y1, yb.x0 : yb.x1] - mean)
-            tiles.append(TileLatents(z_t[0].to(torch.int32).cpu().numpy(),
-                                     y_t[0].to(torch.int32).cpu().numpy(), index, mean))
+            steps.append((z_t, yb, *self._hyper_step(z_t, self.profile)))
+        if effort:
+            y = self._refine(y, steps, t, grid, pixels, effort)
+        tiles = [TileLatents(z_t[0].to(torch.int32).cpu().numpy(),
+                             torch.round(y[..., b.y0 : b.y1, b.x0 : b.x1] - mean)[0].to(torch.int32).cpu().numpy(),
+                             index, mean)
+                 for z_t, b, mean, index in steps]
         return Latents(tiles, grid, quality, self.profile)
 
-    def _refine(self, lat: Latents, y0: torch.Tensor, pixels, effort: int) -> Latents:
-        """Effort ≥ 1: the same z, means and tables, a y' refined for this image (codec.refine)."""
-        grid, t = lat.grid, self._level(lat.quality)
-        full = grid.padded_box.scaled(LATENT)
-        mean = torch.empty(1, self.model.config.M, full.y1, full.x1, device=self.device)
-        index = np.empty(mean.shape[1:], dtype=np.int64)
-        boxes = [grid.box(i).scaled(LATENT) for i in range(len(grid))]
-        for b, tile in zip(boxes, lat.tiles):
-            mean[..., b.y0 : b.y1, b.x0 : b.x1] = tile.y_mean
-            index[:, b.y0 : b.y1, b.x0 : b.x1] = tile.y_index
+    def _refine(self, y: torch.Tensor, steps: list, t: torch.Tensor, grid: TileGrid, pixels, effort: int):
+        """y' refined for this image with every tile's z, means and tables kept (codec.refine)."""
+        mean = torch.empty_like(y)
+        index = np.empty(y.shape[1:], dtype=np.int64)
+        for _, b, tile_mean, tile_index in steps:
+            mean[..., b.y0 : b.y1, b.x0 : b.x1] = tile_mean
+            index[:, b.y0 : b.y1, b.x0 : b.x1] = tile_index
         lam = float(interp_lambda(self.model.config.lambdas, t.cpu()))
-        y = refine_latent(self.model.g_s, y0 * self.model.gains.gain(t), mean, index,
-                          self.model.gains.inv_gain(t), lam, grid, lambda box: self._window(pixels, box),
-                          EFFORTS[effort])
-        tiles = [TileLatents(tile.z, torch.round(y[0, :, b.y0 : b.y1, b.x0 : b.x1] - tile.y_mean[0])
-                             .to(torch.int32).cpu().numpy(), tile.y_index, tile.y_mean)
-                 for b, tile in zip(boxes, lat.tiles)]
-        return Latents(tiles, grid, lat.quality, lat.profile)
+        return refine_latent(self.model.g_s, y, mean, index, self.model.gains.inv_gain(t), lam, grid,
+                             lambda box: self._window(pixels, box), EFFORTS[effort])
 
     # -- stages, public for profiling and research; encode/decode are built from them -------------
     @torch.inference_mode()
@@ -213,9 +210,7 @@ class Codec:
         _, pixels = self._source(image)
         height, width = pixels.shape[:2] if isinstance(pixels, np.ndarray) else pixels.shape[-2:]
         grid = TileGrid.for_image(width, height, opts.tile, self.model.config.halos)
-        y0 = self._analysis(pixels, grid)
-        lat = self._quantise(y0, opts.quality, grid)
-        return self._refine(lat, y0, pixels, opts.effort) if opts.effort else lat
+        return self._quantise(self._analysis(pixels, grid), opts.quality, grid, pixels, opts.effort)
 
     def entropy_encode(self, lat: Latents) -> list[tuple[bytes, bytes]]:
         """Entropy-coding stage: latents → one (z stream, y stream) per tile."""
@@ -278,9 +273,7 @@ class Codec:
 
         def at(q: float) -> bytes:
             q = round(q, 2)  # the header stores hundredths; the decoder must see the same level
-            lat = self._quantise(y0, q, grid)
-            if opts.effort:
-                lat = self._refine(lat, y0, pixels, opts.effort)
+            lat = self._quantise(y0, q, grid, pixels, opts.effort)
             if verify:
                 digests[q] = lat.digest()
             return self._pack(src, lat, self.entropy_encode(lat))
