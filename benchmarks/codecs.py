@@ -117,7 +117,9 @@ def lic_codec(weights=None, profile: str = "int", effort: int = 0) -> BenchCodec
 
     name = "lic" + ("" if profile == "int" else f"-{profile}") + (f"-e{effort}" if effort else "")
     setup = f"lic {codec.__version__}, weights {lic.model.sha256.hex()[:12]}, profile {profile}"
-    return BenchCodec(name, setup + (f", effort {effort}" if effort else ""), LIC_QUALITIES, encode, decode)
+    if effort:
+        setup += f", effort {effort} ({codec.effort_schedule(effort)})"
+    return BenchCodec(name, setup, LIC_QUALITIES, encode, decode)
 
 
 def _pca():

@@ -22,17 +22,35 @@ __version__ = "0.1.0"
 FORMAT_VERSION = f"{FORMAT_MAJOR}.{FORMAT_MINOR}"
 
 __all__ = ["Codec", "CodecError", "CorruptFileError", "EncodeOptions", "Header", "Latents", "WeightsError",
-           "WeightsMismatchError", "decode", "encode", "psnr", "read_header", "weights_info", "__version__"]
+           "WeightsMismatchError", "decode", "effort_schedule", "encode", "psnr", "read_header", "weights_info",
+           "__version__"]
 _SHIPPED = Path(__file__).resolve().parent / "weights" / "lic-default.safetensors"
 
 
 def encode(image, quality: float = 75.0, *, target_bpp: float | None = None,
-           target_size: int | None = None, strip: bool = False) -> bytes:
-    """Encode an image (PIL image, uint8 numpy array, path, or image bytes) → .lic bytes."""
+           target_size: int | None = None, strip: bool = False, effort: int = 0) -> bytes:
+    """Encode an image (PIL image, uint8 numpy array, path, or image bytes) → .lic bytes.
+
+    ``effort`` 1–3 refines the latent for this image (smaller files, slower encode; see
+    :meth:`Codec.encode`).
+    """
     from .api import default_codec
 
     return default_codec().encode(image, quality, target_bpp=target_bpp, target_size=target_size,
-                                  strip=strip)
+                                  strip=strip, effort=effort)
+
+
+def effort_schedule(effort: int) -> str:
+    """What encode ``effort`` does, in words (gradient steps, lr, SGA start temperature).
+
+    For reports that must tell two encoders apart, such as ``lic bench``'s codec setups.
+    """
+    from .refine import EFFORTS, TAU_END
+
+    if effort not in EFFORTS or isinstance(effort, bool):
+        raise CodecError(f"effort must be one of {', '.join(map(str, EFFORTS))}, got {effort!r}")
+    s = EFFORTS[effort]
+    return "no refinement" if s is None else f"{s.steps} steps, lr {s.lr:g}, τ {s.tau_start:g}→{TAU_END:g}"
 
 
 def decode(data):

@@ -59,6 +59,23 @@ def test_refinement_spans_tiles_and_windows(lic, sample_image, monkeypatch):
 def test_unknown_effort_is_refused(lic, photo, effort):
     with pytest.raises(codec.CodecError, match="effort"):
         lic.encode(photo, 50, effort=effort)
+    with pytest.raises(codec.CodecError, match="effort"):
+        codec.effort_schedule(effort)
+
+
+def test_the_module_level_encode_takes_an_effort(lic, photo):
+    assert codec.encode(photo, 30, effort=1) == lic.encode(photo, 30, effort=1)
+
+
+def test_each_effort_is_described_apart():
+    """lic bench keys its resumable rows on these words: a retuned schedule must read differently."""
+    from codec.refine import EFFORTS
+
+    words = [codec.effort_schedule(e) for e in EFFORTS]
+    assert len(set(words)) == len(EFFORTS)
+    for e, schedule in EFFORTS.items():
+        if schedule is not None:
+            assert f"{schedule.steps} steps" in words[e] and f"lr {schedule.lr:g}" in words[e]
 
 
 def test_the_transform_stage_refines_as_encode_does(lic, small_image):
