@@ -13,11 +13,9 @@ weights whose SHA-256 its header names.
 """
 from __future__ import annotations
 
-import hashlib
 import os
 import threading
 import warnings
-from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -29,6 +27,7 @@ from .coder import decode_symbols, encode_symbols
 from .entropy import probability_path
 from .exact import ExactHyperSynthesis
 from .refine import EFFORTS, refine_latent
+from .latents import Latents, TileLatents
 from .inputs import DEFAULT_QUALITY, EncodeOptions, bisect_quality, crop_box, read_bytes, tensor_pixels
 from .errors import CodecError, CorruptFileError, DamagedTilesWarning, WeightsMismatchError
 from .tiling import DEFAULT_TILE, LATENT, STRIDE, Box, TileGrid
@@ -36,44 +35,6 @@ from .transforms import interp_lambda
 from .weights import FrozenModel, load_weights
 
 MAX_PIXELS = 2 * 89_478_485  # Pillow's decompression-bomb error limit (Image.MAX_IMAGE_PIXELS × 2)
-
-
-@dataclass(frozen=True)
-class TileLatents:
-    """One tile's quantised latents and the coding context its z gives them."""
-
-    z: np.ndarray         # (N, h/64, w/64) int32 symbols
-    y: np.ndarray         # (M, h/16, w/16) int32 symbols: round(y' − mean)
-    y_index: np.ndarray   # (M, h/16, w/16) probability-table index of each y symbol
-    y_mean: torch.Tensor  # (1, M, h/16, w/16) the mean the decoder adds back to y
-
-
-@dataclass(frozen=True)
-class Latents:
-    """An image's latents, tile by tile: what the streams carry, and what the stages pass on.
-
-    A tile is ``None`` where it was not decoded (outside a crop) or was damaged.
-    """
-
-    tiles: list[TileLatents | None]
-    grid: TileGrid
-    quality: float
-    profile: str = "int"  # determinism profile of the probability path that made y_index, y_mean
-
-    def digest(self) -> str:
-        """SHA-256 of every decoded symbol (z and y of each tile, ``-`` for a missing tile)."""
-        h = hashlib.sha256()
-        for t in self.tiles:
-            h.update(b"-" if t is None else t.z.astype("<i4").tobytes() + t.y.astype("<i4").tobytes())
-        return h.hexdigest()
-
-    @property
-    def width(self) -> int:
-        return self.grid.width
-
-    @property
-    def height(self) -> int:
-        return self.grid.height
 
 
 class Codec:

@@ -62,7 +62,7 @@ def sample(lic, width: int, height: int, seed: int = 0, quality: float = 75.0):
     """A new image of ``width`` × ``height`` drawn from the learned prior (a PIL RGB image)."""
     from PIL import Image
 
-    from .api import Latents, TileLatents
+    from .latents import Latents, TileLatents
 
     rng = np.random.default_rng(seed)
     grid = TileGrid.for_image(width, height, None, lic.model.config.halos)
