@@ -105,6 +105,11 @@ def _jxl():
 LIC_QUALITIES = (0, 10, 25, 40, 55, 75, 90, 100)
 
 
+def lic_name(profile: str = "int", effort: int = 0) -> str:
+    """The bench's name of a lic variant: lic, lic-float, lic-e1 … (one place builds it)."""
+    return "lic" + ("" if profile == "int" else f"-{profile}") + (f"-e{effort}" if effort else "")
+
+
 def lic_codec(weights=None, profile: str = "int", effort: int = 0) -> BenchCodec:
     """This codec through its public API (shipped weights unless ``weights`` names a file)."""
     lic = codec.Codec(weights, profile=profile)
@@ -115,7 +120,7 @@ def lic_codec(weights=None, profile: str = "int", effort: int = 0) -> BenchCodec
     def decode(data: bytes) -> Image.Image:
         return lic.decode(data).convert("RGB")
 
-    name = "lic" + ("" if profile == "int" else f"-{profile}") + (f"-e{effort}" if effort else "")
+    name = lic_name(profile, effort)
     setup = f"lic {codec.__version__}, weights {lic.model.sha256.hex()[:12]}, profile {profile}"
     if effort:
         setup += f", effort {effort} ({codec.effort_schedule(effort)})"
@@ -135,8 +140,8 @@ FACTORIES: dict[str, Callable[[], BenchCodec]] = {
     "jpeg2000": _jpeg2000, "jxl": _jxl, "pca": _pca,
 }
 ALL = ("lic", *FACTORIES)
-LIC_VARIANTS = {"lic": {}, "lic-float": {"profile": "float"},  # float: format 1.0's probability path
-                "lic-e1": {"effort": 1}, "lic-e2": {"effort": 2}, "lic-e3": {"effort": 3}}  # encoder refinement (codec.refine)
+# float: format 1.0's probability path; effort 1–3: encoder refinement (codec.refine)
+LIC_VARIANTS = {lic_name(**v): v for v in ({}, {"profile": "float"}, {"effort": 1}, {"effort": 2}, {"effort": 3})}
 
 
 def probe(c: BenchCodec) -> None:
