@@ -77,8 +77,13 @@ def _unflat(flat: torch.Tensor, radius: torch.Tensor) -> TableSet:
 
 
 def save_weights(frozen: FrozenModel, path: str | os.PathLike, extra: dict | None = None) -> bytes:
-    """Write fp16 transforms + tables atomically; returns the file's SHA-256."""
-    from safetensors.torch import save_file
+    """Write fp16 transforms + tables atomically; returns the file's SHA-256.
+
+    The same model always gives the same bytes (and so the same hash in file headers):
+    safetensors writes its metadata in hash-map order, which changes from call to call,
+    so the JSON header is rewritten with sorted keys before the file is written.
+    """
+    from safetensors.torch import save
 
     params = dict(frozen.named_parameters())  # learned weights go fp16; buffers (GDN bounds,
     tensors = {k: v.detach().to(torch.float16 if k in params else torch.float32).contiguous()
@@ -89,10 +94,19 @@ def save_weights(frozen: FrozenModel, path: str | os.PathLike, extra: dict | Non
             "extra": json.dumps(extra or {})}
     path = Path(path)
     tmp = path.with_name(path.name + ".tmp")
-    save_file(tensors, str(tmp), metadata=meta)
+    tmp.write_bytes(_canonical(save(tensors, metadata=meta)))
     os.chmod(tmp, 0o644)
     os.replace(tmp, path)
     return sha256_file(path)
+
+
+def _canonical(blob: bytes) -> bytes:
+    """A safetensors file with its JSON header in sorted-key form (offsets are relative to the
+    data, so only the 8-byte length and the header change); padded with spaces to 8 bytes."""
+    size = int.from_bytes(blob[:8], "little")
+    header = json.dumps(json.loads(blob[8 : 8 + size]), sort_keys=True, separators=(",", ":")).encode()
+    header += b" " * (-len(header) % 8)
+    return len(header).to_bytes(8, "little") + header + blob[8 + size :]
 
 
 def _expected_hash(path: Path) -> str | None:

@@ -49,7 +49,11 @@ def test_train_resume_export_and_code(tmp_path):
     import codec
 
     weights = tmp_path / "tiny.safetensors"
-    export(tmp_path / "ckpt.pt", weights, name="tiny")
+    digest = export(tmp_path / "ckpt.pt", weights, name="tiny")
+    # reproducible: the same checkpoint exports to the same bytes, so to the same header hash
+    # (safetensors alone writes its four metadata keys in a changing order)
+    again = [export(tmp_path / "ckpt.pt", tmp_path / f"again{i}.safetensors", name="tiny") for i in range(4)]
+    assert again == [digest] * 4
     lic = codec.Codec(weights)
     img = np.random.default_rng(0).integers(0, 256, (20, 30, 3), dtype=np.uint8)
     data = lic.encode(img, 50)
