@@ -66,7 +66,7 @@ def _parser() -> argparse.ArgumentParser:
     enc.add_argument("--effort", type=int, choices=[0, 1, 2, 3], default=0,
                      help="0: one analysis pass (default); 1, 2, 3: refine the latent for this image by "
                           "20 / 60 / 200 gradient steps: smaller files at the same quality, slower "
-                          "encoding (~3 / 7 / 29 s per Kodak image on 2 CPU cores); decoding unchanged")
+                          "encoding (~2 / 5 / 29 s per Kodak image on 2 CPU cores); decoding unchanged")
     enc.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     enc.add_argument("--strip", action="store_true", help="drop ICC profile, EXIF and XMP")
     enc.add_argument("--verify", action="store_true",

@@ -45,11 +45,9 @@ def effort_schedule(effort: int) -> str:
 
     For reports that must tell two encoders apart, such as ``lic bench``'s codec setups.
     """
-    from .refine import EFFORTS, TAU_END
+    from .refine import TAU_END, schedule_for
 
-    if effort not in EFFORTS or isinstance(effort, bool):
-        raise CodecError(f"effort must be one of {', '.join(map(str, EFFORTS))}, got {effort!r}")
-    s = EFFORTS[effort]
+    s = schedule_for(effort)
     return "no refinement" if s is None else f"{s.steps} steps, lr {s.lr:g}, τ {s.tau_start:g}→{TAU_END:g}"
 
 

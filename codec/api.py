@@ -26,7 +26,7 @@ from . import container, images
 from .coder import decode_symbols, encode_symbols
 from .entropy import probability_path
 from .exact import ExactHyperSynthesis
-from .refine import EFFORTS, refine_latent
+from .refine import refine_latent, schedule_for
 from .latents import Latents, TileLatents
 from .inputs import DEFAULT_QUALITY, EncodeOptions, bisect_quality, crop_box, read_bytes, tensor_pixels
 from .errors import CodecError, CorruptFileError, DamagedTilesWarning, WeightsMismatchError
@@ -160,7 +160,7 @@ class Codec:
             index[:, b.y0 : b.y1, b.x0 : b.x1] = tile_index
         lam = float(interp_lambda(self.model.config.lambdas, t.cpu()))
         return refine_latent(self.model.g_s, y, mean, index, self.model.gains.inv_gain(t), lam, grid,
-                             lambda box: self._window(pixels, box), EFFORTS[effort])
+                             lambda box: self._window(pixels, box), schedule_for(effort))
 
     # -- stages, public for profiling and research; encode/decode are built from them -------------
     @torch.inference_mode()

@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 
 from .errors import CodecError
-from .refine import EFFORTS
+from .refine import schedule_for
 from .tiling import DEFAULT_TILE, STRIDE, Box
 
 DEFAULT_QUALITY = 75.0
@@ -37,8 +37,7 @@ class EncodeOptions:
             raise CodecError(f"target_bpp must be positive, got {self.target_bpp}")
         if self.target_size is not None and self.target_size <= 0:
             raise CodecError(f"target_size must be positive, got {self.target_size}")
-        if isinstance(self.effort, bool) or self.effort not in EFFORTS:
-            raise CodecError(f"effort must be one of {', '.join(map(str, EFFORTS))}, got {self.effort!r}")
+        schedule_for(self.effort)
         if self.tile is not None and (self.tile < STRIDE or self.tile % STRIDE):
             raise CodecError(f"tile size must be a positive multiple of {STRIDE}, got {self.tile}")
 

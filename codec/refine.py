@@ -39,6 +39,7 @@ import numpy as np
 import torch
 
 from .entropy import gaussian_likelihood, scale_grid
+from .errors import CodecError
 from .tiling import LATENT, Box, TileGrid
 
 WINDOW = 1024  # px per side of the pieces g_s is differentiated over (+0.6 GiB peak RSS at 1024², measured)
@@ -60,6 +61,16 @@ class RefineSchedule:
 # 0.3 was worse everywhere).  Encode time grows with the steps: ~2, 5, 29 s per Kodak image.
 EFFORTS = {0: None, 1: RefineSchedule(20, 0.02, 0.5), 2: RefineSchedule(60, 0.05, 1.5),
            3: RefineSchedule(200, 0.02, 0.5)}
+
+
+def schedule_for(effort) -> RefineSchedule | None:
+    """The schedule of encode ``effort`` (None for 0); CodecError for anything but 0–3."""
+    try:
+        if not isinstance(effort, bool) and effort in EFFORTS:
+            return EFFORTS[effort]
+    except TypeError:  # unhashable
+        pass
+    raise CodecError(f"effort must be one of {', '.join(map(str, EFFORTS))}, got {effort!r}")
 
 
 def soft_round(v: torch.Tensor, tau: float, generator: torch.Generator) -> torch.Tensor:

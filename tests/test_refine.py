@@ -55,7 +55,7 @@ def test_refinement_spans_tiles_and_windows(lic, sample_image, monkeypatch):
     assert rd_cost(lic, image, refined) < rd_cost(lic, image, plain)
 
 
-@pytest.mark.parametrize("effort", [4, -1, True, "1"])
+@pytest.mark.parametrize("effort", [4, -1, True, "1", [1]])
 def test_unknown_effort_is_refused(lic, photo, effort):
     with pytest.raises(codec.CodecError, match="effort"):
         lic.encode(photo, 50, effort=effort)
