@@ -1,25 +1,32 @@
-"""Prepare ``.gpupack/`` for a training run on a lent GPU machine (see README.md here).
+"""Prepare packs for a training run on a lent GPU machine (see README.md here).
 
-The device machine gets a copy of the working tree (64 MiB in all) and has no
-network, no ``compressai`` and Python 3.12.  This writes, under ``.gpupack/``:
+The device machine gets a copy of the working tree (64 MiB a call), has no
+network, no ``compressai`` and Python 3.12.  The training set (138 MB) and a
+resumable checkpoint (52 MB) do not fit one call, so this writes several packs
+that travel in successive calls to the same warm machine:
 
-* ``data/``: every training image re-encoded as a JPEG (optimised, progressive)
-  at a quality picked per set so the pack fits in about 47 MB;
-* ``site/``: compressai's pure-Python files from its wheel plus stand-ins for its
-  two C++ extensions (built for CPython 3.11 only; training never calls them),
-  and pytorch_msssim, which compressai imports;
-* ``init.pt``: a weights-only checkpoint (EMA weights in fp32 as both model and
-  EMA, step and hours; no optimiser), from which ``codec.train`` restarts Adam
-  with a fresh warmup.  fp16 is not enough: rounding the entropy bottleneck's
-  parameters sends some z likelihoods to zero.
+* ``.gpudata1/``, ``.gpudata2/``, ...: the training set, lossless: JPEG
+  originals copied byte for byte (the cache builder treats them as it does
+  here), every other image as lossless WebP (``exact``; ~25 % under PNG).
+  Each call moves its part into ``/tmp/lic_data`` on the machine
+  (``run.sh stash``).  An earlier pack re-encoded everything as q80–87 JPEG to
+  fit one call, and its run made Kodak worse: the data is not re-encoded now.
+* ``.gpupack/``: ``site/`` (compressai's pure-Python files from this venv, with
+  stand-ins for its two C++ extensions, which training never calls, and
+  pytorch_msssim), ``init.pt`` and whatever data part fits beside them.
+  ``init.pt`` keeps the optimiser's moments, step and lr-schedule anchor, so the
+  GPU continues the CPU run exactly; its EMA weights are the model's (one
+  storage, 17 MB less): at decay 0.999 the EMA forgets that start within a few
+  thousand of the run's ~10⁴ steps.  fp16 is not enough for the weights:
+  rounding the entropy bottleneck's parameters sends some z likelihoods to zero.
 
-    python tools/device_run/prepare.py --wheels /tmp/whl
+    python tools/device_run/prepare.py            # then see README.md, steps 2-4
 """
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import shutil
-import zipfile
 from pathlib import Path
 
 import torch
@@ -27,9 +34,7 @@ from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[2]
 PACK = ROOT / ".gpupack"
-# (JPEG quality, chroma subsampling) per set; bsds500's originals are 4:2:0 already
-QUALITY = {"bsds500": (82, 2), "imagenet_sample": (80, 0)}
-DEFAULT_QUALITY = (87, 0)
+JPEG_SUFFIXES = {".jpg", ".jpeg"}
 
 STUB_CXX = '''"""Device-only stand-in for compressai's C++ extension: training builds no CDF tables."""
 
@@ -58,48 +63,70 @@ class RansDecoder(_Missing):
 '''
 
 
-def pack_data(train: Path, out: Path) -> int:
-    total = 0
-    for src in sorted(p for p in train.rglob("*") if p.is_file()):
-        quality, subsampling = QUALITY.get(src.parent.name, DEFAULT_QUALITY)
-        dst = out / src.parent.name / (src.stem + ".jpg")
-        dst.parent.mkdir(parents=True, exist_ok=True)
+def pack_image(src: Path, dst_dir: Path) -> Path:
+    """One training image, losslessly: a JPEG as its own bytes, anything else as lossless WebP."""
+    dst_dir.mkdir(parents=True, exist_ok=True)
+    if src.suffix.lower() in JPEG_SUFFIXES:
+        dst = dst_dir / src.name
+        shutil.copyfile(src, dst)
+    else:
+        dst = dst_dir / (src.stem + ".webp")
         with Image.open(src) as im:
-            im.convert("RGB").save(dst, "JPEG", quality=quality, subsampling=subsampling,
-                                   optimize=True, progressive=True)
-        total += dst.stat().st_size
-    return total
+            im.convert("RGB").save(dst, "WEBP", lossless=True, quality=100, method=4, exact=True)
+    return dst
 
 
-def pack_site(wheels: Path, out: Path) -> None:
-    for pattern in ("compressai-*.whl", "pytorch_msssim-*.whl"):
-        (wheel,) = wheels.glob(pattern)
-        with zipfile.ZipFile(wheel) as z:
-            z.extractall(out)
-    for junk in list(out.glob("*.dist-info")) + list((out / "compressai").glob("*.so")):
-        shutil.rmtree(junk) if junk.is_dir() else junk.unlink()
+def pack_data(train: Path, first_room: int, budget: int) -> list[int]:
+    """Fill ``.gpupack/data`` up to ``first_room`` bytes, then ``.gpudataK/`` up to ``budget`` each."""
+    sizes = [0]
+    folder = PACK / "data"
+    for src in sorted(p for p in train.rglob("*") if p.is_file()):
+        dst = pack_image(src, folder / src.parent.name)
+        size = dst.stat().st_size
+        room = first_room if len(sizes) == 1 else budget
+        if sizes[-1] + size > room:  # start the next part with this image
+            sizes.append(0)
+            folder = ROOT / f".gpudata{len(sizes) - 1}"
+            moved = folder / src.parent.name / dst.name
+            moved.parent.mkdir(parents=True, exist_ok=True)
+            dst.replace(moved)
+        sizes[-1] += size
+    return sizes
+
+
+def pack_site(out: Path) -> None:
+    for name in ("compressai", "pytorch_msssim"):
+        src = Path(importlib.util.find_spec(name).origin).parent
+        shutil.copytree(src, out / name, ignore=shutil.ignore_patterns("*.so", "__pycache__"))
     (out / "compressai" / "_CXX.py").write_text(STUB_CXX)
     (out / "compressai" / "ans.py").write_text(STUB_ANS)
 
 
-def slim_checkpoint(src: Path, dst: Path) -> int:
+def resumable_checkpoint(src: Path, dst: Path) -> int:
     ck = torch.load(src, map_location="cpu", weights_only=False)
-    torch.save({"config": ck["config"], "model": ck["ema"], "ema": ck["ema"], "step": ck["step"],
-                "elapsed_seconds": ck["elapsed_seconds"]}, dst)
+    ck["ema"] = ck["model"]  # saved once: torch.save keeps one copy of shared storages
+    torch.save(ck, dst)
     return ck["step"]
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--train", default=str(ROOT.parent / "shared" / "data" / "train"))
-    p.add_argument("--wheels", required=True,
-                   help="folder with compressai-*.whl and pytorch_msssim-*.whl (pip download --no-deps)")
     p.add_argument("--checkpoint", default=str(ROOT / "checkpoints" / "train.pt"))
+    p.add_argument("--budget-mb", type=float, default=55.0,
+                   help="bytes of data per .gpudataK pack (the tree beside it must stay under 64 MiB)")
     args = p.parse_args()
-    PACK.mkdir(exist_ok=True)
-    print(f"data: {pack_data(Path(args.train), PACK / 'data') / 1e6:.1f} MB")
-    pack_site(Path(args.wheels), PACK / "site")
-    print(f"init: step {slim_checkpoint(Path(args.checkpoint), PACK / 'init.pt')}")
+    for old in [PACK, *ROOT.glob(".gpudata*")]:
+        shutil.rmtree(old, ignore_errors=True)
+    PACK.mkdir()
+    pack_site(PACK / "site")
+    print(f"init: step {resumable_checkpoint(Path(args.checkpoint), PACK / 'init.pt')}, "
+          f"{(PACK / 'init.pt').stat().st_size / 1e6:.1f} MB")
+    budget = int(args.budget_mb * 1e6)
+    first_room = max(0, budget - sum(f.stat().st_size for f in PACK.rglob("*") if f.is_file()))
+    sizes = pack_data(Path(args.train), first_room, budget)
+    print("data (MB): .gpupack", ", ".join(f"{s / 1e6:.1f}" for s in sizes[:1]),
+          "".join(f"; .gpudata{k} {s / 1e6:.1f}" for k, s in enumerate(sizes[1:], 1)))
 
 
 if __name__ == "__main__":
