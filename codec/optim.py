@@ -49,10 +49,44 @@ def expand_opt_state(state: dict) -> dict:
     return state
 
 
+class LevelRates:
+    """Running mean bits per pixel of each level, for weighting each sample's loss by 1/R̄(t).
+
+    Why: at an RD optimum the change of one level's loss over its rate,
+    Δ(R + λD)/R, is to first order the change of log-rate at that level's PSNR,
+    the quantity BD-rate averages over the PSNR range.  The plain batch mean of
+    R + λD instead weighs each level by its rate: the top level (~1.7 bpp) counts
+    ~20 times the lowest (~0.08 bpp), so training trades the low rates for the top.
+    Per level, not per crop: a flat crop's tiny rate would otherwise dominate.
+    Weights are R̄_geo / R̄(t) (geometric mean over the levels seen), 1 before any rate is known.
+    """
+
+    def __init__(self, levels: int, decay: float = 0.99):
+        self.decay = decay
+        self.mean = torch.full((levels,), float("nan"), dtype=torch.float64)
+
+    def weights(self, t: torch.Tensor) -> torch.Tensor:
+        seen = self.mean[~self.mean.isnan()]
+        if len(seen) == 0:
+            return torch.ones_like(t)
+        table = self.mean.clone()
+        table[table.isnan()] = seen.mean()
+        w = seen.log().mean().exp() / table[t.detach().round().long().cpu()]
+        return w.to(t.device, t.dtype)
+
+    def update(self, t: torch.Tensor, bpp: torch.Tensor) -> None:
+        bins, rates = t.detach().round().long().cpu(), bpp.detach().double().cpu()
+        for b in bins.unique():
+            r = rates[bins == b].mean()
+            old = self.mean[b]
+            self.mean[b] = r if old.isnan() else self.decay * old + (1 - self.decay) * r
+
+
 def train_step(net: nn.Module, model: LicModel, opt: torch.optim.Optimizer, aux_opt: torch.optim.Optimizer,
                x: torch.Tensor, t: torch.Tensor, *, lr: float, bf16: bool = True,
                world: int = 1, new_rate: tuple[int, float] | None = None,
-               boost: UpdateBoost | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None:
+               boost: UpdateBoost | None = None,
+               weights: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None:
     """One optimisation step on images ``x`` (B, 3, H, W in [0, 1]) at levels ``t`` (B).
 
     ``net`` is ``model`` or its DistributedDataParallel wrapper.  Loss: bits per
@@ -61,19 +95,22 @@ def train_step(net: nn.Module, model: LicModel, opt: torch.optim.Optimizer, aux_
     MSE per sample), or None when the loss is not finite (the batch is skipped).
     The training loop and ``benchmarks/train_speed.py`` both call this.  ``new_rate``
     and ``boost``: how newly widened latent channels are brought in (:mod:`codec.latent_growth`).
+    ``weights``: per-sample loss weights (:class:`LevelRates`); the returned loss is unweighted.
     """
     with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=bf16):
         out = net(x, t, new_rate) if new_rate is not None else net(x, t)
     mse = (out["x_hat"].float() - x).pow(2).mean((1, 2, 3))
     bpp = (out["bits_y"] + out["bits_z"]) / (x.shape[-1] * x.shape[-2])
-    loss = (bpp + model.lambda_at(t) * 255**2 * mse).mean()
-    if not torch.isfinite(loss):
+    per_sample = bpp + model.lambda_at(t) * 255**2 * mse
+    loss = per_sample.mean()
+    objective = loss if weights is None else (weights * per_sample).mean()
+    if not torch.isfinite(objective):
         opt.zero_grad(set_to_none=True)
         return None
     for g in opt.param_groups:
         g["lr"] = lr
     opt.zero_grad(set_to_none=True)
-    loss.backward()
+    objective.backward()
     torch.nn.utils.clip_grad_norm_([p for g in opt.param_groups for p in g["params"]], 1.0)
     if boost is not None:
         boost.step(opt)

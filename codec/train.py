@@ -42,7 +42,7 @@ import torch
 from .latent_growth import NewLatents, UpdateBoost, new_latent_slices
 from .model import LicModel
 from .optim import (
-    compact_opt_state, expand_opt_state, learning_rate, param_groups, run_fraction, train_step, update_ema,
+    LevelRates, compact_opt_state, expand_opt_state, learning_rate, param_groups, run_fraction, train_step, update_ema,
 )
 from .patches import PatchSampler, build_cache
 from .transforms import ModelConfig
@@ -105,6 +105,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         "enables the two options below")
     p.add_argument("--new-rate-ramp", default=None, metavar="START:END",
                    help="steps over which the new channels' rate reaches y's gradient (0 → 1)")
+    p.add_argument("--level-weighting", choices=["none", "rate"], default="none",
+                   help="rate: weigh each sample's loss by 1/(running mean bpp of its level), so every level "
+                        "counts by its relative rate change, as BD-rate does (codec.optim.LevelRates)")
     p.add_argument("--new-lr-mult", type=float, default=1.0,
                    help="the new channels' weights learn this many times faster")
     return p.parse_args(argv)
@@ -251,6 +254,9 @@ def train(args: argparse.Namespace) -> None:
 
         # the entropy bottleneck's quantiles get no gradient from the main loss
         net = DistributedDataParallel(model, find_unused_parameters=True)
+    level_rates = LevelRates(config.levels) if args.level_weighting == "rate" else None
+    if level_rates is not None and resume and resume.get("level_rates") is not None:
+        level_rates.mean = resume["level_rates"].clone()
     sampler = PatchSampler(cache, args.patch, rng, device=device, resident=False if args.cache_on_host else None)
     if args.compile:
         net = torch.compile(net)
@@ -273,6 +279,7 @@ def train(args: argparse.Namespace) -> None:
             step=step, opt_start=opt_start, schedule={"start": schedule_start, "steps": args.steps},
             elapsed_seconds=elapsed + time.time() - t_start,
             numpy_rng=rng.bit_generator.state, torch_rng=torch.get_rng_state(), args=vars(args),
+            level_rates=None if level_rates is None else level_rates.mean,
         )
 
     stop = []  # SIGTERM / Ctrl-C: finish the step, write the checkpoint, exit
@@ -287,11 +294,14 @@ def train(args: argparse.Namespace) -> None:
         lr = learning_rate(args, step - opt_start, fraction)
         new_rate = (new_latents.first, new_latents.rate_weight(step)) if new_latents else None
         result = train_step(net, model, opt, aux_opt, x, t, lr=lr, bf16=not args.no_bf16, world=world,
-                            new_rate=new_rate, boost=boost)
+                            new_rate=new_rate, boost=boost,
+                            weights=None if level_rates is None else level_rates.weights(t))
         if result is None:
             print(f"step {step}: non-finite loss, batch skipped", flush=True)
             continue
         loss, bpp, mse = result
+        if level_rates is not None:
+            level_rates.update(t, bpp)
         step += 1
         update_ema(ema, model, min(args.ema, (1 + step) / (10 + step)))
         psnr = -10 * torch.log10(mse.clamp_min(1e-10))

@@ -5,9 +5,11 @@ import json
 import shutil
 
 import numpy as np
+import pytest
 import torch
 
 from codec.export import export
+from codec.optim import LevelRates
 from codec.patches import PatchSampler, build_cache
 from codec.train import load_checkpoint, main as train_main
 
@@ -205,3 +207,34 @@ def test_an_interrupted_run_resumes_its_lr_tail_where_it_stopped(tmp_path, monke
     a, b = load_checkpoint(straight / "ckpt.pt"), load_checkpoint(interrupted / "ckpt.pt")
     for key, value in a["model"].items():
         assert torch.equal(value, b["model"][key]), key
+
+
+def test_level_rates_weigh_each_level_by_the_inverse_of_its_running_rate():
+    rates = LevelRates(levels=3, decay=0.5)
+    t = torch.tensor([0.0, 0.4, 2.0, 1.6])
+    assert torch.equal(rates.weights(t), torch.ones(4))  # nothing known yet
+    rates.update(t, torch.tensor([0.1, 0.3, 1.6, 1.6]))  # levels 0 and 2 seen: means 0.2 and 1.6
+    geo = (0.2 * 1.6) ** 0.5
+    w = rates.weights(torch.tensor([0.0, 2.0, 1.0]))
+    assert torch.allclose(w, torch.tensor([geo / 0.2, geo / 1.6, geo / 0.9]))  # unseen level 1: mean of seen
+    rates.update(torch.tensor([2.0]), torch.tensor([0.8]))  # running mean: 0.5 · 1.6 + 0.5 · 0.8
+    assert rates.mean[2].item() == pytest.approx(1.2)
+
+
+def test_rate_weighted_training_changes_the_update_and_resumes_its_table(tmp_path):
+    plain, weighted = _two_run_dirs(tmp_path, "plain", "weighted")
+    assert train_main(_args(plain, 3) + ["--exact-resume"]) == 0
+    assert train_main(_args(weighted, 3) + ["--exact-resume", "--level-weighting", "rate"]) == 0
+    a, b = load_checkpoint(plain / "ckpt.pt"), load_checkpoint(weighted / "ckpt.pt")
+    assert a["level_rates"] is None
+    table = b["level_rates"]
+    assert (~table.isnan()).any() and (table[~table.isnan()] > 0).all()
+    # step 1 has no rates yet (weights 1), so the runs part from step 2 on
+    assert any(not torch.equal(v, b["model"][k]) for k, v in a["model"].items())
+    assert train_main(_args(weighted, 4) + ["--exact-resume", "--level-weighting", "rate"]) == 0
+    resumed = load_checkpoint(weighted / "ckpt.pt")["level_rates"]
+    seen = ~table.isnan()
+    assert seen.sum() > 2  # the seeded draws cover more levels than one step can touch
+    # a fresh table would hold only step 4's (at most 2) levels; the resumed one keeps the others as they were
+    assert (~resumed[seen].isnan()).all()
+    assert (resumed[seen] == table[seen]).sum() >= seen.sum() - 2
