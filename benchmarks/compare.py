@@ -23,7 +23,7 @@ import statistics
 import sys
 from pathlib import Path
 
-from .report import _bd
+from .report import _bd, _pct
 
 
 def direct_bd(old: dict, new: dict) -> dict[str, dict[str, float | None]]:
@@ -46,14 +46,10 @@ def point_changes(base: dict, test: dict) -> list[tuple[float, float, float, flo
     return rows
 
 
-def _pct(v: float | None) -> str:
-    return "n/a" if v is None else f"{v:+.2f} %"
-
-
 def compare_text(old: dict, new: dict, codec: str = "lic", variants: tuple[str, ...] = ("lic-e1", "lic-e2")) -> str:
     lines = ["## New against old (direct BD-rate)", "", "| codec | PSNR | MS-SSIM |", "|---|---|---|"]
     for name, bd in direct_bd(old, new).items():
-        lines.append(f"| {name} | {_pct(bd['psnr'])} | {_pct(bd['ms_ssim'])} |")
+        lines.append(f"| {name} | {_pct(bd['psnr'], 2)} | {_pct(bd['ms_ssim'], 2)} |")
     if codec in old["codecs"] and codec in new["codecs"]:
         lines += ["", f"## {codec}, quality by quality", "",
                   "| quality | old bpp / PSNR | rate | PSNR |", "|---|---|---|---|"]
@@ -73,8 +69,8 @@ def compare_text(old: dict, new: dict, codec: str = "lic", variants: tuple[str, 
                          + " | ".join(cells) + " |")
         for v in present:
             times = new["codecs"][v]["results"]["encoding_time"]
-            lines.append(f"\n{v}: BD-rate {_pct(_bd(base, new['codecs'][v], 'psnr-rgb'))} (PSNR), "
-                         f"{_pct(_bd(base, new['codecs'][v], 'ms-ssim-rgb'))} (MS-SSIM) against {codec}; "
+            lines.append(f"\n{v}: BD-rate {_pct(_bd(base, new['codecs'][v], 'psnr-rgb'), 2)} (PSNR), "
+                         f"{_pct(_bd(base, new['codecs'][v], 'ms-ssim-rgb'), 2)} (MS-SSIM) against {codec}; "
                          f"encode {statistics.median(times) * 1000:.0f} ms (median of the per-quality means)")
     return "\n".join(lines) + "\n"
 

@@ -73,8 +73,8 @@ def _median(doc: dict, name: str, key: str) -> float:
     return statistics.median(values) if values else math.nan
 
 
-def _pct(v: float | None) -> str:
-    return "n/a" if v is None else f"{v:+.1f} %"
+def _pct(v: float | None, digits: int = 1) -> str:
+    return "n/a" if v is None else f"{v:+.{digits}f} %"
 
 
 def summary_text(doc: dict) -> str:
