@@ -105,9 +105,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         "enables the two options below")
     p.add_argument("--new-rate-ramp", default=None, metavar="START:END",
                    help="steps over which the new channels' rate reaches y's gradient (0 → 1)")
-    p.add_argument("--level-weighting", choices=["none", "rate"], default="none",
+    p.add_argument("--level-weighting", choices=["none", "rate", "bd"], default="none",
                    help="rate: weigh each sample's loss by 1/(running mean bpp of its level), so every level "
-                        "counts by its relative rate change, as BD-rate does (codec.optim.LevelRates)")
+                        "counts by its relative rate change; bd: also by the PSNR span of its level "
+                        "(dPSNR/dt), so each level counts as BD-rate counts it (codec.optim.LevelRates)")
     p.add_argument("--new-lr-mult", type=float, default=1.0,
                    help="the new channels' weights learn this many times faster")
     return p.parse_args(argv)
@@ -254,9 +255,10 @@ def train(args: argparse.Namespace) -> None:
 
         # the entropy bottleneck's quantiles get no gradient from the main loss
         net = DistributedDataParallel(model, find_unused_parameters=True)
-    level_rates = LevelRates(config.levels) if args.level_weighting == "rate" else None
+    level_rates = (LevelRates(config.levels, slope=args.level_weighting == "bd")
+                   if args.level_weighting != "none" else None)
     if level_rates is not None and resume and resume.get("level_rates") is not None:
-        level_rates.mean = resume["level_rates"].clone()
+        level_rates.load(resume["level_rates"])
     sampler = PatchSampler(cache, args.patch, rng, device=device, resident=False if args.cache_on_host else None)
     if args.compile:
         net = torch.compile(net)
@@ -279,7 +281,7 @@ def train(args: argparse.Namespace) -> None:
             step=step, opt_start=opt_start, schedule={"start": schedule_start, "steps": args.steps},
             elapsed_seconds=elapsed + time.time() - t_start,
             numpy_rng=rng.bit_generator.state, torch_rng=torch.get_rng_state(), args=vars(args),
-            level_rates=None if level_rates is None else level_rates.mean,
+            level_rates=None if level_rates is None else level_rates.state(),
         )
 
     stop = []  # SIGTERM / Ctrl-C: finish the step, write the checkpoint, exit
@@ -300,11 +302,11 @@ def train(args: argparse.Namespace) -> None:
             print(f"step {step}: non-finite loss, batch skipped", flush=True)
             continue
         loss, bpp, mse = result
+        psnr = -10 * torch.log10(mse.clamp_min(1e-10))
         if level_rates is not None:
-            level_rates.update(t, bpp)
+            level_rates.update(t, bpp, psnr)
         step += 1
         update_ema(ema, model, min(args.ema, (1 + step) / (10 + step)))
-        psnr = -10 * torch.log10(mse.clamp_min(1e-10))
         losses.append(loss.item())
         window.append(torch.stack([t, bpp, psnr]).T.float().cpu().numpy())
         if rank:

@@ -221,20 +221,69 @@ def test_level_rates_weigh_each_level_by_the_inverse_of_its_running_rate():
     assert rates.mean[2].item() == pytest.approx(1.2)
 
 
+def test_bd_weighting_scales_each_level_by_the_psnr_span_it_covers():
+    levels = 6
+    plain, bd = LevelRates(levels), LevelRates(levels, slope=True)
+    t = torch.arange(levels, dtype=torch.float64)
+    psnr = 25 + 2.0 * t - 0.15 * t**2  # a curve that flattens at the top, as the codec's does
+    for _ in range(LevelRates.MIN_PSNR_SAMPLES - 1):
+        for table in (plain, bd):
+            table.update(t, torch.full((levels,), 0.5), psnr)
+    assert torch.equal(bd.weights(t), plain.weights(t))  # too few PSNR samples yet: the rate alone
+    for table in (plain, bd):
+        table.update(t, torch.full((levels,), 0.5), psnr)
+    slope = 2.0 - 0.3 * t
+    assert torch.allclose(bd.psnr_slope(), slope / slope.mean())
+    # equal rates: the weights are the slope, mean 1, falling towards the flat top
+    assert torch.allclose(bd.weights(t), slope / slope.mean())
+    assert torch.equal(plain.weights(t), torch.ones(levels, dtype=torch.float64))
+    # a level whose PSNR no longer rises keeps a fifth of the steepest level's weight
+    bd.psnr[:] = torch.tensor([25.0, 27.0, 28.0, 28.5, 28.5, 28.5])
+    slope = bd.psnr_slope()
+    assert slope.min().item() == pytest.approx(0.2 * slope.max().item())
+    # old checkpoints kept the rate table alone
+    fresh = LevelRates(levels, slope=True)
+    fresh.load(bd.mean)
+    assert torch.equal(fresh.mean, bd.mean) and fresh.psnr.isnan().all()
+    fresh.load(bd.state())
+    assert torch.equal(fresh.psnr, bd.psnr) and torch.equal(fresh.psnr_count, bd.psnr_count)
+
+
+def test_psnr_means_are_plain_averages_until_the_running_window_fills():
+    table = LevelRates(2, slope=True, psnr_decay=0.9)
+    for value in (30.0, 20.0, 40.0):
+        table.update(torch.tensor([1.0]), torch.tensor([1.0]), torch.tensor([value]))
+    assert table.psnr[1].item() == pytest.approx(30.0)  # not pulled towards the first sample
+    assert table.psnr_count.tolist() == [0, 3]
+
+
 def test_rate_weighted_training_changes_the_update_and_resumes_its_table(tmp_path):
     plain, weighted = _two_run_dirs(tmp_path, "plain", "weighted")
     assert train_main(_args(plain, 3) + ["--exact-resume"]) == 0
     assert train_main(_args(weighted, 3) + ["--exact-resume", "--level-weighting", "rate"]) == 0
     a, b = load_checkpoint(plain / "ckpt.pt"), load_checkpoint(weighted / "ckpt.pt")
     assert a["level_rates"] is None
-    table = b["level_rates"]
+    table = b["level_rates"]["rate"]
     assert (~table.isnan()).any() and (table[~table.isnan()] > 0).all()
     # step 1 has no rates yet (weights 1), so the runs part from step 2 on
     assert any(not torch.equal(v, b["model"][k]) for k, v in a["model"].items())
     assert train_main(_args(weighted, 4) + ["--exact-resume", "--level-weighting", "rate"]) == 0
-    resumed = load_checkpoint(weighted / "ckpt.pt")["level_rates"]
+    resumed = load_checkpoint(weighted / "ckpt.pt")["level_rates"]["rate"]
     seen = ~table.isnan()
     assert seen.sum() > 2  # the seeded draws cover more levels than one step can touch
     # a fresh table would hold only step 4's (at most 2) levels; the resumed one keeps the others as they were
     assert (~resumed[seen].isnan()).all()
     assert (resumed[seen] == table[seen]).sum() >= seen.sum() - 2
+
+
+def test_bd_weighted_training_keeps_the_psnr_table_across_a_resume(tmp_path):
+    run, _ = _two_run_dirs(tmp_path, "bd", "unused")
+    assert train_main(_args(run, 3) + ["--level-weighting", "bd"]) == 0
+    first = load_checkpoint(run / "ckpt.pt")["level_rates"]
+    assert int(first["psnr_count"].sum()) == 6  # 3 steps of 2 samples
+    seen = first["psnr_count"] > 0
+    assert (first["psnr"][seen] > 0).all() and first["psnr"][~seen].isnan().all()
+    assert train_main(_args(run, 4) + ["--level-weighting", "bd"]) == 0
+    resumed = load_checkpoint(run / "ckpt.pt")["level_rates"]
+    assert int(resumed["psnr_count"].sum()) == 8  # counted on from the checkpoint, not from zero
+    assert (resumed["psnr_count"] >= first["psnr_count"]).all()
