@@ -121,7 +121,9 @@ def lic_codec(weights=None, profile: str = "int", effort: int = 0) -> BenchCodec
         return lic.decode(data).convert("RGB")
 
     name = lic_name(profile, effort)
-    setup = f"lic {codec.__version__}, weights {lic.model.sha256.hex()[:12]}, profile {profile}"
+    # the format version is part of the setup: a header change alone changes every file size
+    setup = (f"lic {codec.__version__}, format {codec.FORMAT_VERSION}, weights {lic.model.sha256.hex()[:12]}, "
+             f"profile {profile}")
     if effort:
         setup += f", effort {effort} ({codec.effort_schedule(effort)})"
     return BenchCodec(name, setup, LIC_QUALITIES, encode, decode)

@@ -318,10 +318,10 @@ def cmd_info(args) -> int:
     for inp in args.inputs:
         try:
             h = codec.read_header(sys.stdin.buffer.read() if inp == "-" else inp)
-            rows.append({"file": inp, **h.to_dict()})
+            rows.append({"file": inp, **h.to_dict(), "model": h.model_name or _shipped_model_name(h)})
             if not args.json:
                 print(f"{inp}: {h.width}x{h.height} {h.mode}, quality {h.quality:g}, "
-                      f"format {h.version[0]}.{h.version[1]}, model {h.model_name} "
+                      f"format {h.version[0]}.{h.version[1]}, model {rows[-1]['model']} "
                       f"({h.weights_sha256.hex()[:12]}), profile {h.profile}")
         except CodecError as exc:
             failures += 1
@@ -329,6 +329,15 @@ def cmd_info(args) -> int:
     if args.json:
         print(json.dumps(rows if len(args.inputs) > 1 else (rows[0] if rows else None), indent=2))
     return 1 if failures else 0
+
+
+def _shipped_model_name(header) -> str:
+    """A 1.2 header names its weights by id only: the shipped weights' name if they match."""
+    try:
+        shipped = codec.weights_info()
+    except CodecError:
+        return "unknown"
+    return shipped["name"] if header.made_with(bytes.fromhex(shipped["sha256"])) else "unknown"
 
 
 def _why(exc: BaseException) -> str:

@@ -271,9 +271,10 @@ class Codec:
                         partial: bool) -> tuple[Latents, list[int]]:
         """Streams → latents of the ``wanted`` tiles, and the tiles found damaged (``partial``)."""
         h = parsed.header
-        if h.weights_sha256 != self.model.sha256:
+        if not h.made_with(self.model.sha256):
+            made = f"{h.model_name}, " if h.model_name else ""
             raise WeightsMismatchError(
-                f"file was made with other weights ({h.model_name}, {h.weights_sha256.hex()[:12]}); "
+                f"file was made with other weights ({made}{h.weights_sha256.hex()[:12]}); "
                 f"loaded {self.model.name} ({self.model.sha256.hex()[:12]})")
         self._check_pixels(h.width, h.height)
         grid = self._grid(parsed)

@@ -43,7 +43,9 @@ class LicImageFile(ImageFile.ImageFile):
         self._size = (header.width, header.height)
         self._mode = header.mode
         self.lic_header = header
-        self.info.update(quality=header.quality, model=header.model_name)
+        self.info.update(quality=header.quality, weights=header.weights_sha256.hex())
+        if header.model_name:  # files before format 1.2 name their model too
+            self.info["model"] = header.model_name
         self._lic_error: CodecError | None = None
         self.fp.seek(0)
         try:

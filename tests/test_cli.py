@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+import codec
 from cli.main import main
 
 from .conftest import ROOT, SAMPLE
@@ -35,6 +36,10 @@ def test_encode_decode_info_round_trip(tmp_path, small_png, capsys):
     assert main(["info", str(out), "--json"]) == 0
     info = json.loads(capsys.readouterr().out)
     assert (info["width"], info["height"], info["mode"]) == (96, 64, "RGB")
+    shipped = codec.weights_info()
+    # a 1.2 header names the weights by id; info finds the shipped model's name from it
+    assert info["format_version"] == "1.2" and info["weights_sha256"] == shipped["sha256"][:16]
+    assert info["model"] == shipped["name"]
     png = tmp_path / "back.png"
     assert main(["decode", str(out), "-o", str(png)]) == 0
     assert Image.open(png).size == (96, 64)

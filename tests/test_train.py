@@ -59,7 +59,8 @@ def test_train_resume_export_and_code(tmp_path):
     lic = codec.Codec(weights)
     img = np.random.default_rng(0).integers(0, 256, (20, 30, 3), dtype=np.uint8)
     data = lic.encode(img, 50)
-    assert codec.read_header(data).model_name == "tiny"
+    assert codec.read_header(data).weights_sha256 == bytes.fromhex(digest)[:8]  # the 1.2 header's weights id
+    assert lic.model.name == "tiny"
     assert lic.decode(data).size == (30, 20)
 
 

@@ -94,8 +94,8 @@ def mutate(rng: random.Random, pool: list[bytes]) -> bytes:
     else:
         head, chunks = chunks_of(bytes(data))
         head = bytearray(head)
-        if how == 5:  # header fields: width, height, mode, profile, quality, name length
-            off = rng.choice([12, 16, 20, 21, 22, 56])
+        if how == 5:  # header fields: width, height, mode, profile, quality, then the weights id
+            off = rng.choice([12, 16, 20, 21, 22, 24 if head[9] >= 2 else 56])  # (1.2) or name length
             head[off : off + 4] = rng.randbytes(min(4, len(head) - 4 - off))
         elif how == 6 and chunks:  # damage one chunk payload
             i = rng.randrange(len(chunks))
@@ -120,6 +120,7 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--minutes", type=float, default=10)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--inputs", type=int, default=None, help="stop after this many inputs (or --minutes)")
     p.add_argument("--timeout", type=int, default=10, help="seconds allowed per input")
     p.add_argument("--memory-gib", type=float, default=3, help="address-space cap beyond start-up")
     args = p.parse_args(argv)
@@ -139,7 +140,7 @@ def main(argv=None) -> int:
     found = 0
     crashes = HERE / "crashes"
     end = time.monotonic() + args.minutes * 60
-    while time.monotonic() < end:
+    while time.monotonic() < end and (args.inputs is None or sum(outcomes.values()) < args.inputs):
         data = mutate(rng, pool)
         signal.alarm(args.timeout)
         partial = rng.random() < 0.3
@@ -161,7 +162,7 @@ def main(argv=None) -> int:
         finally:
             signal.alarm(0)
     total = sum(outcomes.values())
-    print(f"{total} inputs in {args.minutes:g} min (seed {args.seed}); {found} findings")
+    print(f"{total} inputs in {(time.monotonic() - end) / 60 + args.minutes:.2f} min (seed {args.seed}); {found} findings")
     for what, n in outcomes.most_common():
         print(f"{n:8d}  {what}")
     return 1 if found else 0
