@@ -1,8 +1,9 @@
 """Export the shipped weights from a training checkpoint (``python -m codec.export``).
 
-Takes the EMA weights of the checkpoint, freezes the probability tables,
-stores the transforms in fp16 and records the file's SHA-256 in the manifest
-that :func:`codec.weights.load_weights` checks.
+Takes the EMA weights of the checkpoint, freezes the probability tables (the
+y tables then refitted on training crops, :mod:`codec.tablefit`), stores the
+transforms in fp16 and records the file's SHA-256 in the manifest that
+:func:`codec.weights.load_weights` checks.
 """
 from __future__ import annotations
 
@@ -12,13 +13,15 @@ import sys
 from pathlib import Path
 
 from .model import LicModel
-from .train import load_checkpoint
+from .tablefit import FitOptions, fit_y_tables
+from .train import DEFAULT_DATA, load_checkpoint
 from .transforms import ModelConfig
 from .weights import DEFAULT_WEIGHTS, MANIFEST, freeze, save_weights
 
 
 def export(checkpoint: str | Path, out: str | Path = DEFAULT_WEIGHTS, name: str | None = None,
-           use_ema: bool = True) -> str:
+           use_ema: bool = True, fit: FitOptions | None = None) -> str:
+    """Checkpoint → weights file; ``fit`` (None: Gaussian y tables) says what the y tables are fitted on."""
     ckpt = load_checkpoint(Path(checkpoint))
     config = ModelConfig.from_dict(ckpt["config"])
     model = LicModel(config)
@@ -28,7 +31,11 @@ def export(checkpoint: str | Path, out: str | Path = DEFAULT_WEIGHTS, name: str 
     blocks = f"r{config.res_blocks}" if config.res_blocks else ""
     name = name or f"lic-ms-n{config.N}{deep}{blocks}m{config.M}"
     info = {"step": ckpt["step"], "train_hours": round(ckpt["elapsed_seconds"] / 3600, 3)}
-    digest = save_weights(freeze(model, name), out, extra=info).hex()
+    frozen = freeze(model, name)
+    if fit is not None:
+        frozen.y_tables = fit_y_tables(frozen, fit)
+        info["y_tables"] = {"fitted_crops": fit.crops, "seed": fit.seed, "pseudo_count": fit.pseudo_count}
+    digest = save_weights(frozen, out, extra=info).hex()
     out = Path(out)
     if out.parent.resolve() == MANIFEST.parent.resolve():
         manifest = json.loads(MANIFEST.read_text()) if MANIFEST.exists() else {}
@@ -43,8 +50,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", default=str(DEFAULT_WEIGHTS))
     p.add_argument("--name", default=None)
     p.add_argument("--no-ema", action="store_true", help="export the raw weights, not the EMA")
+    p.add_argument("--fit-data", default=str(DEFAULT_DATA), help="training images the y tables are fitted on")
+    p.add_argument("--fit-crops", type=int, default=600,
+                   help="training crops the y tables are fitted on (0: Gaussian tables)")
     args = p.parse_args(argv)
-    digest = export(args.checkpoint, args.out, args.name, use_ema=not args.no_ema)
+    fit = FitOptions(args.fit_data, args.fit_crops) if args.fit_crops > 0 else None
+    try:
+        digest = export(args.checkpoint, args.out, args.name, use_ema=not args.no_ema, fit=fit)
+    except FileNotFoundError as exc:
+        print(f"python -m codec.export: {exc}", file=sys.stderr)
+        return 1
     print(f"wrote {args.out} sha256 {digest}")
     return 0
 

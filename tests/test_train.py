@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from codec.export import export
+from codec.export import export, main as export_main
 from codec.optim import LevelRates
+from codec.tablefit import FitOptions
 from codec.patches import PatchSampler, build_cache
 from codec.train import load_checkpoint, main as train_main
 
@@ -62,6 +63,18 @@ def test_train_resume_export_and_code(tmp_path):
     assert codec.read_header(data).weights_sha256 == bytes.fromhex(digest)[:8]  # the 1.2 header's weights id
     assert lic.model.name == "tiny"
     assert lic.decode(data).size == (30, 20)
+
+    # y tables refitted on the training images: other tables, same radii, same pixels
+    fitted = tmp_path / "fitted.safetensors"
+    assert export(tmp_path / "ckpt.pt", fitted, name="tiny", fit=FitOptions(tmp_path / "data", crops=1)) != digest
+    refit = codec.Codec(fitted)
+    assert np.array_equal(refit.model.y_tables.radius, lic.model.y_tables.radius)
+    assert not np.array_equal(refit.model.y_tables.freqs, lic.model.y_tables.freqs)
+    assert np.array_equal(np.asarray(refit.decode(refit.encode(img, 50))), np.asarray(lic.decode(data)))
+    nowhere = tmp_path / "nowhere.safetensors"
+    assert export_main(["--checkpoint", str(tmp_path / "ckpt.pt"), "--out", str(nowhere),
+                        "--fit-data", str(tmp_path / "no-such-folder")]) == 1
+    assert not nowhere.exists()
 
 
 def test_distributed_data_parallel_with_gloo_on_two_cpu_processes(tmp_path):
