@@ -17,9 +17,9 @@ import time
 import numpy as np
 import torch
 
-from codec.model import LicModel
-from codec.patches import PatchSampler
-from codec.optim import param_groups, train_step
+from codec.training.model import LicModel
+from codec.training.patches import PatchSampler
+from codec.training.optim import param_groups, train_step
 from codec.transforms import ModelConfig
 
 

@@ -29,6 +29,7 @@ MAX_TILES = 1 << 20  # a grid with more tiles is refused before anything is allo
 # lower-case: ancillary (may be skipped).
 Z_STREAM, Y_STREAM, ICC, EXIF, XMP, ALPHA, END = b"ZLAT", b"YLAT", b"iCCP", b"eXIf", b"xMPd", b"ALPH", b"IEND"
 TILE_GRID, TILE = b"TGRD", b"TILE"  # tile size; one TILE per tile, in raster order
+METADATA_CHUNKS = ((ICC, "icc_profile"), (EXIF, "exif"), (XMP, "xmp"))  # chunk ↔ Pillow info key
 _CRITICAL = (Z_STREAM, Y_STREAM, ALPHA, TILE_GRID, TILE)
 _GRID = struct.Struct("<II")  # tile width, tile height (pixels)
 _TILE_HEAD = struct.Struct("<I")  # length of the z stream; the y stream is the rest

@@ -1,7 +1,7 @@
 """Entropy model of the frozen codec: probability tables and the probability path.
 
-A trainable :class:`~codec.model.LicModel` estimates rates with continuous
-densities.  Freezing (:func:`freeze_tables`) evaluates those densities once,
+A trainable :class:`~codec.training.model.LicModel` estimates rates with continuous
+densities.  Freezing (:func:`codec.training.freeze.freeze`) evaluates those densities once,
 at integer offsets, and stores them as integer frequency tables (total
 ``2**PRECISION``) in the weights file.  Encoder and decoder then pick a table
 per symbol by an integer index and never evaluate a density again, so the
@@ -84,7 +84,8 @@ def quantize_pmf(pmf: np.ndarray, tail: float) -> np.ndarray:
     return freqs
 
 
-def _stack(rows: list[np.ndarray], radius: list[int]) -> TableSet:
+def stack_tables(rows: list[np.ndarray], radius: list[int]) -> TableSet:
+    """Integer frequency rows of different lengths → one zero-padded :class:`TableSet`."""
     width = max(len(r) for r in rows)
     freqs = np.zeros((len(rows), width), dtype=np.int32)
     for k, r in enumerate(rows):
@@ -102,26 +103,7 @@ def gaussian_tables() -> TableSet:
         tail = 2 * float(torch.special.ndtr(torch.tensor(-(r + 0.5) / sigma, dtype=torch.float64)))
         rows.append(quantize_pmf(pmf.numpy(), tail))
         radii.append(r)
-    return _stack(rows, radii)
-
-
-@torch.no_grad()
-def factorized_tables(entropy_bottleneck) -> tuple[TableSet, np.ndarray]:
-    """Per-channel tables of CompressAI's EntropyBottleneck, and its medians (float32)."""
-    eb = entropy_bottleneck
-    q = eb.quantiles.detach()[:, 0, :]  # (C, 3): lower tail point, median, upper tail point
-    medians = q[:, 1]
-    reach = torch.maximum(medians - q[:, 0], q[:, 2] - medians).ceil().clamp(1, MAX_RADIUS)
-    radii = [int(r) for r in reach]
-    big = max(radii)
-    offsets = torch.arange(-big, big + 1, dtype=torch.float32)
-    lik, lower, upper = eb._likelihood((medians[:, None] + offsets)[:, None, :], stop_gradient=True)
-    rows = []
-    for c, r in enumerate(radii):
-        lo, hi = big - r, big + r
-        tail = float(torch.sigmoid(lower[c, 0, lo]) + torch.sigmoid(-upper[c, 0, hi]))
-        rows.append(quantize_pmf(lik[c, 0, lo : hi + 1].double().numpy(), tail))
-    return _stack(rows, radii), medians.float().numpy()
+    return stack_tables(rows, radii)
 
 
 def gaussian_likelihood(values: torch.Tensor, scales: torch.Tensor) -> torch.Tensor:

@@ -22,7 +22,16 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from . import container
 from .errors import CodecError
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm")
+
+
+def find_images(root: str | os.PathLike, recursive: bool = True) -> list[Path]:
+    """Image files under ``root`` (by suffix, case-insensitive), sorted; the whole tree by default."""
+    walk = Path(root).rglob("*") if recursive else Path(root).iterdir()
+    return sorted(p for p in walk if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
 
 
 class PrecisionWarning(UserWarning):
@@ -31,9 +40,19 @@ class PrecisionWarning(UserWarning):
 
 @dataclass
 class Metadata:
+    """ICC profile, EXIF and XMP, carried byte for byte; field names are Pillow's ``info`` keys."""
+
     icc_profile: bytes | None = None
     exif: bytes | None = None
     xmp: bytes | None = None
+
+    def to_chunks(self) -> dict[bytes, bytes]:
+        """The container chunks that carry what is present (see :data:`container.METADATA_CHUNKS`)."""
+        return {kind: getattr(self, key) for kind, key in container.METADATA_CHUNKS if getattr(self, key)}
+
+    @classmethod
+    def from_chunks(cls, chunks: dict[bytes, bytes]) -> "Metadata":
+        return cls(**{key: chunks.get(kind) for kind, key in container.METADATA_CHUNKS})
 
 
 @dataclass
@@ -168,10 +187,7 @@ def finish(rgb: np.ndarray, mode: str, alpha: np.ndarray | None, meta: Metadata)
         im = im.convert("L")
     if alpha is not None:
         im.putalpha(Image.fromarray(alpha, "L"))
-    if meta.icc_profile:
-        im.info["icc_profile"] = meta.icc_profile
-    if meta.exif:
-        im.info["exif"] = meta.exif
-    if meta.xmp:
-        im.info["xmp"] = meta.xmp
+    for _, key in container.METADATA_CHUNKS:
+        if getattr(meta, key):
+            im.info[key] = getattr(meta, key)
     return im

@@ -24,7 +24,6 @@ from .tiling import DEFAULT_TILE
 FORMAT = "LIC"
 MIME = "image/x-lic"
 EXTENSION = ".lic"
-_METADATA = ((container.ICC, "icc_profile"), (container.EXIF, "exif"), (container.XMP, "xmp"))
 
 
 def _accept(prefix: bytes) -> bool:
@@ -52,7 +51,7 @@ class LicImageFile(ImageFile.ImageFile):
             _, table = container.read_chunk_table(self.fp)
         except CodecError as exc:  # damaged after the header: report it on load(), as Pillow does
             self._lic_error, table = exc, {}
-        for kind, key in _METADATA:
+        for kind, key in container.METADATA_CHUNKS:
             if kind in table:
                 offset, length = table[kind]
                 self.fp.seek(offset)
@@ -84,7 +83,7 @@ def _save(im: Image.Image, fp, filename) -> None:
 
     opts = im.encoderinfo
     source = im
-    overrides = {key: opts[key] for _, key in _METADATA if opts.get(key) is not None}
+    overrides = {key: opts[key] for _, key in container.METADATA_CHUNKS if opts.get(key) is not None}
     if overrides:
         if isinstance(overrides.get("exif"), Image.Exif):
             overrides["exif"] = overrides["exif"].tobytes()

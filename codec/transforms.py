@@ -26,21 +26,12 @@ Only nn modules live here: no entropy coding, no probability tables.
 """
 from __future__ import annotations
 
-import warnings
 from collections import OrderedDict
 from dataclasses import asdict, dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
-
-
-def trainable_gdn():
-    """CompressAI's GDN (training); imported on demand: ``import compressai`` costs seconds."""
-    with warnings.catch_warnings():  # compressai's import-time torch.jit.script use warns on torch 2.14
-        warnings.simplefilter("ignore", FutureWarning)
-        from compressai.layers import GDN
-    return GDN
 
 
 class _Bound(nn.Module):
@@ -136,7 +127,7 @@ class ResidualBlock(nn.Module):
     """x + conv3×3(LeakyReLU(conv3×3(x))): extra depth at one scale (cf. Cheng et al. 2020).
 
     The second convolution starts at zero, so inserting a block into a trained transform
-    leaves its function unchanged (:mod:`codec.grow`), while the first one's random weights
+    leaves its function unchanged (:mod:`codec.training.surgery.grow`), while the first one's random weights
     give the zero-initialised one a gradient from the first step.
     """
 
@@ -174,20 +165,21 @@ def _deconv(cin: int, cout: int, k: int = 5, stride: int = 2) -> nn.ConvTranspos
     return nn.ConvTranspose2d(cin, cout, k, stride=stride, padding=k // 2, output_padding=stride - 1)
 
 
-def analysis(N: int, M: int, gdn=None, deep: int | None = None, res_blocks: int = 0) -> nn.Sequential:
-    """g_a: image (3, H, W) → latent y (M, H/16, W/16).  ``gdn``: the GDN class (trainable by default).
+def analysis(N: int, M: int, gdn, deep: int | None = None, res_blocks: int = 0) -> nn.Sequential:
+    """g_a: image (3, H, W) → latent y (M, H/16, W/16).  ``gdn``: the GDN class (CompressAI's
+    trainable one in training, :class:`FrozenGDN` in the codec).
 
     ``deep``: channels at 1/8 scale (default N).  ``res_blocks``: residual blocks after the
     GDNs at 1/8, 1/4, 1/2 scale, in that order.
     """
-    GDN, D = gdn or trainable_gdn(), deep or N
+    GDN, D = gdn, deep or N
     layers = [_conv(3, N), GDN(N), _conv(N, N), GDN(N), _conv(N, D), GDN(D), _conv(D, M)]
     return _with_blocks(layers, [5, 3, 1], res_blocks)
 
 
-def synthesis(N: int, M: int, gdn=None, deep: int | None = None, res_blocks: int = 0) -> nn.Sequential:
+def synthesis(N: int, M: int, gdn, deep: int | None = None, res_blocks: int = 0) -> nn.Sequential:
     """g_s: latent ŷ → image, the mirror of g_a with inverse GDN (and its residual blocks)."""
-    GDN, D = gdn or trainable_gdn(), deep or N
+    GDN, D = gdn, deep or N
     layers = [_deconv(M, D), GDN(D, inverse=True), _deconv(D, N), GDN(N, inverse=True),
               _deconv(N, N), GDN(N, inverse=True), _deconv(N, 3)]
     return _with_blocks(layers, [1, 3, 5], res_blocks)

@@ -2,9 +2,11 @@
 
 A :class:`FrozenModel` is the *codec* state: transforms without the training
 entropy models, plus the frozen probability tables.  It is made once from a
-trained :class:`~codec.model.LicModel` by :func:`freeze`, written with
+trained :class:`~codec.training.model.LicModel` by
+:func:`codec.training.freeze.freeze` (training wing), written with
 :func:`save_weights`, and read back by :func:`load_weights`, which checks the
-file's SHA-256 against the manifest shipped beside it.
+file's SHA-256 against the manifest shipped beside it.  Nothing here imports
+compressai: the runtime's GDNs are :class:`~codec.transforms.FrozenGDN`.
 """
 from __future__ import annotations
 
@@ -18,7 +20,7 @@ import torch
 from torch import nn
 
 from .container import sha256_file
-from .entropy import TableSet, factorized_tables, gaussian_tables
+from .entropy import TableSet
 from .errors import WeightsError
 from .transforms import (
     FrozenGDN, GainUnits, ModelConfig, analysis, hyper_analysis, hyper_synthesis, synthesis,
@@ -28,7 +30,7 @@ WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 DEFAULT_WEIGHTS = WEIGHTS_DIR / "lic-default.safetensors"
 MANIFEST = WEIGHTS_DIR / "MANIFEST.json"
 FORMAT_TAG = "lic-weights-1"
-_TRANSFORMS = ("g_a", "g_s", "h_a", "h_s", "gains")
+TRANSFORM_KEYS = ("g_a", "g_s", "h_a", "h_s", "gains")  # what a frozen model keeps of a trained one
 
 
 class FrozenModel(nn.Module):
@@ -48,16 +50,6 @@ class FrozenModel(nn.Module):
         self.register_buffer("z_medians", torch.as_tensor(np.asarray(z_medians, np.float32)))
         self.sha256 = b"\0" * 32  # set by load_weights: identifies the weights in file headers
         self.requires_grad_(False).eval()
-
-
-@torch.no_grad()
-def freeze(model, name: str) -> FrozenModel:
-    """Trained LicModel → FrozenModel: builds the probability tables once."""
-    z_tables, medians = factorized_tables(model.entropy_bottleneck)
-    frozen = FrozenModel(model.config, name, z_tables, gaussian_tables(), medians)
-    state = {k: v for k, v in model.state_dict().items() if k.split(".")[0] in _TRANSFORMS}
-    frozen.load_state_dict({**state, "z_medians": frozen.z_medians}, strict=True)
-    return frozen
 
 
 def _flat(tables: TableSet) -> tuple[torch.Tensor, torch.Tensor]:

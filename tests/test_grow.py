@@ -8,13 +8,14 @@ import pytest
 import torch
 
 from codec.api import Codec
-from codec.export import export
-from codec.grow import main as grow_main
-from codec.model import LicModel
+from codec.training.export import export
+from codec.training.surgery.grow import grow_checkpoint, main as grow_main
+from codec.training.model import LicModel
 from codec.tiling import LATENT, TileGrid
-from codec.train import load_checkpoint, main as train_main
+from codec.training.checkpoint import load_checkpoint
+from codec.training.train import main as train_main
 from codec.transforms import ModelConfig, ResidualBlock
-from codec.weights import freeze
+from codec.training.freeze import freeze
 
 from .conftest import SAMPLE
 from .test_train import _args as _train_args  # the tiny model and cache of the training tests
@@ -65,8 +66,11 @@ def test_grow_refuses_to_remove_blocks(tmp_path):
     shutil.copy(SAMPLE, tmp_path / "data" / "a.png")
     assert train_main(_train_args(tmp_path, 1)) == 0
     assert grow_main(["--checkpoint", str(tmp_path / "ckpt.pt"), "--res-blocks", "1"]) == 0
-    with pytest.raises(SystemExit, match="cannot lose"):
-        grow_main(["--checkpoint", str(tmp_path / "ckpt.pt"), "--res-blocks", "0"])
+    before = (tmp_path / "ckpt.pt").read_bytes()
+    with pytest.raises(ValueError, match="cannot lose"):
+        grow_checkpoint(tmp_path / "ckpt.pt", 0)
+    assert grow_main(["--checkpoint", str(tmp_path / "ckpt.pt"), "--res-blocks", "0"]) == 1
+    assert (tmp_path / "ckpt.pt").read_bytes() == before  # nothing rewritten
 
 
 def test_a_new_model_trains_with_blocks(tmp_path):

@@ -6,12 +6,13 @@ import shutil
 import pytest
 import torch
 
-from codec.latent_growth import NewLatents, UpdateBoost, mix_rate
+from codec.training.latent_growth import NewLatents, UpdateBoost, mix_rate
 from codec.entropy import gaussian_likelihood
-from codec.model import LicModel
-from codec.train import load_checkpoint, main as train_main
+from codec.training.model import LicModel
+from codec.training.checkpoint import load_checkpoint
+from codec.training.train import main as train_main
 from codec.transforms import ModelConfig, split_hyper_params
-from codec.widen import main as widen_main
+from codec.training.surgery.widen import main as widen_main
 
 from .test_train import _args as _train_args
 from .test_widen import _model, trained  # noqa: F401  (the module-scoped trained tiny checkpoint)
@@ -111,19 +112,20 @@ def test_model_forward_scales_the_new_channels_rate_gradient_but_not_sigmas(trai
     assert not torch.allclose(mixed["g_a.6.weight"][12:], full["g_a.6.weight"][12:])
 
 
-def test_new_latents_must_name_channels_inside_the_latent(trained, tmp_path):  # noqa: F811
+def test_new_latents_must_name_channels_inside_the_latent(trained, tmp_path, capsys):  # noqa: F811
     _copy(trained, tmp_path)
-    with pytest.raises(SystemExit, match="not inside the latent"):
-        train_main(_train_args(tmp_path, 5) + ["--new-latents", "12"])  # M is 12: nothing is new
+    assert train_main(_train_args(tmp_path, 5) + ["--new-latents", "12"]) == 1  # M is 12: nothing is new
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("lic train: ") and "not inside the latent" in err[0]
 
 
 def test_new_latent_options_are_checked():
     assert NewLatents.parse(None, None, 1.0) is None
-    with pytest.raises(SystemExit, match="need --new-latents"):
+    with pytest.raises(ValueError, match="need --new-latents"):
         NewLatents.parse(None, "0:10", 1.0)
-    with pytest.raises(SystemExit, match="START:END"):
+    with pytest.raises(ValueError, match="START:END"):
         NewLatents.parse(128, "10", 1.0)
-    with pytest.raises(SystemExit, match="ends before"):
+    with pytest.raises(ValueError, match="ends before"):
         NewLatents.parse(128, "10:5", 1.0)
     ramp = NewLatents.parse(128, "100:200", 10.0)
     assert [ramp.rate_weight(s) for s in (0, 100, 150, 200, 300)] == [0.0, 0.0, 0.5, 1.0, 1.0]

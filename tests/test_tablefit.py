@@ -8,7 +8,7 @@ import numpy as np
 import codec
 from codec.entropy import PRECISION, gaussian_tables
 from codec.prior import _code_length
-from codec.tablefit import FitOptions, fit_tables, symbol_counts, training_crops
+from codec.training.tablefit import FitOptions, fit_tables, symbol_counts, training_crops
 
 from .conftest import SAMPLE
 

@@ -8,11 +8,12 @@ import numpy as np
 import pytest
 import torch
 
-from codec.export import export, main as export_main
-from codec.optim import LevelRates
-from codec.tablefit import FitOptions
-from codec.patches import PatchSampler, build_cache
-from codec.train import load_checkpoint, main as train_main
+from codec.training.export import export, main as export_main
+from codec.training.optim import LevelRates
+from codec.training.tablefit import FitOptions
+from codec.training.patches import PatchSampler, build_cache
+from codec.training.checkpoint import load_checkpoint
+from codec.training.train import main as train_main
 
 from .conftest import SAMPLE
 
@@ -89,7 +90,7 @@ def test_distributed_data_parallel_with_gloo_on_two_cpu_processes(tmp_path):
     shutil.copy(SAMPLE, tmp_path / "data" / "a.png")
     build_cache(tmp_path / "data", tmp_path / "cache.npy", size=80, crops_per_image=8)
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517",
-           "-m", "codec.train", *_args(tmp_path, 3), "--device", "cpu"]
+           "-m", "codec.training.train", *_args(tmp_path, 3), "--device", "cpu"]
     run = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
     digests = re.findall(r"rank (\d)/2 stopped at step 3, parameters (\w+)", run.stdout)
@@ -125,7 +126,7 @@ def test_exact_resume_follows_the_uninterrupted_run_bit_for_bit(tmp_path):
 def test_learning_rate_warms_up_from_the_optimiser_start_and_decays_on_a_cosine_tail():
     from types import SimpleNamespace
 
-    from codec.optim import learning_rate
+    from codec.training.optim import learning_rate
 
     args = SimpleNamespace(lr=1e-4, warmup=100, lr_final=None, decay_start=0.7)
     assert abs(learning_rate(args, 0, 0.0) - 1e-6) < 1e-15
@@ -191,7 +192,7 @@ def test_an_interrupted_run_resumes_its_lr_tail_where_it_stopped(tmp_path, monke
     import os
     import signal
 
-    import codec.train as train_module
+    import codec.training.train as train_module
 
     straight, interrupted = _two_run_dirs(tmp_path, "straight", "interrupted")
     tail = ["--exact-resume", "--lr", "1e-3", "--lr-final", "1e-4", "--decay-start", "0.3", "--warmup", "1",

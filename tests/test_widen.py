@@ -7,11 +7,12 @@ import numpy as np
 import pytest
 import torch
 
-from codec.export import export
-from codec.model import LicModel
-from codec.train import load_checkpoint, main as train_main
+from codec.training.export import export
+from codec.training.model import LicModel
+from codec.training.checkpoint import load_checkpoint
+from codec.training.train import main as train_main
 from codec.transforms import ModelConfig
-from codec.widen import main as widen_main
+from codec.training.surgery.widen import main as widen_main, widen_checkpoint
 
 from .conftest import SAMPLE
 from .test_train import _args as _train_args  # the tiny model and cache of the training tests
@@ -88,8 +89,11 @@ def test_widened_model_computes_the_same_function_and_keeps_training(trained, tm
 
 def test_widen_refuses_to_shrink(trained, tmp_path):
     shutil.copy(trained / "ckpt.pt", tmp_path / "ckpt.pt")
-    with pytest.raises(SystemExit, match="must not be smaller"):
-        widen_main(["--checkpoint", str(tmp_path / "ckpt.pt"), "--deep", "16", "--M", "8"])
+    before = (tmp_path / "ckpt.pt").read_bytes()
+    with pytest.raises(ValueError, match="must not be smaller"):
+        widen_checkpoint(tmp_path / "ckpt.pt", 16, 8)
+    assert widen_main(["--checkpoint", str(tmp_path / "ckpt.pt"), "--deep", "16", "--M", "8"]) == 1
+    assert (tmp_path / "ckpt.pt").read_bytes() == before  # nothing rewritten
 
 
 def test_config_without_deep_field_is_the_old_architecture():

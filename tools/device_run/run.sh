@@ -21,7 +21,7 @@ gather .gpupack/data .gpudata*
 train() {  # train MINUTES [flags...]: one run of codec.train, stopped by SIGTERM at DEADLINE at the latest
   local minutes=$1; shift
   local left=$(( DEADLINE - $(date +%s) + START ))
-  timeout -s TERM -k 30 $left python3 -c "import sys; sys.modules['constriction'] = None; from codec.train import main; sys.exit(main(sys.argv[1:]))" \
+  timeout -s TERM -k 30 $left python3 -c "import sys; sys.modules['constriction'] = None; from codec.training.train import main; sys.exit(main(sys.argv[1:]))" \
     --device ${DEV:-cuda} --data $DATA --cache /tmp/run/patches.npy --crops-per-image ${CROPS:-32} \
     --checkpoint /tmp/run/train.pt --log-file $OUT/gpu_log.jsonl --batch ${BATCH:-32} --lr ${LR:-1e-4} \
     --lr-final ${LR_FINAL:-1e-5} --decay-start ${DECAY:-0.3} --warmup ${WARMUP:-0} ${WIDTH:-} --minutes $minutes \

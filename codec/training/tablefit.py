@@ -1,4 +1,4 @@
-"""Frozen y tables fitted to the symbols that real images produce (used by ``codec.export``).
+"""Frozen y tables fitted to the symbols that real images produce (used by ``codec.training.export``).
 
 Why: training prices y' with a density (a Gaussian of the predicted σ, convolved with the
 uniform noise that stands in for rounding), while the coder codes round(y' − mean) with the
@@ -22,12 +22,14 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image
 
-from .entropy import PRECISION, TableSet, _stack, quantize_pmf
-from .patches import list_images
+from ..entropy import PRECISION, TableSet, quantize_pmf, stack_tables
+from ..images import find_images
+from .patches import open_training_image
 
 CROP = 512  # side of the training crops (whole image if smaller): images, not patches
+MIN_SIDE = 64  # smallest image side the codec's tile grid takes without padding a whole tile
 PSEUDO_COUNT = 1000.0
 
 
@@ -44,19 +46,13 @@ class FitOptions:
 
 def training_crops(options: FitOptions) -> Iterator[tuple[Image.Image, float]]:
     """(crop, quality) pairs from distinct random images; JPEG-origin images are downscaled
-    by a random 0.6–1.0 first, as the training patches are (codec.patches)."""
+    by a random 0.6–1.0 first, as the training patches are (codec.training.patches)."""
     rng = np.random.default_rng(options.seed)
-    paths = list_images(options.data)
+    paths = find_images(options.data)
     if not paths:
         raise FileNotFoundError(f"no training images under {options.data}")
     for i in rng.permutation(len(paths))[: options.crops]:
-        path = paths[i]
-        with Image.open(path) as im:
-            im = ImageOps.exif_transpose(im).convert("RGB")
-        if path.suffix.lower() in {".jpg", ".jpeg"}:
-            f = rng.uniform(0.6, 1.0)
-            im = im.resize((max(64, round(im.width * f)), max(64, round(im.height * f))),
-                           Image.Resampling.LANCZOS)
+        im = open_training_image(paths[i], rng, MIN_SIDE)
         w, h = min(im.width, CROP), min(im.height, CROP)
         x0, y0 = int(rng.integers(0, im.width - w + 1)), int(rng.integers(0, im.height - h + 1))
         yield im.crop((x0, y0, x0 + w, y0 + h)), float(rng.uniform(0, 100))
@@ -83,12 +79,12 @@ def fit_tables(counts: list[np.ndarray], prior: TableSet, pseudo_count: float = 
         p = prior.freqs[k, : 2 * int(r) + 2] / 2**PRECISION
         mixed = (counts[k] + pseudo_count * p) / (counts[k].sum() + pseudo_count)
         rows.append(quantize_pmf(mixed[:-1], mixed[-1]))
-    return _stack(rows, [int(r) for r in prior.radius])
+    return stack_tables(rows, [int(r) for r in prior.radius])
 
 
 def fit_y_tables(frozen, options: FitOptions) -> TableSet:
     """``frozen``'s y tables refitted on training crops (``frozen`` itself is not changed)."""
-    from .api import Codec
+    from ..api import Codec
 
     codec = Codec(frozen)
     return fit_tables(symbol_counts(codec, training_crops(options), frozen.y_tables),

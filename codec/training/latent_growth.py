@@ -45,16 +45,16 @@ class NewLatents:
     def parse(cls, first: int | None, ramp: str | None, lr_mult: float) -> "NewLatents | None":
         if first is None:
             if ramp is not None or lr_mult != 1.0:
-                raise SystemExit("lic train: --new-rate-ramp and --new-lr-mult need --new-latents")
+                raise ValueError("--new-rate-ramp and --new-lr-mult need --new-latents")
             return None
         start, end = (0, 0)
         if ramp is not None:
             try:
                 start, end = (int(v) for v in ramp.split(":"))
             except ValueError:
-                raise SystemExit(f"lic train: --new-rate-ramp wants START:END steps, got {ramp!r}") from None
+                raise ValueError(f"--new-rate-ramp wants START:END steps, got {ramp!r}") from None
             if end < start:
-                raise SystemExit("lic train: --new-rate-ramp ends before it starts")
+                raise ValueError("--new-rate-ramp ends before it starts")
         return cls(first, (start, end), lr_mult)
 
     def rate_weight(self, step: int) -> float:

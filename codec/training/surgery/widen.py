@@ -21,7 +21,7 @@ The rule, per new channel:
 Adam's moments are carried over into the old slices and start at 0 in the new ones;
 the EMA weights are widened the same way, from the same fresh initialisation.
 
-    python -m codec.widen [--checkpoint checkpoints/train.pt] --deep 128 --M 192
+    python -m codec.training.surgery.widen [--checkpoint checkpoints/train.pt] --deep 128 --M 192
 
 Only the 1/8-scale width (``deep``) and the latent width ``M`` grow; N (1/2- and
 1/4-scale layers, and z) is kept, because those layers dominate the cost of a step
@@ -30,23 +30,24 @@ and of decoding.
 Silent latent channels stay silent (measured: the rate term pins them at σ's lower
 bound), so ``--latent-init active`` starts new latent channels talking instead, at
 the price of exactness (:func:`activate_new_latents`; train them in with
-``lic train --new-latents``, see :mod:`codec.latent_growth`):
+``lic train --new-latents``, see :mod:`codec.training.latent_growth`):
 
-    python -m codec.widen --M 192 --latent-init active [--cache .cache/patches264.npy]
+    python -m codec.training.surgery.widen --M 192 --latent-init active [--cache .cache/patches264.npy]
 """
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import sys
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from .model import LicModel
-from .optim import compact_opt_state, expand_opt_state, main_parameter_names, param_groups
-from .train import load_checkpoint, save_checkpoint
-from .transforms import ModelConfig
+from ..model import LicModel
+from ..optim import compact_opt_state, expand_opt_state, main_parameter_names, param_groups
+from ..checkpoint import load_checkpoint, rewrite_with_config
+from ...transforms import ModelConfig
 
 
 def _out_index(name: str, old: ModelConfig, new: ModelConfig, old_out: int) -> torch.Tensor:
@@ -183,9 +184,9 @@ def widen_checkpoint(path: Path, deep: int | None, M: int, seed: int = 0,
     old_cfg = ModelConfig.from_dict(ckpt["config"])
     new_cfg = dataclasses.replace(old_cfg, deep=old_cfg.deep if deep is None else deep, M=M)
     if new_cfg.deep_channels < old_cfg.deep_channels or M < old_cfg.M:
-        raise SystemExit("widen: the new widths must not be smaller than the old ones")
+        raise ValueError("the new widths must not be smaller than the old ones")
     if active_samples is not None and (M == old_cfg.M or new_cfg.deep_channels != old_cfg.deep_channels):
-        raise SystemExit("widen: --latent-init active grows M only (keep --deep)")
+        raise ValueError("--latent-init active grows M only (keep --deep)")
     for key in ("model", "ema"):
         old_state = ckpt[key]
         ckpt[key], placements = widen_state(old_state, old_cfg, new_cfg, seed)
@@ -204,13 +205,11 @@ def widen_checkpoint(path: Path, deep: int | None, M: int, seed: int = 0,
             if torch.is_tensor(v) and v.dim() > 0:
                 state[k] = _place(torch.zeros(param.shape), v, placements.get(name))
     ckpt["opt"] = compact_opt_state(opt)
-    ckpt["config"] = new_cfg.to_dict()
-    save_checkpoint(path, **ckpt)
-    return new_cfg
+    return rewrite_with_config(path, ckpt, new_cfg)
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m codec.widen", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python -m codec.training.surgery.widen", description=__doc__.split("\n\n")[0])
     p.add_argument("--checkpoint", default="checkpoints/train.pt")
     p.add_argument("--deep", type=int, default=None, help="channels of the 1/8-scale layers (default: kept)")
     p.add_argument("--M", type=int, required=True, help="channels of the latent y")
@@ -222,7 +221,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
     samples = load_samples(Path(args.cache)) if args.latent_init == "active" else None
-    cfg = widen_checkpoint(Path(args.checkpoint), args.deep, args.M, args.seed, samples)
+    try:
+        cfg = widen_checkpoint(Path(args.checkpoint), args.deep, args.M, args.seed, samples)
+    except (ValueError, FileNotFoundError) as exc:
+        print(f"widen: {exc}", file=sys.stderr)
+        return 1
     print(f"widened {args.checkpoint}: N={cfg.N} deep={cfg.deep_channels} M={cfg.M}")
     return 0
 

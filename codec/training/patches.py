@@ -15,18 +15,32 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps
 
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm"}
+from ..images import find_images
+
+JPEG_SUFFIXES = {".jpg", ".jpeg"}
+JPEG_DOWNSCALE = (0.6, 1.0)  # range of the random factor JPEG-origin images are resized by
 
 
-def list_images(root: str | os.PathLike) -> list[Path]:
-    return sorted(p for p in Path(root).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+def open_training_image(path: Path, rng: np.random.Generator, min_side: int) -> Image.Image:
+    """A training image as RGB, upright; a JPEG-origin one downscaled by a random factor in
+    :data:`JPEG_DOWNSCALE` (hiding its 8×8 block artefacts) unless that would take its short
+    side below ``min_side``.  The factor is drawn for every JPEG, resized or not, so the
+    stream of draws (and with it the patch cache) depends only on the list of files."""
+    with Image.open(path) as im:
+        im = ImageOps.exif_transpose(im).convert("RGB")
+    if path.suffix.lower() in JPEG_SUFFIXES:
+        factor = rng.uniform(*JPEG_DOWNSCALE)
+        w, h = im.size
+        if min(w, h) * factor >= min_side:
+            im = im.resize((round(w * factor), round(h * factor)), Image.Resampling.LANCZOS)
+    return im
 
 
 def build_cache(root: str | os.PathLike, out: str | os.PathLike, size: int = 264,
                 crops_per_image: int = 12, seed: int = 0) -> Path:
     """Cut ``crops_per_image`` random ``size``² crops from every image under ``root``."""
     rng = np.random.default_rng(seed)
-    paths = list_images(root)
+    paths = find_images(root)
     if not paths:
         raise FileNotFoundError(f"no training images under {root}")
     out = Path(out)
@@ -36,14 +50,7 @@ def build_cache(root: str | os.PathLike, out: str | os.PathLike, size: int = 264
                                       shape=(len(paths) * crops_per_image, size, size, 3))
     n = 0
     for path in paths:
-        with Image.open(path) as im:
-            im = ImageOps.exif_transpose(im).convert("RGB")
-            if path.suffix.lower() in {".jpg", ".jpeg"}:
-                factor = rng.uniform(0.6, 1.0)
-                w, h = im.size
-                if min(w, h) * factor >= size:
-                    im = im.resize((round(w * factor), round(h * factor)), Image.Resampling.LANCZOS)
-            arr = np.asarray(im)
+        arr = np.asarray(open_training_image(path, rng, size))
         h, w = arr.shape[:2]
         if h < size or w < size:
             continue

@@ -8,7 +8,7 @@ accumulated training, so this grows the trained one instead.  Each inserted
 :class:`~codec.transforms.ResidualBlock` computes ``x + conv2(act(conv1(x)))``
 with ``conv2`` zero, so the grown model is the old function exactly; ``conv1``
 keeps a random initialisation, which gives ``conv2`` a gradient from the first
-step.  (Widening with silent channels, :mod:`codec.widen`, has no such luck for
+step.  (Widening with silent channels, :mod:`codec.training.surgery.widen`, has no such luck for
 new *latent* channels: their predicted scale sits at the lower bound, so the
 rate term pins them at zero.)
 
@@ -17,27 +17,28 @@ with zero moments, as a fresh Adam would give them, but at the run's step count
 (so without a bias-correction warm-up of their own).  Model and EMA get the same
 new blocks.
 
-    python -m codec.grow [--checkpoint checkpoints/train.pt] --res-blocks 2
+    python -m codec.training.surgery.grow [--checkpoint checkpoints/train.pt] --res-blocks 2
 """
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import sys
 from pathlib import Path
 
 import torch
 
-from .model import LicModel
-from .optim import compact_opt_state, expand_opt_state, main_parameter_names, param_groups
-from .train import load_checkpoint, save_checkpoint
-from .transforms import ModelConfig
+from ..model import LicModel
+from ..optim import compact_opt_state, expand_opt_state, main_parameter_names, param_groups
+from ..checkpoint import load_checkpoint, rewrite_with_config
+from ...transforms import ModelConfig
 
 
 def _grown_state(old_state: dict, fresh: dict) -> dict:
     """``fresh`` (the grown model's state) with every old entry copied over; old keys must all fit."""
     unknown = [k for k in old_state if k not in fresh or fresh[k].shape != old_state[k].shape]
     if unknown:
-        raise SystemExit(f"grow: the checkpoint does not fit the grown model ({unknown[0]})")
+        raise ValueError(f"the checkpoint does not fit the grown model ({unknown[0]})")
     return {k: old_state[k].clone() if k in old_state else v.clone() for k, v in fresh.items()}
 
 
@@ -62,7 +63,7 @@ def grow_checkpoint(path: Path, res_blocks: int, seed: int = 0) -> ModelConfig:
     ckpt = load_checkpoint(path)
     old_cfg = ModelConfig.from_dict(ckpt["config"])
     if res_blocks < old_cfg.res_blocks:
-        raise SystemExit("grow: a checkpoint cannot lose residual blocks")
+        raise ValueError("a checkpoint cannot lose residual blocks")
     new_cfg = dataclasses.replace(old_cfg, res_blocks=res_blocks)
     torch.manual_seed(seed)
     old, new = LicModel(old_cfg), LicModel(new_cfg)
@@ -71,19 +72,21 @@ def grow_checkpoint(path: Path, res_blocks: int, seed: int = 0) -> ModelConfig:
     ckpt["ema"] = _grown_state(ckpt["ema"], fresh)
     if "opt" in ckpt:
         ckpt["opt"] = _moved_moments(ckpt["opt"], old, new)
-    ckpt["config"] = new_cfg.to_dict()
-    save_checkpoint(path, **ckpt)
-    return new_cfg
+    return rewrite_with_config(path, ckpt, new_cfg)
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m codec.grow", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python -m codec.training.surgery.grow", description=__doc__.split("\n\n")[0])
     p.add_argument("--checkpoint", default="checkpoints/train.pt")
     p.add_argument("--res-blocks", type=int, required=True,
                    help="residual blocks in g_a and g_s, deepest scales first (1: 1/8; 2: 1/8 and 1/4; 3: and 1/2)")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
-    cfg = grow_checkpoint(Path(args.checkpoint), args.res_blocks, args.seed)
+    try:
+        cfg = grow_checkpoint(Path(args.checkpoint), args.res_blocks, args.seed)
+    except (ValueError, FileNotFoundError) as exc:
+        print(f"grow: {exc}", file=sys.stderr)
+        return 1
     print(f"grew {args.checkpoint}: N={cfg.N} M={cfg.M} res_blocks={cfg.res_blocks}")
     return 0
 

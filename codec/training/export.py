@@ -1,7 +1,7 @@
-"""Export the shipped weights from a training checkpoint (``python -m codec.export``).
+"""Export the shipped weights from a training checkpoint (``python -m codec.training.export``).
 
 Takes the EMA weights of the checkpoint, freezes the probability tables (the
-y tables then refitted on training crops, :mod:`codec.tablefit`), stores the
+y tables then refitted on training crops, :mod:`codec.training.tablefit`), stores the
 transforms in fp16 and records the file's SHA-256 in the manifest that
 :func:`codec.weights.load_weights` checks.
 """
@@ -12,16 +12,21 @@ import json
 import sys
 from pathlib import Path
 
+from ..images import find_images
+from ..transforms import ModelConfig
+from ..weights import DEFAULT_WEIGHTS, MANIFEST, save_weights
+from .checkpoint import load_checkpoint
+from .data import training_dir
+from .freeze import freeze
 from .model import LicModel
 from .tablefit import FitOptions, fit_y_tables
-from .train import DEFAULT_DATA, load_checkpoint
-from .transforms import ModelConfig
-from .weights import DEFAULT_WEIGHTS, MANIFEST, freeze, save_weights
 
 
 def export(checkpoint: str | Path, out: str | Path = DEFAULT_WEIGHTS, name: str | None = None,
            use_ema: bool = True, fit: FitOptions | None = None) -> str:
     """Checkpoint → weights file; ``fit`` (None: Gaussian y tables) says what the y tables are fitted on."""
+    if fit is not None and not find_images(fit.data):  # before the checkpoint is loaded and frozen
+        raise FileNotFoundError(f"no training images under {fit.data} to fit the y tables on")
     ckpt = load_checkpoint(Path(checkpoint))
     config = ModelConfig.from_dict(ckpt["config"])
     model = LicModel(config)
@@ -45,20 +50,21 @@ def export(checkpoint: str | Path, out: str | Path = DEFAULT_WEIGHTS, name: str 
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m codec.export", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="python -m codec.training.export", description=__doc__.splitlines()[0])
     p.add_argument("--checkpoint", default="checkpoints/train.pt")
     p.add_argument("--out", default=str(DEFAULT_WEIGHTS))
     p.add_argument("--name", default=None)
     p.add_argument("--no-ema", action="store_true", help="export the raw weights, not the EMA")
-    p.add_argument("--fit-data", default=str(DEFAULT_DATA), help="training images the y tables are fitted on")
+    p.add_argument("--fit-data", default=None,
+                   help="training images the y tables are fitted on (default: as lic train's --data)")
     p.add_argument("--fit-crops", type=int, default=600,
                    help="training crops the y tables are fitted on (0: Gaussian tables)")
     args = p.parse_args(argv)
-    fit = FitOptions(args.fit_data, args.fit_crops) if args.fit_crops > 0 else None
     try:
+        fit = FitOptions(training_dir(args.fit_data), args.fit_crops) if args.fit_crops > 0 else None
         digest = export(args.checkpoint, args.out, args.name, use_ema=not args.no_ema, fit=fit)
     except FileNotFoundError as exc:
-        print(f"python -m codec.export: {exc}", file=sys.stderr)
+        print(f"python -m codec.training.export: {exc}", file=sys.stderr)
         return 1
     print(f"wrote {args.out} sha256 {digest}")
     return 0

@@ -1,4 +1,4 @@
-"""Train the codec's model on ``../shared/data/train`` (``python -m codec.train``).
+"""Train the codec's model (``python -m codec.training.train``, or ``lic train``).
 
 Resumable and cumulative: every few minutes one checkpoint file is rewritten
 atomically with model, EMA weights, optimiser states (moments in bf16 to keep
@@ -17,7 +17,7 @@ runs there with bf16 autocast.  Under ``torchrun`` (WORLD_SIZE > 1) it trains
 with DistributedDataParallel: NCCL on GPUs, gloo on CPUs; every rank draws its
 own patches, rank 0 alone logs, evaluates and writes the checkpoint.
 
-    torchrun --nproc_per_node 4 -m codec.train --device cuda --batch 16
+    torchrun --nproc_per_node 4 -m codec.training.train --device cuda --batch 16
 
 ``--lr-final`` adds a cosine decay over the run's tail.  A checkpoint holding
 only weights (``config``, ``model``, ``ema``, ``step``, ``elapsed_seconds``; no
@@ -39,23 +39,24 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..transforms import ModelConfig
+from .checkpoint import load_checkpoint, save_checkpoint
+from .data import eval_dir, training_dir
 from .latent_growth import NewLatents, UpdateBoost, new_latent_slices
 from .model import LicModel
 from .optim import (
     LevelRates, compact_opt_state, expand_opt_state, learning_rate, param_groups, run_fraction, train_step, update_ema,
 )
 from .patches import PatchSampler, build_cache
-from .transforms import ModelConfig
 
-DEFAULT_DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "train"
-DEFAULT_EVAL = DEFAULT_DATA.parent / "kodak"
 EVAL_IMAGES = ("kodim01.png", "kodim05.png", "kodim13.png", "kodim23.png")
 EVAL_QUALITIES = (0, 50, 75, 100)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="lic train", description=__doc__.splitlines()[0])
-    p.add_argument("--data", default=str(DEFAULT_DATA), help="training image folder")
+    p.add_argument("--data", default=None,
+                   help="training image folder (default: $LIC_TRAIN_DATA, else ../shared/data/train from here)")
     p.add_argument("--cache", default=".cache/patches264.npy",
                    help="patch cache (.npy; built with crops of --patch + 8 if missing)")
     p.add_argument("--checkpoint", default="checkpoints/train.pt")
@@ -64,7 +65,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--N", type=int, default=64)
     p.add_argument("--M", type=int, default=128)
     p.add_argument("--res-blocks", type=int, default=0,
-                   help="residual blocks in g_a and g_s of a new model (see codec.grow for an existing one)")
+                   help="residual blocks in g_a and g_s of a new model (codec.training.surgery.grow "
+                        "for an existing one)")
     p.add_argument("--patch", type=int, default=256)
     p.add_argument("--batch", type=int, default=2)
     p.add_argument("--lr", type=float, default=1e-3)
@@ -80,8 +82,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--steps", type=int, default=10**9, help="stop at this total step")
     p.add_argument("--minutes", type=float, default=float("inf"), help="stop after this long")
     p.add_argument("--save-every", type=float, default=5.0, help="minutes between checkpoints")
-    p.add_argument("--eval-dir", default=str(DEFAULT_EVAL),
-                   help="evaluation images (measured only, never trained on)")
+    p.add_argument("--eval-dir", default=None,
+                   help="evaluation images, measured only, never trained on (default: $LIC_EVAL_DATA, "
+                        "else ../shared/data/kodak from here; skipped where missing)")
     p.add_argument("--eval-every", type=float, default=20.0, help="minutes between evaluations")
     p.add_argument("--log-every", type=int, default=200)
     p.add_argument("--threads", type=int, default=2)
@@ -101,7 +104,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         "CPU then follows the uninterrupted one bit for bit (on CUDA, cudnn's algorithm "
                         "choice and the unsaved CUDA RNG make it near-exact); default bf16 moments")
     p.add_argument("--new-latents", type=int, default=None, metavar="FIRST",
-                   help="latent channels FIRST… are new (after codec.widen --latent-init active): "
+                   help="latent channels FIRST… are new (after surgery.widen --latent-init active): "
                         "enables the two options below")
     p.add_argument("--new-rate-ramp", default=None, metavar="START:END",
                    help="steps over which the new channels' rate reaches y's gradient (0 → 1)")
@@ -114,25 +117,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def save_checkpoint(path: Path, **payload) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    torch.save(payload, tmp)
-    os.replace(tmp, path)
-
-
-def load_checkpoint(path: Path) -> dict:
-    return torch.load(path, map_location="cpu", weights_only=False)
-
-
 @torch.no_grad()
 def evaluate(model: LicModel, eval_dir: Path) -> dict | None:
     """Real file sizes and PSNR of the EMA model on a few evaluation images, per quality."""
     from PIL import Image
 
-    from .api import Codec
-    from .metrics import psnr as image_psnr
-    from .weights import freeze
+    from .. import Codec, psnr as image_psnr
+    from .freeze import freeze
 
     paths = [eval_dir / n for n in EVAL_IMAGES if (eval_dir / n).exists()]
     if not paths:
@@ -156,7 +147,7 @@ def _setup_device(args) -> tuple[torch.device, int, int]:
     """(device, rank, world size); joins the process group when started by torchrun."""
     cuda = args.device == "cuda" or (args.device == "auto" and torch.cuda.is_available())
     if cuda and not torch.cuda.is_available():
-        raise SystemExit("lic train: --device cuda but CUDA is not available")
+        raise RuntimeError("--device cuda but CUDA is not available")
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = 0
     device = torch.device("cuda" if cuda else "cpu")
@@ -199,8 +190,9 @@ def train(args: argparse.Namespace) -> None:
     device, rank, world = _setup_device(args)
     ckpt_path, cache = Path(args.checkpoint), Path(args.cache)
     if not cache.exists():
-        print(f"building patch cache {cache} from {args.data} ...", flush=True)
-        build_cache(args.data, cache, size=args.patch + 8, crops_per_image=args.crops_per_image)
+        data = training_dir(args.data)
+        print(f"building patch cache {cache} from {data} ...", flush=True)
+        build_cache(data, cache, size=args.patch + 8, crops_per_image=args.crops_per_image)
 
     resume = load_checkpoint(ckpt_path) if ckpt_path.exists() else None
     config = (ModelConfig.from_dict(resume["config"]) if resume
@@ -243,8 +235,8 @@ def train(args: argparse.Namespace) -> None:
         g["lr"] = args.lr
     new_latents = NewLatents.parse(args.new_latents, args.new_rate_ramp, args.new_lr_mult)
     if new_latents and not 0 < new_latents.first < config.M:
-        raise SystemExit(f"lic train: --new-latents {new_latents.first} is not inside the latent's "
-                         f"{config.M} channels (widen first: python -m codec.widen --latent-init active)")
+        raise ValueError(f"--new-latents {new_latents.first} is not inside the latent's {config.M} channels "
+                         "(widen first: python -m codec.training.surgery.widen --latent-init active)")
     boost = (UpdateBoost(new_latent_slices(model, new_latents.first), new_latents.lr_mult)
              if new_latents and new_latents.lr_mult != 1.0 else None)
     model = model.to(memory_format=torch.channels_last).train()
@@ -336,7 +328,7 @@ def train(args: argparse.Namespace) -> None:
             checkpoint()
             t_saved = time.time()
         if (time.time() - t_evaluated) / 60 >= args.eval_every:
-            result = evaluate(copy.deepcopy(ema).cpu() if device.type != "cpu" else ema, Path(args.eval_dir))
+            result = evaluate(copy.deepcopy(ema).cpu() if device.type != "cpu" else ema, eval_dir(args.eval_dir))
             if result:
                 rec = {"step": step, "hours": round((elapsed + time.time() - t_start) / 3600, 4),
                        "eval": result}
@@ -374,7 +366,12 @@ def _eta_minutes(args, step: int, ran: float, rate: float) -> float | None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    train(parse_args(argv))
+    """``lic train``: exit 0 when the run stops as asked, 1 with one line on a bad setup."""
+    try:
+        train(parse_args(argv))
+    except (ValueError, FileNotFoundError, RuntimeError) as exc:
+        print(f"lic train: {exc}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -2,8 +2,8 @@
 
 ``LicModel`` is the *trainable* state.  It estimates rates from likelihoods
 (CompressAI's EntropyBottleneck for z, a mean-scale Gaussian for y) and is
-never used to write files; :func:`codec.entropy.freeze` turns it into frozen
-probability tables that the coder uses.
+never used to write files; :func:`codec.training.freeze.freeze` turns it into
+frozen probability tables that the coder uses.
 
 Training forward pass (mixed quantisation, Minnen & Singh 2020): the rate of y
 is estimated with additive uniform noise, while the synthesis transform sees
@@ -16,22 +16,23 @@ the straight-through rounded latent it will see at decode time::
 """
 from __future__ import annotations
 
+import warnings
+
 import torch
 from torch import nn
 
-from .transforms import (
+from ..entropy import SCALE_MIN, gaussian_likelihood
+from ..transforms import (
     GainUnits, ModelConfig, analysis, hyper_analysis, hyper_synthesis, interp_lambda,
     split_hyper_params, synthesis,
 )
-from .entropy import gaussian_likelihood
 from .latent_growth import mix_rate
-from .transforms import trainable_gdn
 
-trainable_gdn()  # imports compressai with its import-time warnings silenced
-from compressai.entropy_models import EntropyBottleneck  # noqa: E402
-from compressai.ops import LowerBound  # noqa: E402
-
-SCALE_MIN = 0.11  # lower bound of σ: below it a symbol costs ~0 bits anyway
+with warnings.catch_warnings():  # compressai's import-time torch.jit.script use warns on torch 2.14
+    warnings.simplefilter("ignore", FutureWarning)
+    from compressai.entropy_models import EntropyBottleneck
+    from compressai.layers import GDN
+    from compressai.ops import LowerBound
 
 
 class LicModel(nn.Module):
@@ -41,8 +42,8 @@ class LicModel(nn.Module):
         super().__init__()
         self.config = config
         N, M = config.N, config.M
-        self.g_a = analysis(N, M, deep=config.deep_channels, res_blocks=config.res_blocks)
-        self.g_s = synthesis(N, M, deep=config.deep_channels, res_blocks=config.res_blocks)
+        self.g_a = analysis(N, M, GDN, deep=config.deep_channels, res_blocks=config.res_blocks)
+        self.g_s = synthesis(N, M, GDN, deep=config.deep_channels, res_blocks=config.res_blocks)
         self.h_a = hyper_analysis(N, M)
         self.h_s = hyper_synthesis(N, M)
         self.gains = GainUnits(M, config.lambdas)
@@ -62,7 +63,7 @@ class LicModel(nn.Module):
 
         Returns the reconstruction and per-sample bits of y and z.  ``new_rate`` =
         (first new latent channel, weight): in training, y feels only that weight of
-        those channels' rate gradient (:mod:`codec.latent_growth`); the bits are unchanged.
+        those channels' rate gradient (:mod:`codec.training.latent_growth`); the bits are unchanged.
         """
         y = self.g_a(x).float() * self.gains.gain(t)
         z = self.h_a(y)
