@@ -11,7 +11,7 @@ Two families of tables, one layout (:class:`TableSet`):
 
 * z (factorised prior): one table per channel, symbol = round(z - median_c).
 * y (Gaussian conditional): one table per entry of a log-spaced scale grid;
-  the probability path (:func:`probability_path`) maps ẑ to the mean of every
+  the probability path (:mod:`codec.probability`) maps ẑ to the mean of every
   element of y' and the index of the grid scale just above its predicted σ;
   symbol = round(y' - mean).
 
@@ -25,8 +25,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-
-from .transforms import split_hyper_params
 
 PRECISION = 16  # bits of the integer frequency tables
 SCALE_TABLE_SIZE = 64
@@ -121,13 +119,3 @@ def scale_to_index(scale: torch.Tensor) -> torch.Tensor:
     """Index of the smallest grid σ ≥ ``scale`` (the last one for larger scales)."""
     grid = torch.as_tensor(scale_grid(), dtype=scale.dtype, device=scale.device)
     return torch.bucketize(scale, grid).clamp_(max=SCALE_TABLE_SIZE - 1)
-
-
-def probability_path(hyper_synthesis, z_hat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """ẑ → (mean of every element of y', y-table index of every element).
-
-    The only place where the decoder's table choice is computed: it must give
-    identical indexes on encoder and decoder (see the determinism issue).
-    """
-    mean, scale = split_hyper_params(hyper_synthesis(z_hat))
-    return mean, scale_to_index(scale)

@@ -8,7 +8,8 @@ tables, p(ŷ | ẑ) from the Gaussian tables the probability path selects.
   photographs (noise, heavy blocking, synthetic graphics) need more bits than
   their visual simplicity suggests, flat ones far fewer: a typicality signal.
 * :func:`sample` — ancestral sampling: ẑ from the factorised prior, then ŷ from
-  the conditional Gaussians, decoded by g_s.  The variational view of the
+  the conditional tables step by step along the probability path's walk (the
+  decoder's walk, with a draw where the decoder reads the stream), decoded by g_s.  The variational view of the
   autoencoder (Ballé et al. 2018); seeded, so the same seed gives the same image.
 """
 from __future__ import annotations
@@ -16,8 +17,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .api import _z_groups  # the z symbols' table of each position: their channel
 from .entropy import PRECISION, TableSet
+from .latents import Latents, TileLatents
+from .probability import z_groups
 from .tiling import LATENT, STRIDE, TileGrid
 
 ESCAPE_BITS = 32.0  # what an escaped value costs beyond its escape entry (a generous varint)
@@ -39,7 +41,7 @@ def score(lic, image, quality: float = 75.0) -> float:
     lat = lic.to_latents(image, quality)
     bits = 0.0
     for t in lat.tiles:
-        bits += _code_length(t.z, _z_groups(t.z.shape), lic.model.z_tables)
+        bits += _code_length(t.z, z_groups(t.z.shape), lic.model.z_tables)
         bits += _code_length(t.y, t.y_index, lic.model.y_tables)
     return bits / (lat.width * lat.height)
 
@@ -62,16 +64,14 @@ def sample(lic, width: int, height: int, seed: int = 0, quality: float = 75.0):
     """A new image of ``width`` × ``height`` drawn from the learned prior (a PIL RGB image)."""
     from PIL import Image
 
-    from .latents import Latents, TileLatents
-
     rng = np.random.default_rng(seed)
     grid = TileGrid.for_image(width, height, None, lic.model.config.halos)
     box = grid.box(0)
     N = lic.model.config.N
     z_shape = (N, box.y1 // STRIDE, box.x1 // STRIDE)
-    z = _draw(rng, _z_groups(z_shape), lic.model.z_tables).astype(np.int32)
-    mean, index = lic._hyper_step(torch.from_numpy(z)[None], "int")
-    y = _draw(rng, index, lic.model.y_tables).astype(np.int32)
-    assert y.shape[1:] == (box.y1 // LATENT, box.x1 // LATENT)
-    lat = Latents([TileLatents(z, y, index, mean)], grid, float(quality), "int")
+    z = _draw(rng, z_groups(z_shape), lic.model.z_tables).astype(np.int32)
+    path = lic.paths["int"]
+    code = path.walk(torch.from_numpy(z)[None], lambda step: _draw(rng, step.index, lic.model.y_tables))
+    assert code.y.shape[1:] == (box.y1 // LATENT, box.x1 // LATENT)
+    lat = Latents([TileLatents(z, code.y, code.index, code.mean)], grid, float(quality), path.profile)
     return Image.fromarray(lic.synthesise(lat))

@@ -105,7 +105,7 @@ def _descend(g_s, y, mean, index, inv_gain, lam, grid, target, schedule) -> torc
     jobs = []
     for i in range(len(pieces)):
         box = pieces.box(i)
-        inside = Box(box.x0, box.y0, min(box.x1, grid.width), min(box.y1, grid.height))
+        inside = box.clipped(Box(0, 0, grid.width, grid.height))
         jobs.append((inside, pieces.synthesis_window(i), target(inside).clone()))
     generator = torch.Generator(device).manual_seed(0)
     y.requires_grad_(True)
@@ -121,10 +121,8 @@ def _descend(g_s, y, mean, index, inv_gain, lam, grid, target, schedule) -> torc
         y_hat = soft + mean
         for inside, win, x in jobs:  # distortion window by window: one window's graph at a time
             with autocast:
-                x_hat = g_s((y_hat[..., win.y0 : win.y1, win.x0 : win.x1] * inv_gain)
-                            .contiguous(memory_format=torch.channels_last))
-            oy, ox = inside.y0 - win.y0 * LATENT, inside.x0 - win.x0 * LATENT
-            x_hat = x_hat.float()[..., oy : oy + x.shape[-2], ox : ox + x.shape[-1]].clamp(0, 1)
+                x_hat = g_s((y_hat[(Ellipsis, *win.slices)] * inv_gain).contiguous(memory_format=torch.channels_last))
+            x_hat = x_hat.float()[(Ellipsis, *inside.inside(win, LATENT).slices)].clamp(0, 1)
             distortion = lam * 255**2 * (x_hat - x).pow(2).sum() / (3 * pixels)
             distortion.backward(retain_graph=True)
             del x_hat, distortion

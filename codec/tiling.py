@@ -46,6 +46,25 @@ class Box:
         return Box(max(self.x0 - margin, limit.x0), max(self.y0 - margin, limit.y0),
                    min(self.x1 + margin, limit.x1), min(self.y1 + margin, limit.y1))
 
+    def inside(self, outer: Box, factor: int = 1) -> Box:
+        """This box in the coordinates of ``outer`` given in units ``factor`` times larger
+        (a tile's pixels inside its latent window: ``box.inside(window, LATENT)``)."""
+        dx, dy = outer.x0 * factor, outer.y0 * factor
+        return Box(self.x0 - dx, self.y0 - dy, self.x1 - dx, self.y1 - dy)
+
+    def clipped(self, limit: Box) -> Box:
+        """The part of this box inside ``limit`` (empty boxes have x0 ≥ x1 or y0 ≥ y1)."""
+        return Box(max(self.x0, limit.x0), max(self.y0, limit.y0), min(self.x1, limit.x1), min(self.y1, limit.y1))
+
+    @property
+    def empty(self) -> bool:
+        return self.x0 >= self.x1 or self.y0 >= self.y1
+
+    @property
+    def slices(self) -> tuple[slice, slice]:
+        """(rows, columns) for indexing ``array[..., rows, columns]``."""
+        return slice(self.y0, self.y1), slice(self.x0, self.x1)
+
     def intersects(self, other: Box) -> bool:
         return self.x0 < other.x1 and other.x0 < self.x1 and self.y0 < other.y1 and other.y0 < self.y1
 

@@ -217,20 +217,12 @@ class GainUnits(nn.Module):
         self.log_gain = nn.Parameter(init[:, None].repeat(1, M))
         self.log_inv_gain = nn.Parameter(-init[:, None].repeat(1, M))
 
-    @staticmethod
-    def _interp(table: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        """Rows of ``table`` at fractional positions ``t`` (shape [B]) → [B, M, 1, 1]."""
-        t = t.clamp(0, table.shape[0] - 1)
-        lo = t.floor().long().clamp(max=table.shape[0] - 2)
-        frac = (t - lo.to(t.dtype))[:, None]
-        rows = table[lo] * (1 - frac) + table[lo + 1] * frac
-        return rows.exp()[:, :, None, None]
-
     def gain(self, t: torch.Tensor) -> torch.Tensor:
-        return self._interp(self.log_gain, t)
+        """Gains at levels ``t`` (shape [B]) → [B, M, 1, 1]."""
+        return log_interp(self.log_gain, t)[:, :, None, None]
 
     def inv_gain(self, t: torch.Tensor) -> torch.Tensor:
-        return self._interp(self.log_inv_gain, t)
+        return log_interp(self.log_inv_gain, t)[:, :, None, None]
 
 
 def split_hyper_params(params: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -239,10 +231,15 @@ def split_hyper_params(params: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor
     return mean, scale.abs()
 
 
+def log_interp(log_table: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """exp of the rows of ``log_table`` (levels, …) linearly interpolated at fractional levels
+    ``t`` (shape [B]) → (B, …): the exponential interpolation of the gains and of λ."""
+    t = t.clamp(0, log_table.shape[0] - 1)
+    lo = t.floor().long().clamp(max=log_table.shape[0] - 2)
+    frac = (t - lo.to(t.dtype)).view(-1, *[1] * (log_table.dim() - 1))
+    return (log_table[lo] * (1 - frac) + log_table[lo + 1] * frac).exp()
+
+
 def interp_lambda(lambdas: tuple[float, ...], t: torch.Tensor) -> torch.Tensor:
     """λ at continuous level ``t``, interpolated in log domain like the gains."""
-    lam = torch.tensor(lambdas, dtype=torch.float32, device=t.device).log()
-    t = t.clamp(0, len(lambdas) - 1)
-    lo = t.floor().long().clamp(max=len(lambdas) - 2)
-    frac = t - lo.to(t.dtype)
-    return (lam[lo] * (1 - frac) + lam[lo + 1] * frac).exp()
+    return log_interp(torch.tensor(lambdas, dtype=torch.float32, device=t.device).log(), t)

@@ -95,12 +95,12 @@ def test_scale_thresholds_are_the_grid_in_fixed_point():
 def test_exact_path_is_integer_valued_and_guards_its_range(lic, photo):
     lat = lic.to_latents(photo, 50)
     z = torch.from_numpy(lat.tiles[0].z)[None]
-    mean, index = lic._exact(z)
+    mean, index = lic.paths["int"].network(z)
     scaled = mean.double() * 2**ACT_BITS
     assert torch.equal(scaled, scaled.round())  # fixed point, no float residue
     assert index.dtype == torch.int64 and 0 <= int(index.min()) and int(index.max()) <= 63
     extreme = torch.full_like(z, 2**31 - 1)  # hostile symbols are clamped, never overflow
-    assert torch.isfinite(lic._exact(extreme)[0]).all()
+    assert torch.isfinite(lic.paths["int"].network(extreme)[0]).all()
     h_s = nn.Sequential(nn.Conv2d(4, 8, 3, padding=1))
     nn.init.constant_(h_s[0].weight, 1e6)
     with pytest.raises(ValueError, match="2\\^53"):

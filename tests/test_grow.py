@@ -101,10 +101,10 @@ def test_tiles_with_residual_blocks_match_the_whole_image(blocks):
     lic = Codec(freeze(model.eval(), "test"))
     pixels = np.random.default_rng(blocks).integers(0, 256, (256, 320, 3), dtype=np.uint8)
     halos = model.config.halos
-    whole = lic._analysis(pixels, TileGrid.for_image(320, 256, None, halos))
-    tiled = lic._analysis(pixels, TileGrid.for_image(320, 256, 64, halos))
+    whole = lic.transforms.analysis(pixels, TileGrid.for_image(320, 256, None, halos))
+    tiled = lic.transforms.analysis(pixels, TileGrid.for_image(320, 256, 64, halos))
     torch.testing.assert_close(tiled, whole, atol=1e-4, rtol=1e-4)
-    short = lic._analysis(pixels, TileGrid.for_image(320, 256, 64, (halos[0] - LATENT, halos[1])))
+    short = lic.transforms.analysis(pixels, TileGrid.for_image(320, 256, 64, (halos[0] - LATENT, halos[1])))
     assert (short - whole).abs().max() > 1e-3  # one latent less of halo would show
 
     # synthesis: every 64-px tile's pixels from its window equal the whole-image synthesis

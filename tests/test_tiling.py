@@ -69,8 +69,11 @@ def test_tiles_cost_little_rate_and_leave_no_seams(lic, photo, tiled):
 def test_region_decode_reads_only_the_tiles_it_needs(lic, photo, tiled, monkeypatch):
     full = np.asarray(lic.decode(tiled))
     decoded = []
-    real = lic._decode_tile
-    monkeypatch.setattr(lic, "_decode_tile", lambda streams, box, *rest: decoded.append(box) or real(streams, box, *rest))
+    import codec.latent_coding
+
+    real = codec.latent_coding.decode_tile
+    monkeypatch.setattr(codec.latent_coding, "decode_tile",
+                        lambda model, path, streams, box: decoded.append(box) or real(model, path, streams, box))
     part = lic.decode(tiled, crop=(10, 20, 50, 40))  # inside tile 0
     assert part.size == (50, 40)
     assert np.array_equal(np.asarray(part), full[20:60, 10:60])
@@ -154,11 +157,11 @@ def test_grid_lookups_scale_to_many_tiles_and_huge_grids_are_refused(lic):
 
 
 def test_single_tile_files_of_large_images_are_synthesised_in_pieces(lic, photo, monkeypatch):
-    import codec.api
+    import codec.tiled
 
     whole = lic.encode(photo, 30, tile=None)  # one tile, 1.0 layout
     reference = np.asarray(lic.decode(whole)).astype(int)
-    monkeypatch.setattr(codec.api, "DEFAULT_TILE", 128)  # as if the image were much larger
+    monkeypatch.setattr(codec.tiled, "DEFAULT_TILE", 128)  # as if the image were much larger
     calls = []
     hook = lic.model.g_s.register_forward_pre_hook(lambda module, args: calls.append(tuple(args[0].shape[-2:])))
     try:

@@ -1,0 +1,115 @@
+"""Latents ↔ streams, tile by tile: quantisation, the probability path's walk, the coder.
+
+Encoder and decoder walk the same :meth:`ProbabilityPath.walk` per tile; they
+differ only in the visit (round the encoder's latent / read the stream)::
+
+    encode: y' of the padded image ─h_a, round─▶ z_sym ─per tile: walk(visit = round(y' − mean))─▶ Latents
+            Latents ─per tile: coder(z by channel, y by table index)─▶ (z stream, y stream)
+    decode: (z stream, y stream) ─coder─▶ z_sym ─walk(visit = read the y stream)─▶ TileLatents
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from .coder import decode_symbols, encode_symbols
+from .errors import CorruptFileError
+from .latents import Latents, TileLatents
+from .probability import CodingStep, ProbabilityPath, z_groups
+from .tiling import LATENT, STRIDE, Box, TileGrid
+
+
+def quantise(model, path: ProbabilityPath, y: torch.Tensor, grid: TileGrid, quality: float,
+             refine=None) -> Latents:
+    """y' = y × gain of the padded image → the latents of every tile.
+
+    ``refine(y', means, indexes)`` (encoder effort ≥ 1) may move y' before it is rounded,
+    with z, and so every mean and table, kept as the first pass chose them.
+    """
+    z_sym = torch.round(model.h_a(y) - model.z_medians.view(1, -1, 1, 1))
+    tiles = [_z_tile(z_sym, grid.box(i)) for i in range(len(grid))]
+    if refine is not None:
+        y = refine(y, *_whole(y, grid, [path.walk(z, lambda step: np.zeros(step.index.shape)) for z in tiles]))
+    out = []
+    for i, z in enumerate(tiles):
+        y_tile = y[(Ellipsis, *grid.box(i).scaled(LATENT).slices)]
+        code = path.walk(z, lambda step: torch.round(y_tile - step.mean)[0].to(torch.int32).cpu().numpy())
+        out.append(TileLatents(z[0].to(torch.int32).cpu().numpy(), code.y, code.index, code.mean))
+    return Latents(out, grid, quality, path.profile)
+
+
+def _z_tile(z_sym: torch.Tensor, box: Box) -> torch.Tensor:
+    return z_sym[(Ellipsis, *box.scaled(STRIDE).slices)]
+
+
+def _whole(y: torch.Tensor, grid: TileGrid, codes) -> tuple[torch.Tensor, np.ndarray]:
+    """Per-tile means and table indexes assembled over the padded image."""
+    mean = torch.empty_like(y)
+    index = np.empty(y.shape[1:], dtype=np.int64)
+    for i, code in enumerate(codes):
+        rows, cols = grid.box(i).scaled(LATENT).slices
+        mean[..., rows, cols] = code.mean
+        index[:, rows, cols] = code.index
+    return mean, index
+
+
+def encode_tile(model, tile: TileLatents) -> tuple[bytes, bytes]:
+    """One tile's latents → (z stream, y stream)."""
+    return (encode_symbols(tile.z, z_groups(tile.z.shape), model.z_tables),
+            encode_symbols(tile.y, tile.y_index, model.y_tables))
+
+
+def decode_tile(model, path: ProbabilityPath, streams: tuple[bytes, bytes], box: Box) -> TileLatents:
+    """(z stream, y stream) of the tile at ``box`` (pixels) → its latents."""
+    zb, yb = box.scaled(STRIDE), box.scaled(LATENT)
+    z_shape = (model.config.N, zb.y1 - zb.y0, zb.x1 - zb.x0)
+    z = decode_symbols(streams[0], z_groups(z_shape), model.z_tables)
+
+    def read(step: CodingStep) -> np.ndarray:
+        if step.index.shape != (model.config.M, yb.y1 - yb.y0, yb.x1 - yb.x0):
+            raise CorruptFileError("latent shape does not match the header")
+        return decode_symbols(streams[1], step.index, model.y_tables)
+
+    code = path.walk(torch.from_numpy(z)[None].to(model.z_medians.device), read)
+    return TileLatents(z, code.y, code.index, code.mean)
+
+
+def where(grid: TileGrid, index: int) -> str:
+    """A tile named for messages: index, row and column."""
+    r, c = divmod(index, grid.cols)
+    return f"tile {index} (row {r}, column {c})"
+
+
+def decode_tiles(model, path: ProbabilityPath, grid: TileGrid, streams: list, wanted: list[int] | None,
+                 partial: bool) -> tuple[list[TileLatents | None], list[int]]:
+    """Streams → latents of the ``wanted`` tiles (all by default), and those found damaged.
+
+    Without ``partial`` the first damaged tile raises CorruptFileError naming it.
+    """
+    tiles: list[TileLatents | None] = [None] * len(grid)
+    damaged = []
+    for i in range(len(grid)) if wanted is None else wanted:
+        try:
+            if streams[i] is None:
+                raise CorruptFileError("damaged chunk")
+            tiles[i] = decode_tile(model, path, streams[i], grid.box(i))
+        except CorruptFileError as exc:
+            if not partial:
+                raise exc if grid.single else CorruptFileError(where(grid, i) + f": {exc}") from None
+            damaged.append(i)
+    return tiles, damaged
+
+
+def dequantised(model, lat: Latents, device: torch.device) -> torch.Tensor:
+    """ŷ = (y_sym + mean) × inv_gain over the padded image; zeros where a tile is missing."""
+    full = lat.grid.padded_box.scaled(LATENT)
+    y_hat = torch.zeros(1, model.config.M, full.y1, full.x1, device=device)
+    for i, t in enumerate(lat.tiles):
+        if t is not None:
+            y_hat[(Ellipsis, *lat.grid.box(i).scaled(LATENT).slices)] = torch.from_numpy(t.y).to(device)[None] + t.y_mean
+    return y_hat * model.gains.inv_gain(level(model, lat.quality, device))
+
+
+def level(model, quality: float, device: torch.device) -> torch.Tensor:
+    """The continuous rate level t = quality / 100 × (levels − 1) that the gains interpolate at."""
+    return torch.tensor([quality / 100 * (model.config.levels - 1)], device=device)

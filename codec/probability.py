@@ -1,0 +1,103 @@
+"""The probability path: z symbols → the mean and table of every y symbol, walked step by step.
+
+Why one type: the encoder, the decoder, the prior's sampler and scorer all need
+the same answer to "which table codes this y element, and around which mean",
+and a file decodes only if every one of them computes it identically.  The
+profile (``float``: format 1.0's float32 h_s; ``int``: the exact integer h_s of
+:mod:`codec.exact`) is chosen once, when a path is built, never per call.
+
+A tile's y is coded in *steps*: each step is a set of y elements whose tables
+are known once the steps before it are decoded.  Both directions walk the same
+:meth:`ProbabilityPath.walk` and differ only in what they do at a step
+(``visit``): the encoder rounds its latent there, the decoder reads symbols
+from the stream, the sampler draws them.  The mean-scale hyperprior has one
+step (every element's table follows from ẑ alone); a context model
+(channel groups, checkerboard) adds steps behind this same interface::
+
+    z_sym ─hyper─▶ (mean, index) of step 0 ─visit─▶ y_sym of step 0 ─▶ … ─▶ y_sym of the tile
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from .entropy import scale_to_index
+from .exact import ExactHyperSynthesis
+from .transforms import split_hyper_params
+
+
+def z_groups(shape: tuple[int, ...]) -> np.ndarray:
+    """The table of every z symbol of a (N, h, w) tile: its channel (the factorised prior)."""
+    return np.broadcast_to(np.arange(shape[0], dtype=np.int32)[:, None, None], shape)
+
+
+@dataclass(frozen=True)
+class CodingStep:
+    """y elements whose tables are known: all of them (``where`` None) or those ``where`` is True."""
+
+    mean: torch.Tensor  # (1, M, h, w) on the codec's device: the mean each symbol is coded around
+    index: np.ndarray  # (M, h, w) table index of each element
+    where: np.ndarray | None = None  # (M, h, w) bool: the elements this step codes
+
+
+@dataclass(frozen=True)
+class TileCode:
+    """What the walk of one tile gives: y symbols and the mean and table index of each."""
+
+    y: np.ndarray  # (M, h, w) int32
+    mean: torch.Tensor  # (1, M, h, w)
+    index: np.ndarray  # (M, h, w)
+
+
+Visit = Callable[[CodingStep], np.ndarray]  # a step → its symbols, (M, h, w) int32 (only ``where`` read)
+
+
+class ProbabilityPath:
+    """Base of the paths: ``hyper`` is what a profile changes; ``walk`` is shared."""
+
+    profile: str
+
+    def hyper(self, z_sym: torch.Tensor) -> tuple[torch.Tensor, np.ndarray]:
+        """z symbols (1, N, h, w) → (mean (1, M, 4h, 4w) on the device, table index (M, 4h, 4w))."""
+        raise NotImplementedError
+
+    def walk(self, z_sym: torch.Tensor, visit: Visit) -> TileCode:
+        """Every coding step of one tile in order, ``visit`` giving each step's symbols."""
+        mean, index = self.hyper(z_sym)
+        return TileCode(np.asarray(visit(CodingStep(mean, index)), dtype=np.int32), mean, index)
+
+
+class FloatPath(ProbabilityPath):
+    """Format 1.0's path: h_s in float32 on the codec's device (exact only on one machine)."""
+
+    profile = "float"
+
+    def __init__(self, model):
+        self.model = model  # read at every call: h_s runs on whatever device the model is on
+
+    def hyper(self, z_sym: torch.Tensor) -> tuple[torch.Tensor, np.ndarray]:
+        medians = self.model.z_medians.view(1, -1, 1, 1)
+        mean, scale = split_hyper_params(self.model.h_s(z_sym.float() + medians))
+        return mean, scale_to_index(scale)[0].cpu().numpy()
+
+
+class ExactPath(ProbabilityPath):
+    """The ``int`` profile: h_s as an integer network, identical on every machine (codec.exact)."""
+
+    profile = "int"
+
+    def __init__(self, h_s: torch.nn.Module, medians: torch.Tensor, device: torch.device):
+        self.network, self.device = ExactHyperSynthesis(h_s, medians), device
+
+    def hyper(self, z_sym: torch.Tensor) -> tuple[torch.Tensor, np.ndarray]:
+        mean, index = self.network(z_sym)
+        return mean.to(self.device), index[0].numpy()
+
+
+def probability_paths(model, device: torch.device) -> dict[str, ProbabilityPath]:
+    """One path per determinism profile for a frozen ``model`` on ``device``, by profile name."""
+    paths = (FloatPath(model), ExactPath(model.h_s, model.z_medians, device))
+    return {p.profile: p for p in paths}
