@@ -23,14 +23,14 @@ import statistics
 import sys
 from pathlib import Path
 
-from .report import _bd, _pct
+from .report import bd_of, percent
 
 
 def direct_bd(old: dict, new: dict) -> dict[str, dict[str, float | None]]:
     """{codec: {"psnr": %, "ms_ssim": %}}: new against old, for codecs in both runs."""
     both = [name for name in new["codecs"] if name in old["codecs"]]
-    return {name: {"psnr": _bd(old["codecs"][name], new["codecs"][name], "psnr-rgb"),
-                   "ms_ssim": _bd(old["codecs"][name], new["codecs"][name], "ms-ssim-rgb")}
+    return {name: {"psnr": bd_of(old["codecs"][name], new["codecs"][name], "psnr-rgb"),
+                   "ms_ssim": bd_of(old["codecs"][name], new["codecs"][name], "ms-ssim-rgb")}
             for name in both}
 
 
@@ -49,7 +49,7 @@ def point_changes(base: dict, test: dict) -> list[tuple[float, float, float, flo
 def compare_text(old: dict, new: dict, codec: str = "lic", variants: tuple[str, ...] = ("lic-e1", "lic-e2")) -> str:
     lines = ["## New against old (direct BD-rate)", "", "| codec | PSNR | MS-SSIM |", "|---|---|---|"]
     for name, bd in direct_bd(old, new).items():
-        lines.append(f"| {name} | {_pct(bd['psnr'], 2)} | {_pct(bd['ms_ssim'], 2)} |")
+        lines.append(f"| {name} | {percent(bd['psnr'], 2)} | {percent(bd['ms_ssim'], 2)} |")
     if codec in old["codecs"] and codec in new["codecs"]:
         lines += ["", f"## {codec}, quality by quality", "",
                   "| quality | old bpp / PSNR | rate | PSNR |", "|---|---|---|---|"]
@@ -69,8 +69,8 @@ def compare_text(old: dict, new: dict, codec: str = "lic", variants: tuple[str, 
                          + " | ".join(cells) + " |")
         for v in present:
             times = new["codecs"][v]["results"]["encoding_time"]
-            lines.append(f"\n{v}: BD-rate {_pct(_bd(base, new['codecs'][v], 'psnr-rgb'), 2)} (PSNR), "
-                         f"{_pct(_bd(base, new['codecs'][v], 'ms-ssim-rgb'), 2)} (MS-SSIM) against {codec}; "
+            lines.append(f"\n{v}: BD-rate {percent(bd_of(base, new['codecs'][v], 'psnr-rgb'), 2)} (PSNR), "
+                         f"{percent(bd_of(base, new['codecs'][v], 'ms-ssim-rgb'), 2)} (MS-SSIM) against {codec}; "
                          f"encode {statistics.median(times) * 1000:.0f} ms (median of the per-quality means)")
     return "\n".join(lines) + "\n"
 

@@ -30,7 +30,6 @@ import codec
 from .codecs import ALL, BenchCodec, make_codecs
 from .report import averages, write_plot, write_summary
 
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".ppm", ".bmp", ".tif", ".tiff", ".webp"}
 MS_SSIM_MIN_SIDE = 161  # MS-SSIM's five scales of an 11-px window need a side above 160
 
 
@@ -75,9 +74,9 @@ def _atomic_write(path: Path, data: bytes) -> None:
 def list_images(folder: Path, limit: int = 0) -> list[Path]:
     if not folder.is_dir():
         raise codec.CodecError(f"{folder}: not a directory")
-    paths = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    paths = codec.find_images(folder, recursive=False)
     if not paths:
-        raise codec.CodecError(f"{folder}: no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
+        raise codec.CodecError(f"{folder}: no images ({', '.join(sorted(codec.IMAGE_SUFFIXES))})")
     return paths[:limit] if limit else paths
 
 

@@ -43,7 +43,7 @@ def ms_ssim_db(values) -> np.ndarray:
     return -10 * np.log10(np.maximum(1 - v, 1e-10))
 
 
-def _bd(anchor: dict, test: dict, key: str) -> float | None:
+def bd_of(anchor: dict, test: dict, key: str) -> float | None:
     a, t = anchor["results"], test["results"]
     if len(a["bpp"]) < 2 or len(t["bpp"]) < 2:
         return None
@@ -64,7 +64,7 @@ def bd_table(doc: dict) -> dict[str, dict[str, float | None]]:
     anchor = doc["codecs"].get(ANCHOR)
     if anchor is None:
         return {}
-    return {name: {"psnr": _bd(anchor, c, "psnr-rgb"), "ms_ssim": _bd(anchor, c, "ms-ssim-rgb")}
+    return {name: {"psnr": bd_of(anchor, c, "psnr-rgb"), "ms_ssim": bd_of(anchor, c, "ms-ssim-rgb")}
             for name, c in doc["codecs"].items()}
 
 
@@ -73,7 +73,7 @@ def _median(doc: dict, name: str, key: str) -> float:
     return statistics.median(values) if values else math.nan
 
 
-def _pct(v: float | None, digits: int = 1) -> str:
+def percent(v: float | None, digits: int = 1) -> str:
     return "n/a" if v is None else f"{v:+.{digits}f} %"
 
 
@@ -91,7 +91,7 @@ def summary_text(doc: dict) -> str:
         bpp = c["results"]["bpp"]
         span = f"{min(bpp):.3f}–{max(bpp):.3f}" if bpp else "–"
         bd = table.get(name, {})
-        lines.append(f"| {name} | {_pct(bd.get('psnr'))} | {_pct(bd.get('ms_ssim'))} | {span} | "
+        lines.append(f"| {name} | {percent(bd.get('psnr'))} | {percent(bd.get('ms_ssim'))} | {span} | "
                      f"{_median(doc, name, 'encode_ms'):.1f} | {_median(doc, name, 'decode_ms'):.1f} | "
                      f"{c['description']} |")
     if doc["skipped"]:

@@ -15,16 +15,16 @@ import os
 import struct
 from pathlib import Path
 
-from .container import FORMAT_MAJOR, FORMAT_MINOR, Header
+from .container import FORMAT_MAJOR, FORMAT_MINOR, MAX_PIXELS, Header
 from .errors import CodecError, CorruptFileError, WeightsError, WeightsMismatchError
+from .shipped import DEFAULT_WEIGHTS, manifest_hash, read_metadata
 
 __version__ = "0.1.0"
 FORMAT_VERSION = f"{FORMAT_MAJOR}.{FORMAT_MINOR}"
 
-__all__ = ["Codec", "CodecError", "CorruptFileError", "EncodeOptions", "Header", "Latents", "WeightsError",
-           "WeightsMismatchError", "decode", "effort_schedule", "encode", "psnr", "read_header", "weights_info",
-           "__version__"]
-_SHIPPED = Path(__file__).resolve().parent / "weights" / "lic-default.safetensors"
+__all__ = ["Codec", "CodecError", "CorruptFileError", "EncodeOptions", "FORMAT_VERSION", "Header",
+           "IMAGE_SUFFIXES", "Latents", "MAX_PIXELS", "WeightsError", "WeightsMismatchError", "decode",
+           "effort_schedule", "encode", "find_images", "psnr", "read_header", "weights_info", "__version__"]
 
 
 def encode(image, quality: float = 75.0, *, target_bpp: float | None = None,
@@ -76,15 +76,11 @@ def weights_info(path: str | os.PathLike | None = None) -> dict:
 
     Reads only the safetensors JSON header (never torch): used by ``lic --version``.
     """
-    path = Path(path) if path is not None else _SHIPPED
+    path = Path(path) if path is not None else DEFAULT_WEIGHTS
     try:
-        with open(path, "rb") as f:
-            (size,) = struct.unpack("<Q", f.read(8))
-            if size > 1 << 24:
-                raise ValueError("header too large")
-            meta = json.loads(f.read(size)).get("__metadata__", {})
+        meta = read_metadata(path)
         extra = json.loads(meta.get("extra", "{}"))
-        sha = json.loads((path.parent / "MANIFEST.json").read_text()).get(path.name, "")
+        sha = manifest_hash(path) or ""
     except (OSError, ValueError, struct.error) as exc:
         raise WeightsError(f"{path}: cannot read weights metadata ({exc})") from None
     return {"name": meta.get("name", "?"), "sha256": sha, "step": extra.get("step")}
@@ -95,6 +91,10 @@ def __getattr__(name: str):
         from .metrics import psnr
 
         return psnr
+    if name in ("IMAGE_SUFFIXES", "find_images"):
+        from . import images
+
+        return getattr(images, name)
     if name in ("Codec", "EncodeOptions", "Latents"):
         from . import api
 

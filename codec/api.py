@@ -22,10 +22,14 @@ import torch
 from PIL import Image
 
 from . import container, images
+from .container import MAX_PIXELS
 from .errors import CodecError, DamagedTilesWarning, WeightsMismatchError
-from .inputs import DEFAULT_QUALITY, EncodeOptions, bisect_quality, crop_box, read_bytes, tensor_pixels
+from .inputs import (
+    DEFAULT_QUALITY, EncodeOptions, bisect_quality, checked_device, checked_profile, crop_box, read_bytes, tensor_pixels,
+)
 from .latent_coding import decode_tiles, dequantised, encode_tile, level, quantise, where
 from .latents import Latents
+from .lic_file import finish_image, pack_image
 from .probability import probability_paths
 from .refine import refine_latent, schedule_for
 from .tiled import TiledTransforms
@@ -33,7 +37,6 @@ from .tiling import DEFAULT_TILE, Box, TileGrid
 from .transforms import interp_lambda
 from .weights import FrozenModel, load_weights
 
-MAX_PIXELS = 2 * 89_478_485  # Pillow's decompression-bomb error limit (Image.MAX_IMAGE_PIXELS × 2)
 
 
 class Codec:
@@ -50,12 +53,7 @@ class Codec:
 
     def __init__(self, weights: str | os.PathLike | FrozenModel | None = None, device: str = "cpu",
                  max_pixels: int | None = MAX_PIXELS, profile: str = "int", tile_batch: int | None = None):
-        if profile not in container.PROFILES:
-            raise CodecError(f"unknown determinism profile {profile!r} (use {' or '.join(container.PROFILES)})")
-        if device.startswith("cuda") and not torch.cuda.is_available():
-            raise CodecError("--device cuda requested but CUDA is not available")
-        if device not in ("cpu",) and not device.startswith("cuda"):
-            raise CodecError(f"unknown device {device!r} (use cpu or cuda)")
+        self.device, self.profile = checked_device(device), checked_profile(profile)
         if isinstance(weights, torch.nn.Module) and not isinstance(weights, FrozenModel):
             raise CodecError("Codec needs a frozen model: freeze a trained one with codec.training.freeze")
         model = weights if isinstance(weights, FrozenModel) else load_weights(weights)
@@ -63,9 +61,7 @@ class Codec:
         self.model = model.to(device)
         for transform in (self.model.g_a, self.model.g_s):
             transform.to(memory_format=torch.channels_last)
-        self.device = torch.device(device)
         self.max_pixels = max_pixels
-        self.profile = profile
         self.tile_batch = max(1, tile_batch or (8 if self.device.type == "cuda" else 1))
         self.paths = probability_paths(self.model, self.device)  # by profile: the walk both directions share
         self.transforms = TiledTransforms(self.model, self.device, self.tile_batch)
@@ -85,8 +81,8 @@ class Codec:
         return src, src.rgb
 
     def _grid_for(self, pixels, tile: int | None) -> TileGrid:
-        height, width = pixels.shape[:2] if isinstance(pixels, np.ndarray) else pixels.shape[-2:]
-        return TileGrid.for_image(width, height, tile, self.model.config.halos)
+        size = pixels.shape[1::-1] if isinstance(pixels, np.ndarray) else pixels.shape[:-3:-1]
+        return TileGrid.for_image(*size, tile, self.model.config.halos)
 
     def _quantise(self, y0: torch.Tensor, quality: float, grid: TileGrid, pixels, effort: int) -> Latents:
         """y of the padded image → latents; ``effort`` ≥ 1 refines y' against ``pixels`` first."""
@@ -124,16 +120,6 @@ class Codec:
         """Transform stage of decoding: latents → RGB pixels of ``region``, uint8 (h, w, 3)."""
         return self._synthesis(lat, region).permute(1, 2, 0).cpu().numpy()
 
-    def _pack(self, src: images.SourceImage | None, lat: Latents, streams: list[tuple[bytes, bytes]]) -> bytes:
-        grid = lat.grid
-        header = container.Header(grid.width, grid.height, "RGB" if src is None else src.mode, lat.quality,
-                                  self.model.name, self.model.sha256, lat.profile)
-        chunks = {} if src is None else src.metadata.to_chunks()
-        if src is not None and src.alpha is not None:
-            chunks[container.ALPHA] = images.pack_alpha(src.alpha)
-        tile_size = None if grid.single else (grid.tile_w, grid.tile_h)
-        return container.pack(container.LicFile(header, chunks, streams, tile_size))
-
     @torch.inference_mode()
     def encode(self, image, quality: float = DEFAULT_QUALITY, *, target_bpp: float | None = None,
                target_size: int | None = None, strip: bool = False, tile: int | None = DEFAULT_TILE,
@@ -164,7 +150,7 @@ class Codec:
             lat = self._quantise(y0, q, grid, pixels, opts.effort)
             if verify:
                 digests[q] = lat.digest()
-            return self._pack(src, lat, self.entropy_encode(lat))
+            return pack_image(self.model, src, lat, self.entropy_encode(lat))
 
         if opts.target_bpp is None and opts.target_size is None:
             data = at(opts.quality)
@@ -222,18 +208,9 @@ class Codec:
         wanted = None if crop is None else grid.context(grid.covering(region))
         lat, damaged = self._entropy_decode(parsed, wanted, partial)
         if damaged:
-            warnings.warn(f"{len(damaged)} damaged tile(s) painted gray: {', '.join(where(grid, i) for i in damaged)}",
-                          DamagedTilesWarning, stacklevel=2)
-        rgb = self._synthesis(lat, region).permute(1, 2, 0).cpu().numpy()  # contiguous HWC
-        alpha = None
-        if h.mode in ("LA", "RGBA"):
-            if container.ALPHA in parsed.chunks:
-                alpha = images.unpack_alpha(parsed.chunks[container.ALPHA], h.width, h.height)
-                alpha = alpha[region.slices]
-            else:  # lost with the rest of a broken partial file
-                alpha = np.full(rgb.shape[:2], 255, dtype=np.uint8)
-        meta = images.Metadata.from_chunks(parsed.chunks)
-        return images.finish(np.ascontiguousarray(rgb), h.mode, alpha, meta)
+            places = ", ".join(where(grid, i) for i in damaged)
+            warnings.warn(f"{len(damaged)} damaged tile(s) painted gray: {places}", DamagedTilesWarning, stacklevel=2)
+        return finish_image(parsed, self._synthesis(lat, region).permute(1, 2, 0).cpu().numpy(), region)
 
     def score(self, image, quality: float = DEFAULT_QUALITY) -> float:
         """Bits per pixel the learned prior needs for ``image``: how typical it is (codec.prior)."""

@@ -23,6 +23,7 @@ _COMPACT = struct.Struct("<IIBBH8s")  # 1.2: width, height, mode, profile, quali
 _CHUNK_HEAD = struct.Struct("<4sI")
 MAX_HEADER = 0xFFFF
 MAX_SIDE = 1 << 20
+MAX_PIXELS = 2 * 89_478_485  # the codec's default image size limit: Pillow's decompression-bomb error limit
 MAX_TILES = 1 << 20  # a grid with more tiles is refused before anything is allocated for it
 
 # Chunk types.  Upper-case first letter: critical (a reader that does not know it must refuse);

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import torch
 
+from . import container
 from .errors import CodecError
 from .refine import schedule_for
 from .tiling import DEFAULT_TILE, STRIDE, Box
@@ -40,6 +41,22 @@ class EncodeOptions:
         schedule_for(self.effort)
         if self.tile is not None and (self.tile < STRIDE or self.tile % STRIDE):
             raise CodecError(f"tile size must be a positive multiple of {STRIDE}, got {self.tile}")
+
+
+def checked_device(device: str) -> torch.device:
+    """``"cpu"`` or ``"cuda[:n]"`` (where CUDA is available) as a torch device; CodecError otherwise."""
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise CodecError("--device cuda requested but CUDA is not available")
+    if device not in ("cpu",) and not device.startswith("cuda"):
+        raise CodecError(f"unknown device {device!r} (use cpu or cuda)")
+    return torch.device(device)
+
+
+def checked_profile(profile: str) -> str:
+    """A determinism profile name the container knows (docs/FORMAT.md); CodecError otherwise."""
+    if profile not in container.PROFILES:
+        raise CodecError(f"unknown determinism profile {profile!r} (use {' or '.join(container.PROFILES)})")
+    return profile
 
 
 def read_bytes(data) -> bytes:

@@ -22,13 +22,11 @@ from torch import nn
 from .container import sha256_file
 from .entropy import TableSet
 from .errors import WeightsError
+from .shipped import DEFAULT_WEIGHTS, MANIFEST, WEIGHTS_DIR, manifest_hash  # noqa: F401  (MANIFEST: export's)
 from .transforms import (
     FrozenGDN, GainUnits, ModelConfig, analysis, hyper_analysis, hyper_synthesis, synthesis,
 )
 
-WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
-DEFAULT_WEIGHTS = WEIGHTS_DIR / "lic-default.safetensors"
-MANIFEST = WEIGHTS_DIR / "MANIFEST.json"
 FORMAT_TAG = "lic-weights-1"
 TRANSFORM_KEYS = ("g_a", "g_s", "h_a", "h_s", "gains")  # what a frozen model keeps of a trained one
 
@@ -101,12 +99,6 @@ def _canonical(blob: bytes) -> bytes:
     return len(header).to_bytes(8, "little") + header + blob[8 + size :]
 
 
-def _expected_hash(path: Path) -> str | None:
-    if not MANIFEST.exists():
-        return None
-    return json.loads(MANIFEST.read_text()).get(path.name)
-
-
 def load_weights(path: str | os.PathLike | None = None, verify: bool = True) -> FrozenModel:
     """Read a weights file; for files listed in the manifest, the SHA-256 must match."""
     from safetensors import safe_open
@@ -115,7 +107,7 @@ def load_weights(path: str | os.PathLike | None = None, verify: bool = True) -> 
     if not path.is_file():
         raise WeightsError(f"weights file not found: {path}")
     digest = sha256_file(path)
-    expected = _expected_hash(path) if verify and path.parent == WEIGHTS_DIR else None
+    expected = manifest_hash(path) if verify and path.parent == WEIGHTS_DIR else None
     if expected is not None and digest.hex() != expected:
         raise WeightsError(f"weights file {path.name} is corrupt (SHA-256 does not match the manifest)")
     try:

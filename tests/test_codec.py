@@ -14,7 +14,7 @@ from PIL.PngImagePlugin import PngInfo
 import codec
 from codec.errors import CodecError, CorruptFileError, WeightsMismatchError
 
-from .conftest import psnr
+from codec import psnr
 
 
 @pytest.mark.parametrize("size", [(1, 1), (17, 33), (1000, 7), (64, 64), (65, 130)])

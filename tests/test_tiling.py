@@ -11,7 +11,7 @@ from codec import container
 from codec.errors import DamagedTilesWarning
 from codec.tiling import Box, TileGrid
 
-from .conftest import psnr
+from codec import psnr
 
 TILE = 128  # the sample photo (384×256) becomes 3 × 2 tiles
 
