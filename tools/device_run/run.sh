@@ -18,7 +18,7 @@ python3 -c "import torch, numpy, PIL; print('torch', torch.__version__, 'numpy',
 gather .gpupack/data .gpudata*
 [ "${INIT:-.gpupack/init.pt}" = none ] || cp ${INIT:-.gpupack/init.pt} /tmp/run/train.pt
 
-train() {  # train MINUTES [flags...]: one run of codec.train, stopped by SIGTERM at DEADLINE at the latest
+train() {  # train MINUTES [flags...]: one run of codec.training.train, stopped by SIGTERM at DEADLINE at the latest
   local minutes=$1; shift
   local left=$(( DEADLINE - $(date +%s) + START ))
   timeout -s TERM -k 30 $left python3 -c "import sys; sys.modules['constriction'] = None; from codec.training.train import main; sys.exit(main(sys.argv[1:]))" \
