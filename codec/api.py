@@ -108,7 +108,7 @@ class Codec:
 
     def entropy_encode(self, lat: Latents) -> list[tuple[bytes, bytes]]:
         """Entropy-coding stage: latents → one (z stream, y stream) per tile."""
-        return [encode_tile(self.model, t) for t in lat.tiles]
+        return [encode_tile(self.model, self.paths[lat.profile], t) for t in lat.tiles]
 
     @torch.inference_mode()
     def entropy_decode(self, data, tiles: list[int] | None = None, partial: bool = False) -> Latents:

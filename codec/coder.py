@@ -10,10 +10,15 @@ reverse and the decoder pops it forward.
 Values outside a table's range are coded as the table's escape entry; the
 escaped values themselves follow in a small side list.
 
+A context model codes y in steps whose tables depend on the steps before:
+:class:`SymbolWriter` takes the steps in the decoder's order and
+:class:`SymbolReader` reads them back one at a time from the same stream (one
+step is exactly :func:`encode_symbols` / :func:`decode_symbols`).
+
 Stream layout (all integers little-endian)::
 
     varint  escape count E
-    E × zigzag varint  escaped values, in plan order
+    E × zigzag varint  escaped values, in plan order (step by step)
     rest    ANS words (uint32), constriction's compressed data
 """
 from __future__ import annotations
@@ -63,70 +68,109 @@ def _read_varint(data: bytes, pos: int) -> tuple[int, int]:
             return value, pos
 
 
-def encode_symbols(symbols: np.ndarray, groups: np.ndarray, tables: TableSet) -> bytes:
-    """Code integer ``symbols`` (any shape), ``groups`` of the same shape index ``tables``."""
-    import constriction
+class SymbolWriter:
+    """Symbols written in steps, each with its table indexes → one stream.
 
-    flat = np.asarray(symbols, dtype=np.int64).reshape(-1)
-    models = tables.models()
-    plan = coding_plan(groups)
-    escaped: list[int] = []
-    coded: list[np.ndarray] = []
-    for step in plan:
-        r = int(tables.radius[step.table])
-        values = flat[step.positions]
-        outside = np.abs(values) > r
-        escaped.extend(values[outside].tolist())
-        coded.append(np.where(outside, 2 * r + 1, values + r).astype(np.int32))
-    coder = constriction.stream.stack.AnsCoder()
-    for step, syms in zip(reversed(plan), reversed(coded)):
-        coder.encode_reverse(syms, models[step.table])
-    out = bytearray()
-    _write_varint(out, len(escaped))
-    for v in escaped:
-        _write_varint(out, (v << 1) ^ (v >> 63))  # zigzag
-    return bytes(out) + coder.get_compressed().astype("<u4").tobytes()
+    A context model codes y in steps whose tables depend on the steps before, so a
+    decoder must read step by step; the writer takes the steps in the order the decoder
+    will read them and, at :meth:`finish`, pushes them in reverse onto the ANS stack.
+    One step is :func:`encode_symbols`.
+    """
+
+    def __init__(self, tables: TableSet):
+        self.tables = tables
+        self._coded: list[tuple[int, np.ndarray]] = []  # (table, entries) in reading order
+        self._escaped: list[int] = []
+
+    def write(self, symbols: np.ndarray, groups: np.ndarray) -> None:
+        """Queue integer ``symbols`` (any shape) under the tables ``groups`` (same shape) names."""
+        flat = np.asarray(symbols, dtype=np.int64).reshape(-1)
+        for step in coding_plan(groups):
+            r = int(self.tables.radius[step.table])
+            values = flat[step.positions]
+            outside = np.abs(values) > r
+            self._escaped.extend(values[outside].tolist())
+            self._coded.append((step.table, np.where(outside, 2 * r + 1, values + r).astype(np.int32)))
+
+    def finish(self) -> bytes:
+        import constriction
+
+        models = self.tables.models()
+        coder = constriction.stream.stack.AnsCoder()
+        for table, entries in reversed(self._coded):
+            coder.encode_reverse(entries, models[table])
+        out = bytearray()
+        _write_varint(out, len(self._escaped))
+        for v in self._escaped:
+            _write_varint(out, (v << 1) ^ (v >> 63))  # zigzag
+        return bytes(out) + coder.get_compressed().astype("<u4").tobytes()
+
+
+class SymbolReader:
+    """The stream of a :class:`SymbolWriter`, read back step by step (``capacity``: the most
+    symbols the stream may hold, which bounds the escape list before anything is allocated)."""
+
+    def __init__(self, data: bytes, tables: TableSet, capacity: int):
+        import constriction
+
+        self.tables = tables
+        count, pos = _read_varint(data, 0)
+        if count > capacity:
+            raise CorruptFileError("latent stream: more escapes than symbols")
+        self._escaped = np.empty(count, dtype=np.int64)
+        for i in range(count):
+            z, pos = _read_varint(data, pos)
+            if z >= 1 << 32:  # the encoder only escapes int32 symbols
+                raise CorruptFileError("latent stream: escaped value out of range")
+            self._escaped[i] = (z >> 1) ^ -(z & 1)
+        self._used = 0
+        words = data[pos:]
+        if len(words) % 4:
+            raise CorruptFileError("latent stream: length is not a whole number of words")
+        try:
+            self._decoder = constriction.stream.stack.AnsCoder(np.frombuffer(words, dtype="<u4").astype(np.uint32))
+        except Exception as exc:  # constriction rejects some malformed word sequences outright
+            raise CorruptFileError(f"latent stream: {exc}") from None
+
+    def read(self, groups: np.ndarray) -> np.ndarray:
+        """The next symbols, one per entry of ``groups`` (their tables), as int32 of its shape."""
+        groups = np.asarray(groups)
+        if groups.size and (groups.min() < 0 or groups.max() >= len(self.tables)):
+            raise CorruptFileError("latent stream: table index out of range")
+        models = self.tables.models()
+        out = np.empty(groups.size, dtype=np.int64)
+        for step in coding_plan(groups):
+            r = int(self.tables.radius[step.table])
+            try:
+                syms = np.asarray(self._decoder.decode(models[step.table], len(step.positions)), dtype=np.int64)
+            except Exception as exc:
+                raise CorruptFileError(f"latent stream: {exc}") from None
+            values = syms - r
+            outside = np.flatnonzero(syms == 2 * r + 1)
+            if self._used + len(outside) > len(self._escaped):
+                raise CorruptFileError("latent stream: escape list too short")
+            values[outside] = self._escaped[self._used : self._used + len(outside)]
+            self._used += len(outside)
+            out[step.positions] = values
+        return out.reshape(groups.shape).astype(np.int32)
+
+    def finish(self) -> None:
+        """CorruptFileError unless every escape and every word was used."""
+        if self._used != len(self._escaped) or not self._decoder.is_empty():
+            raise CorruptFileError("latent stream: data left over after the last symbol")
+
+
+def encode_symbols(symbols: np.ndarray, groups: np.ndarray, tables: TableSet) -> bytes:
+    """Code integer ``symbols`` (any shape), ``groups`` of the same shape index ``tables``: one step."""
+    writer = SymbolWriter(tables)
+    writer.write(symbols, groups)
+    return writer.finish()
 
 
 def decode_symbols(data: bytes, groups: np.ndarray, tables: TableSet) -> np.ndarray:
     """Inverse of :func:`encode_symbols`; returns int32 symbols shaped like ``groups``."""
-    import constriction
-
     groups = np.asarray(groups)
-    if groups.size and (groups.min() < 0 or groups.max() >= len(tables)):
-        raise CorruptFileError("latent stream: table index out of range")
-    count, pos = _read_varint(data, 0)
-    if count > groups.size:
-        raise CorruptFileError("latent stream: more escapes than symbols")
-    escaped = np.empty(count, dtype=np.int64)
-    for i in range(count):
-        z, pos = _read_varint(data, pos)
-        if z >= 1 << 32:  # the encoder only escapes int32 symbols
-            raise CorruptFileError("latent stream: escaped value out of range")
-        escaped[i] = (z >> 1) ^ -(z & 1)
-    words = data[pos:]
-    if len(words) % 4:
-        raise CorruptFileError("latent stream: length is not a whole number of words")
-    try:
-        decoder = constriction.stream.stack.AnsCoder(np.frombuffer(words, dtype="<u4").astype(np.uint32))
-    except Exception as exc:  # constriction rejects some malformed word sequences outright
-        raise CorruptFileError(f"latent stream: {exc}") from None
-    models = tables.models()
-    out = np.empty(groups.size, dtype=np.int64)
-    used = 0
-    for step in coding_plan(groups):
-        r = int(tables.radius[step.table])
-        try:
-            syms = np.asarray(decoder.decode(models[step.table], len(step.positions)), dtype=np.int64)
-        except Exception as exc:
-            raise CorruptFileError(f"latent stream: {exc}") from None
-        values = syms - r
-        outside = np.flatnonzero(syms == 2 * r + 1)
-        if used + len(outside) > count:
-            raise CorruptFileError("latent stream: escape list too short")
-        values[outside] = escaped[used : used + len(outside)]
-        used += len(outside)
-        out[step.positions] = values
-    if used != count or not decoder.is_empty():
-        raise CorruptFileError("latent stream: data left over after the last symbol")
-    return out.reshape(groups.shape).astype(np.int32)
+    reader = SymbolReader(data, tables, groups.size)
+    symbols = reader.read(groups)
+    reader.finish()
+    return symbols

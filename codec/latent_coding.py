@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .coder import decode_symbols, encode_symbols
+from .coder import SymbolReader, SymbolWriter, decode_symbols, encode_symbols
 from .errors import CorruptFileError
 from .latents import Latents, TileLatents
 from .probability import CodingStep, ProbabilityPath, z_groups
@@ -53,10 +53,12 @@ def _whole(y: torch.Tensor, grid: TileGrid, codes) -> tuple[torch.Tensor, np.nda
     return mean, index
 
 
-def encode_tile(model, tile: TileLatents) -> tuple[bytes, bytes]:
-    """One tile's latents → (z stream, y stream)."""
-    return (encode_symbols(tile.z, z_groups(tile.z.shape), model.z_tables),
-            encode_symbols(tile.y, tile.y_index, model.y_tables))
+def encode_tile(model, path: ProbabilityPath, tile: TileLatents) -> tuple[bytes, bytes]:
+    """One tile's latents → (z stream, y stream), y written in the path's coding steps."""
+    writer = SymbolWriter(model.y_tables)
+    for where in path.step_masks(tile.y.shape):
+        writer.write(*((tile.y, tile.y_index) if where is None else (tile.y[where], tile.y_index[where])))
+    return encode_symbols(tile.z, z_groups(tile.z.shape), model.z_tables), writer.finish()
 
 
 def decode_tile(model, path: ProbabilityPath, streams: tuple[bytes, bytes], box: Box) -> TileLatents:
@@ -64,13 +66,20 @@ def decode_tile(model, path: ProbabilityPath, streams: tuple[bytes, bytes], box:
     zb, yb = box.scaled(STRIDE), box.scaled(LATENT)
     z_shape = (model.config.N, zb.y1 - zb.y0, zb.x1 - zb.x0)
     z = decode_symbols(streams[0], z_groups(z_shape), model.z_tables)
+    y_shape = (model.config.M, yb.y1 - yb.y0, yb.x1 - yb.x0)
+    reader = SymbolReader(streams[1], model.y_tables, y_shape[0] * y_shape[1] * y_shape[2])
 
     def read(step: CodingStep) -> np.ndarray:
-        if step.index.shape != (model.config.M, yb.y1 - yb.y0, yb.x1 - yb.x0):
+        if step.index.shape != y_shape:
             raise CorruptFileError("latent shape does not match the header")
-        return decode_symbols(streams[1], step.index, model.y_tables)
+        if step.where is None:
+            return reader.read(step.index)
+        symbols = np.zeros(y_shape, dtype=np.int32)
+        symbols[step.where] = reader.read(step.index[step.where])
+        return symbols
 
     code = path.walk(torch.from_numpy(z)[None].to(model.z_medians.device), read)
+    reader.finish()
     return TileLatents(z, code.y, code.index, code.mean)
 
 

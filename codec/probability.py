@@ -56,18 +56,37 @@ Visit = Callable[[CodingStep], np.ndarray]  # a step → its symbols, (M, h, w) 
 
 
 class ProbabilityPath:
-    """Base of the paths: ``hyper`` is what a profile changes; ``walk`` is shared."""
+    """Base of the paths: ``hyper`` is what a profile changes; ``walk`` is shared.
+
+    The steps' order is part of the format: the y stream holds the steps' symbols in the
+    order of :meth:`step_masks`, which the coder's writer follows and its reader reads back.
+    """
 
     profile: str
+
+    def step_masks(self, shape: tuple[int, int, int]) -> list[np.ndarray | None]:
+        """The elements of a (M, h, w) y that each step codes, in coding order (None: all)."""
+        return [None]
 
     def hyper(self, z_sym: torch.Tensor) -> tuple[torch.Tensor, np.ndarray]:
         """z symbols (1, N, h, w) → (mean (1, M, 4h, 4w) on the device, table index (M, 4h, 4w))."""
         raise NotImplementedError
 
     def walk(self, z_sym: torch.Tensor, visit: Visit) -> TileCode:
-        """Every coding step of one tile in order, ``visit`` giving each step's symbols."""
+        """Every coding step of one tile in order, ``visit`` giving each step's symbols.
+
+        Here every step's means and tables come from ẑ alone (the hyperprior); a context
+        model recomputes them before each step from the symbols visited so far.
+        """
         mean, index = self.hyper(z_sym)
-        return TileCode(np.asarray(visit(CodingStep(mean, index)), dtype=np.int32), mean, index)
+        y = np.zeros(index.shape, dtype=np.int32)
+        for where in self.step_masks(index.shape):
+            symbols = np.asarray(visit(CodingStep(mean, index, where)), dtype=np.int32)
+            if where is None:
+                y = symbols
+            else:
+                y[where] = symbols[where]
+        return TileCode(y, mean, index)
 
 
 class FloatPath(ProbabilityPath):
