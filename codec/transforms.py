@@ -82,6 +82,11 @@ class ModelConfig:
     res_blocks: int = 0  # residual blocks in g_a and g_s, at the deepest hidden scales first (0–3)
     lambdas: tuple[float, ...] = (
         0.00045, 0.0009, 0.0018, 0.0035, 0.0067, 0.013, 0.025, 0.0483, 0.0932, 0.18, 0.36)
+    groups: tuple[int, ...] = ()  # channels per context group of y (codec.training.context); () none
+
+    def __post_init__(self):
+        if self.groups and (sum(self.groups) != self.M or min(self.groups) < 1):
+            raise ValueError(f"context groups {self.groups} must be positive and sum to M = {self.M}")
 
     @property
     def deep_channels(self) -> int:
@@ -109,7 +114,7 @@ class ModelConfig:
 
     def to_dict(self) -> dict:
         d = asdict(self)
-        for key in ("deep", "res_blocks"):  # weights files written before these fields stay byte-identical
+        for key in ("deep", "res_blocks", "groups"):  # files written before these fields stay byte-identical
             if not d[key]:
                 del d[key]
         return d
@@ -117,7 +122,8 @@ class ModelConfig:
     @classmethod
     def from_dict(cls, d: dict) -> "ModelConfig":
         return cls(N=int(d["N"]), M=int(d["M"]), deep=int(d.get("deep", 0)),
-                   res_blocks=int(d.get("res_blocks", 0)), lambdas=tuple(float(v) for v in d["lambdas"]))
+                   res_blocks=int(d.get("res_blocks", 0)), lambdas=tuple(float(v) for v in d["lambdas"]),
+                   groups=tuple(int(g) for g in d.get("groups", ())))
 
 
 _BLOCK_SCALES = (8, 4, 2)  # where residual blocks go, deepest first (1/8, 1/4, 1/2 of the image side)

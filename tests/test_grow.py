@@ -17,9 +17,7 @@ from codec.training.train import main as train_main
 from codec.transforms import ModelConfig, ResidualBlock
 from codec.training.freeze import freeze
 
-from .conftest import SAMPLE
-from .test_train import _args as _train_args  # the tiny model and cache of the training tests
-from .test_widen import outputs_before_and_after
+from .conftest import SAMPLE, outputs_before_and_after, train_args as _train_args
 
 
 def _main_names(config: dict) -> list[str]:

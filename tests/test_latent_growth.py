@@ -1,7 +1,6 @@
 """Active latent widening and its training aids (codec.widen --latent-init active, codec.latent_growth)."""
 from __future__ import annotations
 
-import shutil
 
 import pytest
 import torch
@@ -14,17 +13,8 @@ from codec.training.train import main as train_main
 from codec.transforms import ModelConfig, split_hyper_params
 from codec.training.surgery.widen import main as widen_main
 
-from .test_train import _args as _train_args
-from .test_widen import _model, trained  # noqa: F401  (the module-scoped trained tiny checkpoint)
+from .conftest import copy_trained, model_from as _model, train_args as _train_args
 
-
-def _copy(trained, tmp_path):  # noqa: F811
-    for name in ("data", "cache.npy", "ckpt.pt"):
-        src = trained / name
-        if src.is_dir():
-            shutil.copytree(src, tmp_path / name, dirs_exist_ok=True)
-        else:
-            shutil.copy(src, tmp_path / name)
 
 
 def _widen_active(tmp_path, M: int = 20) -> None:
@@ -32,8 +22,8 @@ def _widen_active(tmp_path, M: int = 20) -> None:
                        "--cache", str(tmp_path / "cache.npy")]) == 0
 
 
-def test_active_widening_gives_the_new_latents_signal_and_a_matching_scale(trained, tmp_path):  # noqa: F811
-    _copy(trained, tmp_path)
+def test_active_widening_gives_the_new_latents_signal_and_a_matching_scale(trained, tmp_path):
+    copy_trained(trained, tmp_path)
     before = load_checkpoint(tmp_path / "ckpt.pt")
     _widen_active(tmp_path)
     after = load_checkpoint(tmp_path / "ckpt.pt")
@@ -58,17 +48,17 @@ def test_active_widening_gives_the_new_latents_signal_and_a_matching_scale(train
             diff = (new(x, t)["x_hat"] - old(x, t)["x_hat"]).abs().mean()
             assert diff < 0.1 * (old(x, t)["x_hat"] - x).abs().mean()
     # deterministic: the same command on the same checkpoint gives the same weights
-    _copy(trained, tmp_path)
+    copy_trained(trained, tmp_path)
     _widen_active(tmp_path)
     again = load_checkpoint(tmp_path / "ckpt.pt")
     assert all(torch.equal(again["model"][k], after["model"][k]) for k in after["model"])
 
 
-def test_training_brings_new_latents_in_with_a_rate_ramp_and_faster_updates(trained, tmp_path):  # noqa: F811
+def test_training_brings_new_latents_in_with_a_rate_ramp_and_faster_updates(trained, tmp_path):
     moved, ends = {}, {}
     for mult, ramp in (("1", True), ("10", True), ("1", False)):
         run = tmp_path / f"{mult}{ramp}"
-        _copy(trained, run)
+        copy_trained(trained, run)
         _widen_active(run)
         start = load_checkpoint(run / "ckpt.pt")
         s0 = start["step"]
@@ -89,7 +79,7 @@ def test_training_brings_new_latents_in_with_a_rate_ramp_and_faster_updates(trai
     assert 0.5 < ratio_old < 2
 
 
-def test_model_forward_scales_the_new_channels_rate_gradient_but_not_sigmas(trained):  # noqa: F811
+def test_model_forward_scales_the_new_channels_rate_gradient_but_not_sigmas(trained):
     config = ModelConfig(N=8, M=20)
     model = LicModel(config).train()
     x = torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(1))
@@ -112,8 +102,8 @@ def test_model_forward_scales_the_new_channels_rate_gradient_but_not_sigmas(trai
     assert not torch.allclose(mixed["g_a.6.weight"][12:], full["g_a.6.weight"][12:])
 
 
-def test_new_latents_must_name_channels_inside_the_latent(trained, tmp_path, capsys):  # noqa: F811
-    _copy(trained, tmp_path)
+def test_new_latents_must_name_channels_inside_the_latent(trained, tmp_path, capsys):
+    copy_trained(trained, tmp_path)
     assert train_main(_train_args(tmp_path, 5) + ["--new-latents", "12"]) == 1  # M is 12: nothing is new
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("lic train: ") and "not inside the latent" in err[0]

@@ -15,14 +15,7 @@ from codec.training.patches import PatchSampler, build_cache
 from codec.training.checkpoint import load_checkpoint
 from codec.training.train import main as train_main
 
-from .conftest import SAMPLE
-
-
-def _args(tmp_path, steps: int) -> list[str]:
-    return ["--data", str(tmp_path / "data"), "--cache", str(tmp_path / "cache.npy"),
-            "--checkpoint", str(tmp_path / "ckpt.pt"), "--log-file", str(tmp_path / "log.jsonl"),
-            "--N", "8", "--M", "12", "--patch", "64", "--batch", "2", "--steps", str(steps),
-            "--log-every", "2", "--eval-dir", str(tmp_path / "none"), "--threads", "1"]
+from .conftest import SAMPLE, train_args as _args
 
 
 def test_patch_cache_and_sampler(tmp_path):

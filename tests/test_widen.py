@@ -14,35 +14,7 @@ from codec.training.train import main as train_main
 from codec.transforms import ModelConfig
 from codec.training.surgery.widen import main as widen_main, widen_checkpoint
 
-from .conftest import SAMPLE
-from .test_train import _args as _train_args  # the tiny model and cache of the training tests
-
-
-def _model(state: dict, config: dict) -> LicModel:
-    model = LicModel(ModelConfig.from_dict(config))
-    model.load_state_dict(state)
-    return model.eval()
-
-
-def outputs_before_and_after(before: dict, after: dict) -> list[tuple[dict, dict]]:
-    """(old, new) forward outputs of the model and of the EMA of two checkpoints, same input."""
-    x = torch.rand(2, 3, 64, 128, generator=torch.Generator().manual_seed(0))
-    t = torch.tensor([1.5, 8.0])
-    pairs = []
-    for key in ("model", "ema"):
-        old, new = _model(before[key], before["config"]), _model(after[key], after["config"])
-        with torch.no_grad():
-            pairs.append((old(x, t), new(x, t)))
-    return pairs
-
-
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("widen")
-    (tmp / "data").mkdir()
-    shutil.copy(SAMPLE, tmp / "data" / "a.png")
-    assert train_main(_train_args(tmp, 3)) == 0
-    return tmp
+from .conftest import outputs_before_and_after, train_args as _train_args
 
 
 def test_widened_model_computes_the_same_function_and_keeps_training(trained, tmp_path):

@@ -63,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         fit = FitOptions(training_dir(args.fit_data), args.fit_crops) if args.fit_crops > 0 else None
         digest = export(args.checkpoint, args.out, args.name, use_ema=not args.no_ema, fit=fit)
-    except FileNotFoundError as exc:
+    except (FileNotFoundError, ValueError) as exc:
         print(f"python -m codec.training.export: {exc}", file=sys.stderr)
         return 1
     print(f"wrote {args.out} sha256 {digest}")

@@ -106,11 +106,20 @@ class UpdateBoost:
     """
 
     def __init__(self, slices: list[tuple[nn.Parameter, tuple]], factor: float):
-        self.slices, self.factor = slices, factor
+        self.items = [(p, index, factor) for p, index in slices]
+
+    @classmethod
+    def joined(cls, boosts: list["UpdateBoost"]) -> "UpdateBoost | None":
+        """One boost doing what each of ``boosts`` does (their slices must not overlap); None if none."""
+        if not boosts:
+            return None
+        joined = cls([], 1.0)
+        joined.items = [item for b in boosts for item in b.items]
+        return joined
 
     def step(self, opt: torch.optim.Optimizer) -> None:
-        before = [p.detach()[index].clone() for p, index in self.slices]
+        before = [p.detach()[index].clone() for p, index, _ in self.items]
         opt.step()
         with torch.no_grad():
-            for (p, index), old in zip(self.slices, before):
-                p[index] = old + self.factor * (p[index] - old)
+            for (p, index, factor), old in zip(self.items, before):
+                p[index] = old + factor * (p[index] - old)

@@ -26,6 +26,7 @@ from ..transforms import (
     GainUnits, ModelConfig, analysis, hyper_analysis, hyper_synthesis, interp_lambda,
     split_hyper_params, synthesis,
 )
+from .context import ChannelContext
 from .latent_growth import mix_rate
 
 with warnings.catch_warnings():  # compressai's import-time torch.jit.script use warns on torch 2.14
@@ -49,6 +50,8 @@ class LicModel(nn.Module):
         self.gains = GainUnits(M, config.lambdas)
         self.entropy_bottleneck = EntropyBottleneck(N)
         self.scale_bound = LowerBound(SCALE_MIN)
+        if config.groups:
+            self.context = ChannelContext(config.groups)
 
     # -- pieces shared with the frozen codec -------------------------------------------------
     def mean_scale(self, z_hat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -68,7 +71,12 @@ class LicModel(nn.Module):
         y = self.g_a(x).float() * self.gains.gain(t)
         z = self.h_a(y)
         z_tilde, z_lik = self.entropy_bottleneck(z.float())
-        mean, scale = self.mean_scale(z_tilde)
+        if self.config.groups:
+            mean, scale, y_hat = self.context.walk(y, *split_hyper_params(self.h_s(z_tilde)), _straight_through)
+            scale = self.scale_bound(scale)
+        else:
+            mean, scale = self.mean_scale(z_tilde)
+            y_hat = _straight_through(y, mean)
         if self.training:
             noisy = y + torch.empty_like(y).uniform_(-0.5, 0.5)
             y_lik = gaussian_likelihood(noisy - mean, scale)
@@ -78,8 +86,6 @@ class LicModel(nn.Module):
                 y_lik = mix_rate(y_lik, detached, first, weight)
         else:
             y_lik = gaussian_likelihood(torch.round(y - mean), scale)
-        y_hat = y - mean
-        y_hat = (torch.round(y_hat) - y_hat).detach() + y_hat + mean
         x_hat = self.g_s(y_hat * self.gains.inv_gain(t))
         bits_y = -torch.log2(y_lik).flatten(1).sum(1)
         bits_z = -torch.log2(z_lik).flatten(1).sum(1)
@@ -90,3 +96,9 @@ class LicModel(nn.Module):
 
     def aux_loss(self) -> torch.Tensor:
         return self.entropy_bottleneck.loss()
+
+
+def _straight_through(y: torch.Tensor, mean: torch.Tensor) -> torch.Tensor:
+    """round(y − mean) + mean in value, the identity in the gradient (what g_s and the context see)."""
+    centred = y - mean
+    return (torch.round(centred) - centred).detach() + centred + mean

@@ -114,6 +114,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         "(dPSNR/dt), so each level counts as BD-rate counts it (codec.optim.LevelRates)")
     p.add_argument("--new-lr-mult", type=float, default=1.0,
                    help="the new channels' weights learn this many times faster")
+    p.add_argument("--context-lr-mult", type=float, default=10.0,
+                   help="the context model's networks (codec.training.context; added with surgery.grow "
+                        "--groups) learn this many times faster than the rest")
     return p.parse_args(argv)
 
 
@@ -126,7 +129,7 @@ def evaluate(model: LicModel, eval_dir: Path) -> dict | None:
     from .freeze import freeze
 
     paths = [eval_dir / n for n in EVAL_IMAGES if (eval_dir / n).exists()]
-    if not paths:
+    if not paths or model.config.groups:  # the runtime does not code context models yet
         return None
     frozen = freeze(model, "eval")
     frozen.sha256 = bytes(32)
@@ -237,8 +240,12 @@ def train(args: argparse.Namespace) -> None:
     if new_latents and not 0 < new_latents.first < config.M:
         raise ValueError(f"--new-latents {new_latents.first} is not inside the latent's {config.M} channels "
                          "(widen first: python -m codec.training.surgery.widen --latent-init active)")
-    boost = (UpdateBoost(new_latent_slices(model, new_latents.first), new_latents.lr_mult)
-             if new_latents and new_latents.lr_mult != 1.0 else None)
+    boosts = []
+    if new_latents and new_latents.lr_mult != 1.0:
+        boosts.append(UpdateBoost(new_latent_slices(model, new_latents.first), new_latents.lr_mult))
+    if config.groups and args.context_lr_mult != 1.0:
+        boosts.append(UpdateBoost([(p, (slice(None),)) for p in model.context.parameters()], args.context_lr_mult))
+    boost = UpdateBoost.joined(boosts)
     model = model.to(memory_format=torch.channels_last).train()
     ema.eval().requires_grad_(False)
     net = model

@@ -18,6 +18,12 @@ with zero moments, as a fresh Adam would give them, but at the run's step count
 new blocks.
 
     python -m codec.training.surgery.grow [--checkpoint checkpoints/train.pt] --res-blocks 2
+
+The same machinery adds a context model for y (:mod:`codec.training.context`): its
+networks' last layers start at zero, so the grown model's means and scales are the
+hyperprior's, and its bits and reconstruction are unchanged::
+
+    python -m codec.training.surgery.grow --groups 16,16,32,64,64
 """
 from __future__ import annotations
 
@@ -59,12 +65,18 @@ def _moved_moments(opt_state: dict, old: LicModel, new: LicModel) -> dict:
     return compact_opt_state({"state": moved, "param_groups": [group]})
 
 
-def grow_checkpoint(path: Path, res_blocks: int, seed: int = 0) -> ModelConfig:
+def grow_checkpoint(path: Path, res_blocks: int | None = None, seed: int = 0,
+                    groups: tuple[int, ...] | None = None) -> ModelConfig:
+    """Add residual blocks (up to ``res_blocks``) and/or a context model of ``groups``."""
     ckpt = load_checkpoint(path)
     old_cfg = ModelConfig.from_dict(ckpt["config"])
+    res_blocks = old_cfg.res_blocks if res_blocks is None else res_blocks
     if res_blocks < old_cfg.res_blocks:
         raise ValueError("a checkpoint cannot lose residual blocks")
-    new_cfg = dataclasses.replace(old_cfg, res_blocks=res_blocks)
+    if groups is not None and old_cfg.groups and tuple(groups) != old_cfg.groups:
+        raise ValueError(f"the checkpoint already has context groups {old_cfg.groups}")
+    new_cfg = dataclasses.replace(old_cfg, res_blocks=res_blocks,
+                                  groups=old_cfg.groups if groups is None else tuple(groups))
     torch.manual_seed(seed)
     old, new = LicModel(old_cfg), LicModel(new_cfg)
     fresh = new.state_dict()
@@ -78,17 +90,28 @@ def grow_checkpoint(path: Path, res_blocks: int, seed: int = 0) -> ModelConfig:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m codec.training.surgery.grow", description=__doc__.split("\n\n")[0])
     p.add_argument("--checkpoint", default="checkpoints/train.pt")
-    p.add_argument("--res-blocks", type=int, required=True,
+    p.add_argument("--res-blocks", type=int, default=None,
                    help="residual blocks in g_a and g_s, deepest scales first (1: 1/8; 2: 1/8 and 1/4; 3: and 1/2)")
+    p.add_argument("--groups", type=_groups, default=None, metavar="G1,G2,…",
+                   help="add a context model with these channel groups of y (summing to M), e.g. 16,16,32,64,64")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
+    if args.res_blocks is None and args.groups is None:
+        p.error("nothing to grow: give --res-blocks and/or --groups")
     try:
-        cfg = grow_checkpoint(Path(args.checkpoint), args.res_blocks, args.seed)
+        cfg = grow_checkpoint(Path(args.checkpoint), args.res_blocks, args.seed, args.groups)
     except (ValueError, FileNotFoundError) as exc:
         print(f"grow: {exc}", file=sys.stderr)
         return 1
-    print(f"grew {args.checkpoint}: N={cfg.N} M={cfg.M} res_blocks={cfg.res_blocks}")
+    print(f"grew {args.checkpoint}: N={cfg.N} M={cfg.M} res_blocks={cfg.res_blocks} groups={cfg.groups}")
     return 0
+
+
+def _groups(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(g) for g in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"channel counts separated by commas, got {text!r}") from None
 
 
 if __name__ == "__main__":
