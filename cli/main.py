@@ -57,8 +57,7 @@ def _parser() -> argparse.ArgumentParser:
     enc.add_argument("inputs", nargs="+", metavar="IN", help="image files, or - for stdin")
     enc.add_argument("-o", "--output", help="output file (one input) or directory; - for stdout")
     rate = enc.add_mutually_exclusive_group()
-    rate.add_argument("-q", "--quality", type=_number(float, 0, 100), default=75.0,
-                      help="0..100 (default 75)")
+    _quality_option(rate)
     rate.add_argument("--target-bpp", type=_number(float, 1e-6),
                       help="largest quality within this many bits per pixel")
     rate.add_argument("--target-size", type=_number(int, 1),
@@ -67,43 +66,37 @@ def _parser() -> argparse.ArgumentParser:
                      help="0: one analysis pass (default); 1, 2, 3: refine the latent for this image by "
                           "20 / 60 / 200 gradient steps: smaller files at the same quality, slower "
                           "encoding (~2 / 5 / 29 s per Kodak image on 2 CPU cores); decoding unchanged")
-    enc.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     enc.add_argument("--strip", action="store_true", help="drop ICC profile, EXIF and XMP")
     enc.add_argument("--verify", action="store_true",
                      help="decode the streams after encoding and check the latents are identical")
     enc.add_argument("--tile", type=_tile_size, default=1024,
                      help="tile side in pixels, a multiple of 64 (default 1024); 0: one tile")
-    enc.add_argument("--weights", help=argparse.SUPPRESS)
-    _common(enc)
+    _model_options(enc)
+    _batch_options(enc)
     enc.add_argument("--json", action="store_true", help="print results as JSON on stdout")
 
     dec = sub.add_parser("decode", help="decompress .lic files (format from the output extension)")
     dec.add_argument("inputs", nargs="+", metavar="IN", help=".lic files, or - for stdin")
     dec.add_argument("-o", "--output", help="output file (one input) or directory; - for stdout")
-    dec.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     dec.add_argument("--crop", type=_crop, metavar="X,Y,W,H", help="decode only this region")
     dec.add_argument("--partial", action="store_true",
                      help="decode what is intact of a damaged file, damaged tiles gray")
-    dec.add_argument("--weights", help=argparse.SUPPRESS)
-    _common(dec)
+    _model_options(dec)
+    _batch_options(dec)
 
     score = sub.add_parser("score", help="bits per pixel the model's prior needs per image (no file written)")
     score.add_argument("inputs", nargs="+", metavar="IMAGE")
-    score.add_argument("-q", "--quality", type=_number(float, 0, 100), default=75.0)
+    _quality_option(score)
     score.add_argument("--json", action="store_true", help="a JSON list of {path, bpp}")
-    score.add_argument("--weights", help=argparse.SUPPRESS)
-    score.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
-    score.add_argument("--max-pixels", type=_number(int, 0), default=None, help=argparse.SUPPRESS)
+    _model_options(score)
 
     smp = sub.add_parser("sample", help="draw an image from the learned prior")
     smp.add_argument("-o", "--output", required=True, help="image file (format from the extension)")
     smp.add_argument("--size", type=_size, default=(512, 384), metavar="WxH", help="default 512x384")
     smp.add_argument("--seed", type=_number(int, 0), default=0)
-    smp.add_argument("-q", "--quality", type=_number(float, 0, 100), default=75.0)
-    smp.add_argument("-f", "--force", action="store_true", help="overwrite an existing output")
-    smp.add_argument("--weights", help=argparse.SUPPRESS)
-    smp.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
-    smp.add_argument("--max-pixels", type=_number(int, 0), default=None, help=argparse.SUPPRESS)
+    _quality_option(smp)
+    _force_option(smp)
+    _model_options(smp)
 
     info = sub.add_parser("info", help="print a .lic header (no decoding)")
     info.add_argument("inputs", nargs="+", metavar="FILE")
@@ -138,10 +131,25 @@ def _crop(text: str) -> tuple[int, int, int, int]:
     return x, y, w, h
 
 
-def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--max-pixels", type=_number(int, 0), default=None, metavar="N",
-                   help=f"refuse larger images (default {2 * 89_478_485}, as Pillow); 0: no limit")
+def _quality_option(p) -> None:
+    p.add_argument("-q", "--quality", type=_number(float, 0, 100), default=75.0, help="0..100 (default 75)")
+
+
+def _force_option(p) -> None:
     p.add_argument("-f", "--force", action="store_true", help="overwrite existing outputs")
+
+
+def _model_options(p: argparse.ArgumentParser) -> None:
+    """What every command that loads the model takes: device, weights, the image size limit."""
+    p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    p.add_argument("--weights", help=argparse.SUPPRESS)
+    p.add_argument("--max-pixels", type=_number(int, 0), default=None, metavar="N",
+                   help=f"refuse larger images (default {codec.MAX_PIXELS}, as Pillow); 0: no limit")
+
+
+def _batch_options(p: argparse.ArgumentParser) -> None:
+    """What encode and decode take for their batches of files: overwrite, and how much to say."""
+    _force_option(p)
     loud = p.add_mutually_exclusive_group()
     loud.add_argument("-v", "--verbose", action="store_true",
                       help="also report PSNR and what JPEG reaches at the same size")
@@ -164,49 +172,71 @@ def _error(msg: str) -> None:
 
 
 def _make_codec(args):
-    from codec.api import MAX_PIXELS
-
-    limit = MAX_PIXELS if args.max_pixels is None else (args.max_pixels or None)
+    limit = codec.MAX_PIXELS if args.max_pixels is None else (args.max_pixels or None)
     return codec.Codec(weights=args.weights, device=args.device, max_pixels=limit)
 
 
-def cmd_encode(args) -> int:
-    if args.output == "-" and len(args.inputs) > 1:
-        raise CodecError("-o - takes a single input")
-    lic = _make_codec(args)
-    failures, results = 0, []
-    progress = Progress(len(args.inputs), enabled=not args.quiet)
+def _each(args, work, show_warnings: bool = True, bar: bool = True) -> tuple[int, list]:
+    """``work(input)`` for every input → (failures, the rows it returned).
+
+    The batch loop of every command: a failing input is reported in one line and counted,
+    the others go on; warnings are printed per input (unless ``show_warnings`` is off); a
+    progress bar runs where there are several inputs and stderr is a terminal (unless ``bar``
+    is off: commands whose results go to stdout line by line).
+    """
+    progress = Progress(len(args.inputs), enabled=bar and not getattr(args, "quiet", False))
+    failures, rows = 0, []
     for inp in args.inputs:
         progress.step(inp)
         try:
-            out = _output_path(inp, args.output, len(args.inputs) > 1, ".lic")
-            source = read_input(inp)
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
-                data = lic.encode(source, args.quality, target_bpp=args.target_bpp,
-                                  target_size=args.target_size, strip=args.strip, tile=args.tile,
-                                  verify=args.verify, effort=args.effort)
-            for w in caught:
-                if not args.quiet:
-                    progress.message(f"{PROG}: warning: {inp}: {w.message}")
-            write_output(out, data, args.force)
-            header = codec.read_header(data)
-            row = {"input": inp, "output": out, "bytes": len(data), "width": header.width,
-                   "height": header.height, "quality": header.quality,
-                   "bpp": round(8 * len(data) / (header.width * header.height), 4)}
-            if args.verify:
-                row["latents_verified"] = True  # encode(verify=True) raised otherwise
-            if args.verbose:
-                row.update(_quality_report(lic, source, data))
-            results.append(row)
-            if not args.quiet and not args.json:
-                progress.message(_describe(row))
+                row = work(inp, progress)
+            for w in caught if show_warnings else ():
+                progress.message(f"{PROG}: warning: {inp}: {w.message}")
+            rows.append(row)
         except PER_INPUT_ERRORS as exc:
             failures += 1
             progress.message(f"{PROG}: error: {inp}: {_why(exc)}")
     progress.done()
+    return failures, rows
+
+
+def _print_json(args, rows: list, one_per_input: bool = True) -> None:
+    """Rows as JSON on stdout: the row itself for a single input (``one_per_input``), else the list."""
+    single = one_per_input and len(args.inputs) == 1
+    print(json.dumps((rows[0] if rows else None) if single else rows, indent=2))
+
+
+def _single_output_check(args) -> None:
+    if args.output == "-" and len(args.inputs) > 1:
+        raise CodecError("-o - takes a single input")
+
+
+def cmd_encode(args) -> int:
+    _single_output_check(args)
+    lic = _make_codec(args)
+
+    def encode(inp: str, progress: Progress) -> dict:
+        out = _output_path(inp, args.output, len(args.inputs) > 1, ".lic")
+        source = read_input(inp)
+        data = lic.encode(source, args.quality, target_bpp=args.target_bpp, target_size=args.target_size,
+                          strip=args.strip, tile=args.tile, verify=args.verify, effort=args.effort)
+        write_output(out, data, args.force)
+        header = codec.read_header(data)
+        row = {"input": inp, "output": out, "bytes": len(data), "width": header.width, "height": header.height,
+               "quality": header.quality, "bpp": round(8 * len(data) / (header.width * header.height), 4)}
+        if args.verify:
+            row["latents_verified"] = True  # encode(verify=True) raised otherwise
+        if args.verbose:
+            row.update(_quality_report(lic, source, data))
+        if not args.quiet and not args.json:
+            progress.message(_describe(row))
+        return row
+
+    failures, rows = _each(args, encode, show_warnings=not args.quiet)
     if args.json:
-        print(json.dumps(results if len(args.inputs) > 1 else (results[0] if results else None), indent=2))
+        _print_json(args, rows)
     return 1 if failures else 0
 
 
@@ -240,27 +270,17 @@ def _describe(row: dict) -> str:
 
 
 def cmd_decode(args) -> int:
-    if args.output == "-" and len(args.inputs) > 1:
-        raise CodecError("-o - takes a single input")
+    _single_output_check(args)
     lic = _make_codec(args)
-    failures = 0
-    progress = Progress(len(args.inputs), enabled=not args.quiet)
-    for inp in args.inputs:
-        progress.step(inp)
-        try:
-            out = _output_path(inp, args.output, len(args.inputs) > 1, ".png")
-            with warnings.catch_warnings(record=True) as caught:
-                warnings.simplefilter("always")
-                image = lic.decode(read_input(inp), crop=args.crop, partial=args.partial)
-            for w in caught:
-                progress.message(f"{PROG}: warning: {inp}: {w.message}")
-            write_output(out, _save_image(image, out), args.force)
-            if not args.quiet:
-                progress.message(f"{inp} -> {out}: {image.width}x{image.height} {image.mode}")
-        except PER_INPUT_ERRORS as exc:
-            failures += 1
-            progress.message(f"{PROG}: error: {inp}: {_why(exc)}")
-    progress.done()
+
+    def decode(inp: str, progress: Progress) -> None:
+        out = _output_path(inp, args.output, len(args.inputs) > 1, ".png")
+        image = lic.decode(read_input(inp), crop=args.crop, partial=args.partial)
+        write_output(out, _save_image(image, out), args.force)
+        if not args.quiet:
+            progress.message(f"{inp} -> {out}: {image.width}x{image.height} {image.mode}")
+
+    failures, _ = _each(args, decode)  # damaged-tile warnings even with --quiet
     return 1 if failures else 0
 
 
@@ -292,17 +312,16 @@ def _save_image(image, out: str) -> bytes:
 
 def cmd_score(args) -> int:
     lic = _make_codec(args)
-    failures, rows = 0, []
-    for inp in args.inputs:
-        try:
-            rows.append({"path": inp, "bpp": round(lic.score(read_input(inp), args.quality), 4)})
-            if not args.json:
-                print(f"{inp}: {rows[-1]['bpp']} bpp")
-        except PER_INPUT_ERRORS as exc:
-            failures += 1
-            _error(f"{inp}: {_why(exc)}")
+
+    def score(inp: str, _) -> dict:
+        row = {"path": inp, "bpp": round(lic.score(read_input(inp), args.quality), 4)}
+        if not args.json:
+            print(f"{inp}: {row['bpp']} bpp")
+        return row
+
+    failures, rows = _each(args, score, bar=False)
     if args.json:
-        print(json.dumps(rows, indent=2))
+        _print_json(args, rows, one_per_input=False)
     return 1 if failures else 0
 
 
@@ -314,20 +333,18 @@ def cmd_sample(args) -> int:
 
 
 def cmd_info(args) -> int:
-    failures, rows = 0, []
-    for inp in args.inputs:
-        try:
-            h = codec.read_header(sys.stdin.buffer.read() if inp == "-" else inp)
-            rows.append({"file": inp, **h.to_dict(), "model": h.model_name or _shipped_model_name(h)})
-            if not args.json:
-                print(f"{inp}: {h.width}x{h.height} {h.mode}, quality {h.quality:g}, "
-                      f"format {h.version[0]}.{h.version[1]}, model {rows[-1]['model']} "
-                      f"({h.weights_sha256.hex()[:12]}), profile {h.profile}")
-        except CodecError as exc:
-            failures += 1
-            _error(f"{inp}: {exc}")
+    def info(inp: str, _) -> dict:
+        h = codec.read_header(sys.stdin.buffer.read() if inp == "-" else inp)
+        row = {"file": inp, **h.to_dict(), "model": h.model_name or _shipped_model_name(h)}
+        if not args.json:
+            print(f"{inp}: {h.width}x{h.height} {h.mode}, quality {h.quality:g}, "
+                  f"format {h.version[0]}.{h.version[1]}, model {row['model']} "
+                  f"({h.weights_sha256.hex()[:12]}), profile {h.profile}")
+        return row
+
+    failures, rows = _each(args, info, bar=False)
     if args.json:
-        print(json.dumps(rows if len(args.inputs) > 1 else (rows[0] if rows else None), indent=2))
+        _print_json(args, rows)
     return 1 if failures else 0
 
 
@@ -349,7 +366,12 @@ def _why(exc: BaseException) -> str:
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["train"]:
-        from codec.train import main as train_main
+        import importlib.util
+
+        if importlib.util.find_spec("compressai") is None:
+            _error('training needs the train extra: pip install "lic[train]"')
+            return 1
+        from codec.training import main as train_main
 
         return train_main(argv[1:])
     if argv[:1] == ["bench"]:  # imported only when asked for: it pulls scipy and matplotlib
