@@ -1,6 +1,6 @@
 """Training speed per model width and batch on this machine (``python -m benchmarks.train_speed``).
 
-Times :func:`codec.optim.train_step` (the training loop's own step: bf16
+Times :func:`codec.training.optim.train_step` (the training loop's own step: bf16
 autocast forward, loss, backward, Adam, auxiliary step) on random 256² crops
 already on the device, so the figure is the model's cost alone; ``--sampler``
 also times drawing the same batch from a patch cache as the loop does (on a

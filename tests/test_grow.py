@@ -1,4 +1,4 @@
-"""Residual blocks: function-preserving growth (codec.grow) and the tile halos they need."""
+"""Residual blocks: function-preserving growth (codec.training.surgery.grow) and the tile halos they need."""
 from __future__ import annotations
 
 import shutil

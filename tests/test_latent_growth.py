@@ -1,4 +1,4 @@
-"""Active latent widening and its training aids (codec.widen --latent-init active, codec.latent_growth)."""
+"""Active latent widening and its training aids (surgery.widen --latent-init active, codec.training.latent_growth)."""
 from __future__ import annotations
 
 

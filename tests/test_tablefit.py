@@ -1,4 +1,4 @@
-"""Fitted y tables (codec.tablefit): valid tables, fewer bits on what they were fitted to, same pixels."""
+"""Fitted y tables (codec.training.tablefit): valid tables, fewer bits on what they were fitted to, same pixels."""
 from __future__ import annotations
 
 import copy

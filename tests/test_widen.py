@@ -1,4 +1,4 @@
-"""Function-preserving widening of a training checkpoint (codec.widen)."""
+"""Function-preserving widening of a training checkpoint (codec.training.surgery.widen)."""
 from __future__ import annotations
 
 import shutil

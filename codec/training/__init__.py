@@ -16,7 +16,6 @@ Commands::
 """
 from __future__ import annotations
 
-
 def main(argv: list[str] | None = None) -> int:
     """``lic train``: the training loop's command line (see :mod:`codec.training.train`)."""
     from .train import main as train_main

@@ -15,6 +15,7 @@ from pathlib import Path
 from ..images import find_images
 from ..transforms import ModelConfig
 from ..weights import DEFAULT_WEIGHTS, MANIFEST, save_weights
+from .commands import run_tool
 from .checkpoint import load_checkpoint
 from .data import training_dir
 from .freeze import freeze
@@ -60,14 +61,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--fit-crops", type=int, default=600,
                    help="training crops the y tables are fitted on (0: Gaussian tables)")
     args = p.parse_args(argv)
-    try:
+
+    def run() -> str:
         fit = FitOptions(training_dir(args.fit_data), args.fit_crops) if args.fit_crops > 0 else None
-        digest = export(args.checkpoint, args.out, args.name, use_ema=not args.no_ema, fit=fit)
-    except (FileNotFoundError, ValueError) as exc:
-        print(f"python -m codec.training.export: {exc}", file=sys.stderr)
-        return 1
-    print(f"wrote {args.out} sha256 {digest}")
-    return 0
+        return f"wrote {args.out} sha256 {export(args.checkpoint, args.out, args.name, not args.no_ema, fit)}"
+
+    return run_tool("python -m codec.training.export", run)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""Bringing new latent channels to life after ``codec.widen --latent-init active``.
+"""Bringing new latent channels to life after ``codec.training.surgery.widen --latent-init active``.
 
 Why: at the top of the rate range the model's ceiling is its latent width (M = 128
 values per 16×16×3 block; a block KLT keeping 128 of 768 values reconstructs
@@ -9,7 +9,7 @@ the rate term keeps the new channels dead (measured: 8.8k steps, no movement).
 
 What works here (measured on Kodak, ``docs/MODEL_CARD.md``, phase 16):
 
-1. ``codec.widen --latent-init active`` starts the new channels *talking*: the
+1. ``codec.training.surgery.widen --latent-init active`` starts the new channels *talking*: the
    encoder's new rows are random projections of the 1/8-scale features, small enough
    to round to zero at low rates; their σ starts at the old channels' mean σ, scaled
    like the new values (:func:`activate_new_latents` in ``codec/widen.py``).
@@ -22,8 +22,8 @@ What works here (measured on Kodak, ``docs/MODEL_CARD.md``, phase 16):
    run's lr of 1e-4 the consumer weights otherwise need ~10k steps to reach the old
    ones' scale.
 
-    python -m codec.widen --M 192 --latent-init active
-    python -m codec.train --lr 1e-4 --new-latents 128 --new-rate-ramp A:B --new-lr-mult 10
+    python -m codec.training.surgery.widen --M 192 --latent-init active
+    python -m codec.training.train --lr 1e-4 --new-latents 128 --new-rate-ramp A:B --new-lr-mult 10
 """
 from __future__ import annotations
 

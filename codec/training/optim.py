@@ -1,7 +1,7 @@
 """One optimisation step and what goes with it: parameter groups, lr schedule, EMA, compact moments.
 
-Shared by the training loop (:mod:`codec.train`), the widening tool
-(:mod:`codec.widen`) and the training-speed benchmark, so that what is timed
+Shared by the training loop (:mod:`codec.training.train`), the widening tool
+(:mod:`codec.training.surgery.widen`) and the training-speed benchmark, so that what is timed
 and what is trained are the same code.
 """
 from __future__ import annotations
@@ -142,7 +142,7 @@ def train_step(net: nn.Module, model: LicModel, opt: torch.optim.Optimizer, aux_
     run under bf16 autocast, the loss in fp32.  Returns the detached (loss, bpp,
     MSE per sample), or None when the loss is not finite (the batch is skipped).
     The training loop and ``benchmarks/train_speed.py`` both call this.  ``new_rate``
-    and ``boost``: how newly widened latent channels are brought in (:mod:`codec.latent_growth`).
+    and ``boost``: how newly widened latent channels are brought in (:mod:`codec.training.latent_growth`).
     ``weights``: per-sample loss weights (:class:`LevelRates`); the returned loss is unweighted.
     """
     with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=bf16):

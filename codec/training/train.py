@@ -40,6 +40,7 @@ import numpy as np
 import torch
 
 from ..transforms import ModelConfig
+from .commands import run_tool
 from .checkpoint import load_checkpoint, save_checkpoint
 from .data import eval_dir, training_dir
 from .latent_growth import NewLatents, UpdateBoost, new_latent_slices
@@ -111,7 +112,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--level-weighting", choices=["none", "rate", "bd"], default="none",
                    help="rate: weigh each sample's loss by 1/(running mean bpp of its level), so every level "
                         "counts by its relative rate change; bd: also by the PSNR span of its level "
-                        "(dPSNR/dt), so each level counts as BD-rate counts it (codec.optim.LevelRates)")
+                        "(dPSNR/dt), so each level counts as BD-rate counts it (codec.training.optim.LevelRates)")
     p.add_argument("--new-lr-mult", type=float, default=1.0,
                    help="the new channels' weights learn this many times faster")
     p.add_argument("--context-lr-mult", type=float, default=10.0,
@@ -150,7 +151,7 @@ def _setup_device(args) -> tuple[torch.device, int, int]:
     """(device, rank, world size); joins the process group when started by torchrun."""
     cuda = args.device == "cuda" or (args.device == "auto" and torch.cuda.is_available())
     if cuda and not torch.cuda.is_available():
-        raise RuntimeError("--device cuda but CUDA is not available")
+        raise ValueError("--device cuda but CUDA is not available")
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = 0
     device = torch.device("cuda" if cuda else "cpu")
@@ -374,12 +375,8 @@ def _eta_minutes(args, step: int, ran: float, rate: float) -> float | None:
 
 def main(argv: list[str] | None = None) -> int:
     """``lic train``: exit 0 when the run stops as asked, 1 with one line on a bad setup."""
-    try:
-        train(parse_args(argv))
-    except (ValueError, FileNotFoundError, RuntimeError) as exc:
-        print(f"lic train: {exc}", file=sys.stderr)
-        return 1
-    return 0
+    args = parse_args(argv)
+    return run_tool("lic train", lambda: train(args))
 
 
 if __name__ == "__main__":

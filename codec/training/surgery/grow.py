@@ -29,13 +29,13 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import sys
 from pathlib import Path
 
 import torch
 
 from ..model import LicModel
 from ..optim import compact_opt_state, expand_opt_state, main_parameter_names, param_groups
+from ..commands import run_tool
 from ..checkpoint import load_checkpoint, rewrite_with_config
 from ...transforms import ModelConfig
 
@@ -98,13 +98,12 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if args.res_blocks is None and args.groups is None:
         p.error("nothing to grow: give --res-blocks and/or --groups")
-    try:
+
+    def run() -> str:
         cfg = grow_checkpoint(Path(args.checkpoint), args.res_blocks, args.seed, args.groups)
-    except (ValueError, FileNotFoundError) as exc:
-        print(f"grow: {exc}", file=sys.stderr)
-        return 1
-    print(f"grew {args.checkpoint}: N={cfg.N} M={cfg.M} res_blocks={cfg.res_blocks} groups={cfg.groups}")
-    return 0
+        return f"grew {args.checkpoint}: N={cfg.N} M={cfg.M} res_blocks={cfg.res_blocks} groups={cfg.groups}"
+
+    return run_tool("grow", run)
 
 
 def _groups(text: str) -> tuple[int, ...]:

@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import sys
 from pathlib import Path
 
 import torch
@@ -46,6 +45,7 @@ from torch import nn
 
 from ..model import LicModel
 from ..optim import compact_opt_state, expand_opt_state, main_parameter_names, param_groups
+from ..commands import run_tool
 from ..checkpoint import load_checkpoint, rewrite_with_config
 from ...transforms import ModelConfig
 
@@ -221,13 +221,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
     samples = load_samples(Path(args.cache)) if args.latent_init == "active" else None
-    try:
+
+    def run() -> str:
         cfg = widen_checkpoint(Path(args.checkpoint), args.deep, args.M, args.seed, samples)
-    except (ValueError, FileNotFoundError) as exc:
-        print(f"widen: {exc}", file=sys.stderr)
-        return 1
-    print(f"widened {args.checkpoint}: N={cfg.N} deep={cfg.deep_channels} M={cfg.M}")
-    return 0
+        return f"widened {args.checkpoint}: N={cfg.N} deep={cfg.deep_channels} M={cfg.M}"
+
+    return run_tool("widen", run)
 
 
 if __name__ == "__main__":
