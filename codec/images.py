@@ -29,7 +29,10 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".p
 
 
 def find_images(root: str | os.PathLike, recursive: bool = True) -> list[Path]:
-    """Image files under ``root`` (by suffix, case-insensitive), sorted; the whole tree by default."""
+    """Image files under ``root`` (by suffix, case-insensitive), sorted; the whole tree by default
+    (none where ``root`` is not a folder)."""
+    if not Path(root).is_dir():
+        return []
     walk = Path(root).rglob("*") if recursive else Path(root).iterdir()
     return sorted(p for p in walk if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
 

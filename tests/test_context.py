@@ -100,3 +100,29 @@ def test_zero_initialised_context_gives_the_hyperprior_unchanged():
     mean, scale, y_hat = context.walk(y, hyper_mean, hyper_scale, lambda v, m: torch.round(v - m) + m)
     assert torch.equal(mean, hyper_mean) and torch.equal(scale, hyper_scale)
     assert torch.equal(y_hat, torch.round(y - hyper_mean) + hyper_mean)
+
+
+def test_ideal_rd_measures_a_grown_model_as_its_source(trained, tmp_path, capsys):
+    """benchmarks.ideal_rd: checkpoints side by side; growth with zero-initialised context costs 0 %."""
+    import json
+
+    from benchmarks.ideal_rd import main as ideal_rd
+
+    from .conftest import SAMPLE
+
+    copy_trained(trained, tmp_path)
+    (tmp_path / "images").mkdir()
+    (tmp_path / "images" / "a.png").write_bytes(SAMPLE.read_bytes())
+    grown = tmp_path / "grown.pt"
+    grown.write_bytes((tmp_path / "ckpt.pt").read_bytes())
+    grow_checkpoint(grown, groups=GROUPS)
+    out = tmp_path / "rd.json"
+    assert ideal_rd([str(tmp_path / "images"), str(tmp_path / "ckpt.pt"), str(grown), "--levels", "3",
+                     "--json", str(out), "--threads", "1"]) == 0
+    rows = json.loads(out.read_text())["rows"]
+    first, second = rows[str(tmp_path / "ckpt.pt")], rows[str(grown)]
+    assert len(first["bpp"]) == 3 and first["bpp"] == sorted(first["bpp"])  # rate grows with the level
+    assert second["bpp"] == first["bpp"] and second["psnr"] == first["psnr"]
+    assert second["bd_rate_vs_first"] == pytest.approx(0.0, abs=1e-9)
+    assert ideal_rd([str(tmp_path / "none"), str(grown)]) == 1
+    assert "no images" in capsys.readouterr().err

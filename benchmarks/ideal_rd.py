@@ -1,0 +1,95 @@
+"""Rate–distortion of training checkpoints from their ideal code lengths, side by side.
+
+Why: a change to the entropy model (a context model, other groups) has to be measured
+before the runtime can write its files.  The trainable model in eval mode rounds the
+latents as the codec does and prices them with the densities the frozen tables are
+made from, so its bits are the ideal code length of a file (real files come within
+about 1 % of it: the tables are quantised, then refitted).  Every checkpoint is
+measured on the same images at the same levels, in one run::
+
+    python -m benchmarks.ideal_rd ../shared/data/kodak A.pt B.pt [--levels 11] [--json out.json]
+
+prints, per checkpoint, bits per pixel and PSNR (RGB, 8-bit) per level, and the BD-rate
+of each checkpoint against the first (negative: fewer bits at equal PSNR).  The EMA
+weights are measured (what the export ships).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+import codec
+from codec.training.checkpoint import load_checkpoint
+from codec.training.model import LicModel
+from codec.transforms import ModelConfig
+
+from .bdrate import bd_rate
+
+
+def load_ema(path: Path) -> LicModel:
+    ckpt = load_checkpoint(path)
+    model = LicModel(ModelConfig.from_dict(ckpt["config"]))
+    model.load_state_dict(ckpt["ema"])
+    return model.eval()
+
+
+def padded(image: Image.Image) -> tuple[torch.Tensor, tuple[int, int]]:
+    """(1, 3, H', W') in [0, 1], edge-replicated to multiples of 64 as the codec pads."""
+    x = torch.from_numpy(np.array(image.convert("RGB"))).permute(2, 0, 1)[None].float() / 255
+    h, w = x.shape[-2:]
+    return torch.nn.functional.pad(x, (0, -w % 64, 0, -h % 64), mode="replicate"), (h, w)
+
+
+@torch.no_grad()
+def measure(model: LicModel, images: list[Path], levels: list[float]) -> dict[str, list[float]]:
+    """Mean bpp and PSNR over ``images`` at each level t (0 … levels − 1)."""
+    bpp = np.zeros((len(images), len(levels)))
+    psnr = np.zeros_like(bpp)
+    for i, path in enumerate(images):
+        x, (h, w) = padded(Image.open(path))
+        for j, t in enumerate(levels):
+            out = model(x, torch.tensor([t]))
+            bpp[i, j] = float(out["bits_y"] + out["bits_z"]) / (h * w)
+            decoded = (out["x_hat"][0, :, :h, :w].clamp(0, 1) * 255).round().permute(1, 2, 0).numpy()
+            psnr[i, j] = codec.psnr(np.asarray(Image.open(path).convert("RGB")), decoded.astype(np.uint8))
+    return {"bpp": bpp.mean(0).round(5).tolist(), "psnr": psnr.mean(0).round(4).tolist()}
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m benchmarks.ideal_rd", description=__doc__.splitlines()[0])
+    p.add_argument("images", help="folder of images")
+    p.add_argument("checkpoints", nargs="+", help="training checkpoints; the first is the reference")
+    p.add_argument("--levels", type=int, default=11, help="levels measured, evenly over the rate range")
+    p.add_argument("--limit", type=int, default=0, help="first N images only")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--json", help="write the table here")
+    args = p.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    images = codec.find_images(args.images, recursive=False)[: args.limit or None]
+    if not images:
+        print(f"ideal_rd: no images in {args.images}", file=sys.stderr)
+        return 1
+    rows = {}
+    for path in args.checkpoints:
+        model = load_ema(Path(path))
+        levels = np.linspace(0, model.config.levels - 1, args.levels).tolist()
+        rows[path] = measure(model, images, levels)
+        print(f"{path}: bpp {rows[path]['bpp']}\n  PSNR {rows[path]['psnr']}", flush=True)
+    ref = rows[args.checkpoints[0]]
+    for path in args.checkpoints[1:]:
+        bd = bd_rate(ref["bpp"], ref["psnr"], rows[path]["bpp"], rows[path]["psnr"])
+        rows[path]["bd_rate_vs_first"] = bd
+        print(f"{path}: BD-rate vs {args.checkpoints[0]}: {bd:+.2f} %")
+    if args.json:
+        Path(args.json).write_text(json.dumps({"images": len(images), "rows": rows}, indent=1) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
