@@ -1,13 +1,15 @@
 """Write the stored test vectors: small .lic files of every format version the reader accepts.
 
-Run once, when a format version or a shipped weights file is added:
+Run once (it was, at commit beb911c); add new vectors to ``VECTORS`` when a format version
+is added:
 
     python tests/vectors/make_vectors.py            # writes tests/vectors/*.lic + manifest.json
+
+Re-running writes byte-identical files; it refuses to overwrite a stored file with other bytes.
 
 The files are frozen: they stand for what earlier releases wrote, and
 ``tests/test_vectors.py`` decodes them and compares against the manifest.  Never
 regenerate them to make a failing test pass — a failure means a change broke old files.
-(Re-running on the same weights reproduces the same bytes; the script checks it.)
 
 What they cover: format 1.0 (one tile, profile ``float``), 1.1 (tiles; profiles ``int``
 and ``float``), 1.2 (the compact header; one tile and tiles, RGB, RGBA with alpha, L,
@@ -17,6 +19,7 @@ ICC/EXIF/XMP metadata), all made with the shipped weights from crops of
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import sys
@@ -56,21 +59,26 @@ def source(box, mode: str) -> Image.Image:
 
 
 def write(name: str, spec) -> bytes:
+    """The vector's bytes: today's encoder's streams under the header (and chunks) of ``version``.
+
+    Only public API: ``Codec(profile=...).encode`` gives the streams (and the alpha chunk),
+    :func:`codec.container.unpack` / :func:`~codec.container.pack` re-wrap them with a header
+    of the older layout (1.0/1.1: the weights' whole SHA-256 and their name, from
+    :func:`codec.weights_info`).  Nothing else differs between the versions: 1.0 is 1.1
+    without tiles and without the ``int`` profile (added in 1.1), 1.2 only compacts the header.
+    """
     version, profile, box, mode, quality, tile, chunks = spec
-    lic = codec.Codec(profile=profile)
-    image = source(box, mode)
-    lat = lic.to_latents(image, quality, tile=tile)
-    header = container.Header(image.width, image.height, mode, quality, lic.model.name, lic.model.sha256,
-                              profile, version)
-    extra = dict(chunks)
-    if mode == "RGBA":  # the alpha chunk as the encoder writes it (zlib, lossless)
-        extra[container.ALPHA] = _alpha_chunk(image)
-    tile_size = None if lat.grid.single else (lat.grid.tile_w, lat.grid.tile_h)
-    return container.pack(container.LicFile(header, extra, lic.entropy_encode(lat), tile_size))
-
-
-def _alpha_chunk(image: Image.Image) -> bytes:
-    return container.unpack(codec.encode(image, 0)).chunks[container.ALPHA]
+    if version < (1, 1) and (tile is not None or profile != "float"):
+        raise ValueError(f"{name}: format 1.0 has neither tiles nor the int profile")
+    image = source(box, mode)  # strip: not the sample's own ICC profile (3 KB), only the chunks listed above
+    parsed = container.unpack(codec.Codec(profile=profile).encode(image, quality, tile=tile, strip=True))
+    if (parsed.tile_size is None) != (tile is None):
+        raise ValueError(f"{name}: expected {'no ' if tile is None else ''}tile grid")
+    weights = codec.weights_info()
+    header = dataclasses.replace(parsed.header, version=version, model_name=weights["name"],
+                                 weights_sha256=bytes.fromhex(weights["sha256"]))
+    extra = {**chunks, **parsed.chunks}  # metadata chunks first, then the encoder's (ALPH for RGBA)
+    return container.pack(container.LicFile(header, extra, parsed.tiles, parsed.tile_size))
 
 
 def expected(data: bytes) -> dict:
@@ -95,7 +103,12 @@ def main() -> int:
         if write(name, spec) != data:
             print(f"{name}: not reproducible", file=sys.stderr)
             return 1
-        (HERE / f"{name}.lic").write_bytes(data)
+        path = HERE / f"{name}.lic"
+        if path.exists() and path.read_bytes() != data:  # frozen: never overwritten with other bytes
+            print(f"{name}.lic: the stored file differs from what this code writes; left as it is",
+                  file=sys.stderr)
+            return 1
+        path.write_bytes(data)
         manifest[f"{name}.lic"] = expected(data)
         print(f"{name}.lic: {len(data)} bytes, format {manifest[f'{name}.lic']['version']}")
     (HERE / "manifest.json").write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
