@@ -38,7 +38,6 @@ from .transforms import interp_lambda
 from .weights import FrozenModel, load_weights
 
 
-
 class Codec:
     """A frozen model loaded on one device, for repeated encode/decode calls.
 
