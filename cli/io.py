@@ -1,6 +1,7 @@
-"""File plumbing of the command line: stdin/stdout, atomic no-clobber writes, progress."""
+"""File plumbing of the command line: stdin/stdout, output names, image files, atomic no-clobber writes, progress."""
 from __future__ import annotations
 
+import io
 import os
 import sys
 import tempfile
@@ -53,6 +54,46 @@ def write_output(path: str, data: bytes, force: bool) -> None:
         except FileNotFoundError:
             pass
         raise
+
+
+def output_path(inp: str, output: str | None, many: bool, suffix: str) -> str:
+    """Where an input's output goes: ``-``, ``output`` itself (one input), into ``output`` as a
+    directory, or beside the input with ``suffix``."""
+    if output == "-" or (inp == "-" and output is None):
+        return "-"
+    name = "stdin" if inp == "-" else Path(inp).stem
+    if output is None:
+        return str(Path(inp).with_suffix(suffix))
+    if many or Path(output).is_dir() or output.endswith(os.sep):
+        return str(Path(output) / (name + suffix))
+    return output
+
+
+def image_bytes(image, out: str) -> bytes:
+    """A PIL image as a file of the format ``out``'s extension names (PNG for ``-``), metadata kept."""
+    from PIL import Image
+
+    ext = ".png" if out == "-" else Path(out).suffix.lower()
+    fmt = Image.registered_extensions().get(ext)
+    if fmt is None:
+        raise CodecError(f"unknown output image extension {ext or '(none)'!r}")
+    if fmt == "JPEG" and image.mode in ("LA", "RGBA"):
+        image = image.convert(image.mode[:-1])
+    extra = {k: image.info[k] for k in ("icc_profile", "exif") if image.info.get(k)}
+    if image.info.get("xmp"):
+        if fmt == "PNG":
+            from PIL.PngImagePlugin import PngInfo
+
+            extra["pnginfo"] = PngInfo()
+            extra["pnginfo"].add_itxt("XML:com.adobe.xmp", image.info["xmp"].decode("utf-8", "replace"))
+        elif fmt in ("JPEG", "WEBP", "TIFF"):
+            extra["xmp"] = image.info["xmp"]
+    buf = io.BytesIO()
+    try:
+        image.save(buf, fmt, **extra)
+    except (OSError, ValueError, KeyError) as exc:
+        raise CodecError(f"cannot write {fmt}: {exc}") from None
+    return buf.getvalue()
 
 
 class Progress:

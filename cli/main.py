@@ -9,17 +9,16 @@ imports torch.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import io
 import json
-import os
 import sys
 import warnings
-from pathlib import Path
 
 import codec
 from codec import CodecError
 
-from .io import OutputExists, Progress, read_input, write_output
+from .io import OutputExists, Progress, image_bytes, output_path, read_input, write_output
 
 PROG = "lic"
 # What a single input may fail with; the batch reports it and goes on with the next input.
@@ -54,10 +53,10 @@ def _parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     enc = sub.add_parser("encode", help="compress images to .lic")
-    enc.add_argument("inputs", nargs="+", metavar="IN", help="image files, or - for stdin")
-    enc.add_argument("-o", "--output", help="output file (one input) or directory; - for stdout")
+    _add(enc, "inputs", metavar="IN", help="image files, or - for stdin")
+    _add(enc, "output")
     rate = enc.add_mutually_exclusive_group()
-    _quality_option(rate)
+    _add(rate, "quality", help="0..100 (default 75)")
     rate.add_argument("--target-bpp", type=_number(float, 1e-6),
                       help="largest quality within this many bits per pixel")
     rate.add_argument("--target-size", type=_number(int, 1),
@@ -66,41 +65,42 @@ def _parser() -> argparse.ArgumentParser:
                      help="0: one analysis pass (default); 1, 2, 3: refine the latent for this image by "
                           "20 / 60 / 200 gradient steps: smaller files at the same quality, slower "
                           "encoding (~2 / 5 / 29 s per Kodak image on 2 CPU cores); decoding unchanged")
+    _add(enc, "device")
     enc.add_argument("--strip", action="store_true", help="drop ICC profile, EXIF and XMP")
     enc.add_argument("--verify", action="store_true",
                      help="decode the streams after encoding and check the latents are identical")
     enc.add_argument("--tile", type=_tile_size, default=1024,
                      help="tile side in pixels, a multiple of 64 (default 1024); 0: one tile")
-    _model_options(enc)
     _batch_options(enc)
-    enc.add_argument("--json", action="store_true", help="print results as JSON on stdout")
+    _add(enc, "json", help="print results as JSON on stdout")
 
     dec = sub.add_parser("decode", help="decompress .lic files (format from the output extension)")
-    dec.add_argument("inputs", nargs="+", metavar="IN", help=".lic files, or - for stdin")
-    dec.add_argument("-o", "--output", help="output file (one input) or directory; - for stdout")
+    _add(dec, "inputs", metavar="IN", help=".lic files, or - for stdin")
+    _add(dec, "output", "device")
     dec.add_argument("--crop", type=_crop, metavar="X,Y,W,H", help="decode only this region")
     dec.add_argument("--partial", action="store_true",
                      help="decode what is intact of a damaged file, damaged tiles gray")
-    _model_options(dec)
     _batch_options(dec)
 
     score = sub.add_parser("score", help="bits per pixel the model's prior needs per image (no file written)")
-    score.add_argument("inputs", nargs="+", metavar="IMAGE")
-    _quality_option(score)
-    score.add_argument("--json", action="store_true", help="a JSON list of {path, bpp}")
-    _model_options(score)
+    _add(score, "inputs", metavar="IMAGE")
+    _add(score, "quality")
+    _add(score, "json", help="a JSON list of {path, bpp}")
+    _add(score, "weights", "device")
+    _add(score, "max-pixels", help=argparse.SUPPRESS)
 
     smp = sub.add_parser("sample", help="draw an image from the learned prior")
-    smp.add_argument("-o", "--output", required=True, help="image file (format from the extension)")
+    _add(smp, "output", required=True, help="image file (format from the extension)")
     smp.add_argument("--size", type=_size, default=(512, 384), metavar="WxH", help="default 512x384")
     smp.add_argument("--seed", type=_number(int, 0), default=0)
-    _quality_option(smp)
-    _force_option(smp)
-    _model_options(smp)
+    _add(smp, "quality")
+    _add(smp, "force", help="overwrite an existing output")
+    _add(smp, "weights", "device")
+    _add(smp, "max-pixels", help=argparse.SUPPRESS)
 
     info = sub.add_parser("info", help="print a .lic header (no decoding)")
-    info.add_argument("inputs", nargs="+", metavar="FILE")
-    info.add_argument("--json", action="store_true")
+    _add(info, "inputs", metavar="FILE")
+    _add(info, "json")
 
     sub.add_parser("train", help="train the model (see lic train --help)", add_help=False)
     sub.add_parser("bench", help="rate-distortion vs other codecs (see lic bench --help)", add_help=False)
@@ -131,40 +131,36 @@ def _crop(text: str) -> tuple[int, int, int, int]:
     return x, y, w, h
 
 
-def _quality_option(p) -> None:
-    p.add_argument("-q", "--quality", type=_number(float, 0, 100), default=75.0, help="0..100 (default 75)")
+# The options several commands take, each defined once: flags and argparse keywords.  A command
+# adds them with _add, overriding what it words differently (help, metavar).
+OPTIONS: dict[str, tuple[tuple[str, ...], dict]] = {
+    "inputs": (("inputs",), {"nargs": "+"}),
+    "output": (("-o", "--output"), {"help": "output file (one input) or directory; - for stdout"}),
+    "quality": (("-q", "--quality"), {"type": _number(float, 0, 100), "default": 75.0}),
+    "device": (("--device",), {"default": "cpu", "choices": ["cpu", "cuda"]}),
+    "weights": (("--weights",), {"help": argparse.SUPPRESS}),
+    "max-pixels": (("--max-pixels",), {
+        "type": _number(int, 0), "default": None, "metavar": "N",
+        "help": f"refuse larger images (default {codec.MAX_PIXELS}, as Pillow); 0: no limit"}),
+    "force": (("-f", "--force"), {"action": "store_true", "help": "overwrite existing outputs"}),
+    "json": (("--json",), {"action": "store_true"}),
+}
 
 
-def _force_option(p) -> None:
-    p.add_argument("-f", "--force", action="store_true", help="overwrite existing outputs")
-
-
-def _model_options(p: argparse.ArgumentParser) -> None:
-    """What every command that loads the model takes: device, weights, the image size limit."""
-    p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
-    p.add_argument("--weights", help=argparse.SUPPRESS)
-    p.add_argument("--max-pixels", type=_number(int, 0), default=None, metavar="N",
-                   help=f"refuse larger images (default {codec.MAX_PIXELS}, as Pillow); 0: no limit")
+def _add(p, *names: str, **override) -> None:
+    """Add the shared options ``names`` (keys of OPTIONS) to ``p``, with ``override``'s keywords."""
+    for name in names:
+        flags, keywords = OPTIONS[name]
+        p.add_argument(*flags, **{**keywords, **override})
 
 
 def _batch_options(p: argparse.ArgumentParser) -> None:
-    """What encode and decode take for their batches of files: overwrite, and how much to say."""
-    _force_option(p)
+    """What encode and decode take besides: weights, the image size limit, overwrite, how much to say."""
+    _add(p, "weights", "max-pixels", "force")
     loud = p.add_mutually_exclusive_group()
     loud.add_argument("-v", "--verbose", action="store_true",
                       help="also report PSNR and what JPEG reaches at the same size")
     loud.add_argument("--quiet", action="store_true", help="print errors only")
-
-
-def _output_path(inp: str, output: str | None, many: bool, suffix: str) -> str:
-    if output == "-" or (inp == "-" and output is None):
-        return "-"
-    name = "stdin" if inp == "-" else Path(inp).stem
-    if output is None:
-        return str(Path(inp).with_suffix(suffix))
-    if many or Path(output).is_dir() or output.endswith(os.sep):
-        return str(Path(output) / (name + suffix))
-    return output
 
 
 def _error(msg: str) -> None:
@@ -176,30 +172,45 @@ def _make_codec(args):
     return codec.Codec(weights=args.weights, device=args.device, max_pixels=limit)
 
 
-def _each(args, work, show_warnings: bool = True, bar: bool = True) -> tuple[int, list]:
-    """``work(input)`` for every input → (failures, the rows it returned).
+def _each(args, work, bar: bool = True) -> tuple[int, list]:
+    """``work(input, progress)`` for every input → (failures, the rows it returned).
 
     The batch loop of every command: a failing input is reported in one line and counted,
-    the others go on; warnings are printed per input (unless ``show_warnings`` is off); a
-    progress bar runs where there are several inputs and stderr is a terminal (unless ``bar``
-    is off: commands whose results go to stdout line by line).
+    the others go on; a progress bar runs where there are several inputs and stderr is a
+    terminal (unless ``bar`` is off: commands whose results go to stdout line by line).
     """
     progress = Progress(len(args.inputs), enabled=bar and not getattr(args, "quiet", False))
     failures, rows = 0, []
     for inp in args.inputs:
         progress.step(inp)
         try:
-            with warnings.catch_warnings(record=True) as caught:
-                warnings.simplefilter("always")
-                row = work(inp, progress)
-            for w in caught if show_warnings else ():
-                progress.message(f"{PROG}: warning: {inp}: {w.message}")
-            rows.append(row)
+            rows.append(work(inp, progress))
         except PER_INPUT_ERRORS as exc:
             failures += 1
             progress.message(f"{PROG}: error: {inp}: {_why(exc)}")
     progress.done()
     return failures, rows
+
+
+def _each_output(args, suffix: str, work) -> tuple[int, list]:
+    """_each for encode and decode: ``work(codec, input, its output path, progress)``.
+
+    Outputs are ``-o`` (one input), ``-o``'s directory, or the input's name with ``suffix``.
+    """
+    if args.output == "-" and len(args.inputs) > 1:
+        raise CodecError("-o - takes a single input")
+    lic, many = _make_codec(args), len(args.inputs) > 1
+    return _each(args, lambda inp, progress: work(lic, inp, output_path(inp, args.output, many, suffix), progress))
+
+
+@contextlib.contextmanager
+def _warnings_reported(progress: Progress, inp: str, show: bool = True):
+    """The warnings raised in the block, one line each after it (none where it raises)."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        yield
+    for w in caught if show else ():
+        progress.message(f"{PROG}: warning: {inp}: {w.message}")
 
 
 def _print_json(args, rows: list, one_per_input: bool = True) -> None:
@@ -208,20 +219,12 @@ def _print_json(args, rows: list, one_per_input: bool = True) -> None:
     print(json.dumps((rows[0] if rows else None) if single else rows, indent=2))
 
 
-def _single_output_check(args) -> None:
-    if args.output == "-" and len(args.inputs) > 1:
-        raise CodecError("-o - takes a single input")
-
-
 def cmd_encode(args) -> int:
-    _single_output_check(args)
-    lic = _make_codec(args)
-
-    def encode(inp: str, progress: Progress) -> dict:
-        out = _output_path(inp, args.output, len(args.inputs) > 1, ".lic")
+    def encode(lic, inp: str, out: str, progress: Progress) -> dict:
         source = read_input(inp)
-        data = lic.encode(source, args.quality, target_bpp=args.target_bpp, target_size=args.target_size,
-                          strip=args.strip, tile=args.tile, verify=args.verify, effort=args.effort)
+        with _warnings_reported(progress, inp, show=not args.quiet):
+            data = lic.encode(source, args.quality, target_bpp=args.target_bpp, target_size=args.target_size,
+                              strip=args.strip, tile=args.tile, verify=args.verify, effort=args.effort)
         write_output(out, data, args.force)
         header = codec.read_header(data)
         row = {"input": inp, "output": out, "bytes": len(data), "width": header.width, "height": header.height,
@@ -234,7 +237,7 @@ def cmd_encode(args) -> int:
             progress.message(_describe(row))
         return row
 
-    failures, rows = _each(args, encode, show_warnings=not args.quiet)
+    failures, rows = _each_output(args, ".lic", encode)
     if args.json:
         _print_json(args, rows)
     return 1 if failures else 0
@@ -270,44 +273,15 @@ def _describe(row: dict) -> str:
 
 
 def cmd_decode(args) -> int:
-    _single_output_check(args)
-    lic = _make_codec(args)
-
-    def decode(inp: str, progress: Progress) -> None:
-        out = _output_path(inp, args.output, len(args.inputs) > 1, ".png")
-        image = lic.decode(read_input(inp), crop=args.crop, partial=args.partial)
-        write_output(out, _save_image(image, out), args.force)
+    def decode(lic, inp: str, out: str, progress: Progress) -> None:
+        with _warnings_reported(progress, inp):  # damaged-tile warnings even with --quiet
+            image = lic.decode(read_input(inp), crop=args.crop, partial=args.partial)
+        write_output(out, image_bytes(image, out), args.force)
         if not args.quiet:
             progress.message(f"{inp} -> {out}: {image.width}x{image.height} {image.mode}")
 
-    failures, _ = _each(args, decode)  # damaged-tile warnings even with --quiet
+    failures, _ = _each_output(args, ".png", decode)
     return 1 if failures else 0
-
-
-def _save_image(image, out: str) -> bytes:
-    from PIL import Image
-
-    ext = ".png" if out == "-" else Path(out).suffix.lower()
-    fmt = Image.registered_extensions().get(ext)
-    if fmt is None:
-        raise CodecError(f"unknown output image extension {ext or '(none)'!r}")
-    if fmt == "JPEG" and image.mode in ("LA", "RGBA"):
-        image = image.convert(image.mode[:-1])
-    extra = {k: image.info[k] for k in ("icc_profile", "exif") if image.info.get(k)}
-    if image.info.get("xmp"):
-        if fmt == "PNG":
-            from PIL.PngImagePlugin import PngInfo
-
-            extra["pnginfo"] = PngInfo()
-            extra["pnginfo"].add_itxt("XML:com.adobe.xmp", image.info["xmp"].decode("utf-8", "replace"))
-        elif fmt in ("JPEG", "WEBP", "TIFF"):
-            extra["xmp"] = image.info["xmp"]
-    buf = io.BytesIO()
-    try:
-        image.save(buf, fmt, **extra)
-    except (OSError, ValueError, KeyError) as exc:
-        raise CodecError(f"cannot write {fmt}: {exc}") from None
-    return buf.getvalue()
 
 
 def cmd_score(args) -> int:
@@ -328,7 +302,7 @@ def cmd_score(args) -> int:
 def cmd_sample(args) -> int:
     lic = _make_codec(args)
     image = lic.sample(*args.size, seed=args.seed, quality=args.quality)
-    write_output(args.output, _save_image(image, args.output), args.force)
+    write_output(args.output, image_bytes(image, args.output), args.force)
     return 0
 
 
@@ -366,13 +340,15 @@ def _why(exc: BaseException) -> str:
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["train"]:
-        import importlib.util
+        try:
+            import compressai  # noqa: F401  (the train extra: codec.training needs it once training starts)
 
-        if importlib.util.find_spec("compressai") is None:
-            _error('training needs the train extra: pip install "lic[train]"')
+            from codec.training import main as train_main
+        except ImportError as exc:
+            if (exc.name or "").partition(".")[0] != "compressai":
+                raise
+            print(f'{PROG} train: training needs the train extra: pip install "lic[train]"', file=sys.stderr)
             return 1
-        from codec.training import main as train_main
-
         return train_main(argv[1:])
     if argv[:1] == ["bench"]:  # imported only when asked for: it pulls scipy and matplotlib
         from benchmarks.rd import main as bench_main

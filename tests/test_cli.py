@@ -191,3 +191,19 @@ def test_tiles_crop_partial_and_pixel_limit_from_the_command_line(tmp_path, caps
         with pytest.raises(SystemExit) as exc:
             main([cmd, str(src if cmd == "encode" else enc), *bad_args])
         assert exc.value.code == 2
+
+
+def test_train_without_the_train_extra_says_which_to_install(monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "compressai", None)  # import compressai now fails, as when not installed
+    assert main(["train", "--help"]) == 1
+    assert capsys.readouterr().err == 'lic train: training needs the train extra: pip install "lic[train]"\n'
+
+
+def test_train_hands_its_arguments_to_codec_training(monkeypatch):
+    pytest.importorskip("compressai")
+    import codec.training
+
+    calls = []
+    monkeypatch.setattr(codec.training, "main", lambda argv: calls.append(argv) or 0)
+    assert main(["train", "--steps", "1"]) == 0
+    assert calls == [["--steps", "1"]]
