@@ -1,19 +1,41 @@
 """The context model's training side (codec.training.context): exact growth, causality, training."""
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 
 from codec.training.checkpoint import load_checkpoint
 from codec.training.context import ChannelContext, anchor_mask
+from codec.training.export import main as export_main
 from codec.training.freeze import freeze
-from codec.training.surgery.grow import grow_checkpoint, main as grow_main
+from codec.training.latent_growth import UpdateBoost
+from codec.training.model import LicModel
+from codec.training.optim import param_groups, train_step
+from codec.training.surgery.grow import grow_checkpoint
+from codec.training.surgery.grow import main as grow_main
 from codec.training.train import main as train_main
 from codec.transforms import ModelConfig
 
-from .conftest import copy_trained, model_from, outputs_before_and_after, train_args
+from .conftest import (
+    SAMPLE,
+    copy_trained,
+    model_from,
+    outputs_before_and_after,
+    train_args,
+)
 
 GROUPS = (2, 4, 6)  # M = 12, the tiny training model's
+
+
+def _walk(context: ChannelContext, y, hyper_mean, hyper_scale):
+    """The walk with a decoder's rounding (ŷ = round(y − μ) + μ): (μ, σ, ŷ)."""
+    def visit(k, where, mean, scale):
+        start, end = context.bounds[k]
+        return torch.round(y[:, start:end] - mean) + mean
+
+    return context.walk(hyper_mean, hyper_scale, visit)
 
 
 def _randomised(context: ChannelContext, seed: int = 0) -> ChannelContext:
@@ -44,7 +66,7 @@ def test_growing_a_context_model_keeps_the_function_and_trains_on(trained, tmp_p
     assert tuple(after["config"]["groups"]) == GROUPS and after["step"] == before["step"]
     for a, b in outputs_before_and_after(before, after):
         for key in ("x_hat", "bits_y", "bits_z"):
-            torch.testing.assert_close(b[key], a[key], atol=1e-5, rtol=1e-5)
+            assert torch.equal(b[key], a[key]), key  # the same bits and pixels, exactly
     with pytest.raises(ValueError, match="already has context groups"):
         grow_checkpoint(tmp_path / "ckpt.pt", groups=(6, 6))
 
@@ -55,9 +77,97 @@ def test_growing_a_context_model_keeps_the_function_and_trains_on(trained, tmp_p
     assert resumed["model"]["context.nets.0.out.weight"].abs().sum() > 0
     for value in resumed["model"].values():
         assert torch.isfinite(value.float()).all()
+    main, _ = param_groups(model_from(resumed["model"], resumed["config"]))
+    assert len(resumed["opt"]["state"]) == len(main)  # every main parameter has its moments
+    # and a checkpoint that already has the context model resumes too
+    assert train_main(train_args(tmp_path, 8) + ["--context-lr-mult", "5"]) == 0
+    assert load_checkpoint(tmp_path / "ckpt.pt")["step"] == 8
     model = model_from(resumed["ema"], resumed["config"])
-    with pytest.raises(ValueError, match="context models"):  # the runtime cannot code them yet
+    with pytest.raises(ValueError, match="does not code context models yet"):
         freeze(model, "x")
+    assert export_main(["--checkpoint", str(tmp_path / "ckpt.pt"), "--out", str(tmp_path / "w.safetensors"),
+                        "--fit-crops", "0"]) == 1
+    assert "does not code context models yet" in capsys.readouterr().err
+
+
+def _twin(groups=GROUPS, seed: int = 0) -> tuple[LicModel, LicModel]:
+    """A tiny hyperprior model and the same weights with a zero-initialised context model."""
+    torch.manual_seed(seed)
+    plain = LicModel(ModelConfig(N=8, M=sum(groups)))
+    grouped = LicModel(ModelConfig(N=8, M=sum(groups), groups=groups))
+    missing, unexpected = grouped.load_state_dict(plain.state_dict(), strict=False)
+    assert not unexpected and all(k.startswith("context.") for k in missing)
+    return plain, grouped
+
+
+def test_zero_initialised_context_model_computes_the_same_bits_and_pixels():
+    plain, grouped = _twin()
+    x = torch.rand(2, 3, 64, 128, generator=torch.Generator().manual_seed(1))
+    t = torch.tensor([0.5, 9.0])
+    with torch.no_grad():
+        a, b = plain.eval()(x, t), grouped.eval()(x, t)
+        for key in ("x_hat", "bits_y", "bits_z"):
+            assert torch.equal(a[key], b[key]), key
+        for new_rate in (None, (6, 0.3)):  # training mode (same noise), with the new-latent rate mix too
+            torch.manual_seed(3)
+            a = plain.train()(x, t, new_rate)
+            torch.manual_seed(3)
+            b = grouped.train()(x, t, new_rate)
+            for key in ("x_hat", "bits_y", "bits_z"):
+                assert torch.equal(a[key], b[key]), key
+
+
+def test_the_context_lr_mult_is_adam_at_that_lr():
+    """--context-lr-mult stretches Adam's update of the context parameters (UpdateBoost), which is
+    Adam in a parameter group of its own at lr × mult, without a second group in the checkpoint."""
+    _, model = _twin()
+    model.train()
+    for net in model.context.nets:  # a gradient beyond the zero last layers
+        torch.nn.init.normal_(net.out.weight, std=0.1)
+    x = torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(2))
+    t = torch.tensor([2.0, 7.0])
+    results = []
+    for boosted in (True, False):
+        m = copy.deepcopy(model)
+        main, aux = param_groups(m)
+        ctx = {id(p) for p in m.context.parameters()}
+        if boosted:
+            opt = torch.optim.Adam(main, lr=1e-4)
+            boost = UpdateBoost([(p, (slice(None),)) for p in m.context.parameters()], 10.0)
+        else:
+            opt = torch.optim.Adam([{"params": [p for p in main if id(p) not in ctx]},
+                                    {"params": [p for p in main if id(p) in ctx], "lr_mult": 10.0}], lr=1e-4)
+            boost = _GroupLr()
+        aux_opt = torch.optim.Adam(aux, lr=1e-3)
+        for _ in range(3):
+            torch.manual_seed(5)
+            train_step(m, m, opt, aux_opt, x, t, lr=1e-4, bf16=False, boost=boost)
+        results.append(dict(m.named_parameters()))
+    moved = 0
+    for name, p in results[0].items():
+        torch.testing.assert_close(p, results[1][name], atol=1e-8, rtol=1e-5)
+        moved += name.startswith("context.") and not torch.equal(p, dict(model.named_parameters())[name])
+    assert moved
+
+
+class _GroupLr:
+    """train_step sets every group's lr to --lr; the plain-Adam reference multiplies its group's."""
+
+    def step(self, opt):
+        for g in opt.param_groups:
+            g["lr"] *= g.get("lr_mult", 1.0)
+        opt.step()
+
+
+def test_evaluation_in_the_loop_is_skipped_for_context_models(tmp_path, capsys, monkeypatch):
+    from codec.training import train
+
+    monkeypatch.setattr(train, "_skipped_context_eval", [])
+    (tmp_path / "kodim01.png").write_bytes(SAMPLE.read_bytes())
+    _, model = _twin()
+    assert train.evaluate(model.eval(), tmp_path) is None
+    assert train.evaluate(model, tmp_path) is None
+    assert capsys.readouterr().out.count("evaluation skipped") == 1
 
 
 def test_each_pass_sees_only_what_a_decoder_has_decoded():
@@ -68,7 +178,7 @@ def test_each_pass_sees_only_what_a_decoder_has_decoded():
 
     def run(y_in):
         with torch.no_grad():
-            return context.walk(y_in, hyper_mean, hyper_scale, lambda v, m: torch.round(v - m) + m)
+            return _walk(context, y_in, hyper_mean, hyper_scale)
 
     mean, scale, _ = run(y)
     anchor = anchor_mask(6, 8)[0, 0]
@@ -80,10 +190,15 @@ def test_each_pass_sees_only_what_a_decoder_has_decoded():
     m2, s2, _ = run(changed)
     assert torch.equal(m2[0, group], mean[0, group]) and torch.equal(s2[0, group], scale[0, group])
     changed = y.clone()
-    changed[0, 3, ~anchor] += 10  # non-anchors of the second group
+    changed[0, 3, ~anchor] += 10  # non-anchors of the second group: no element's params of it move
     m3, s3, _ = run(changed)
-    assert torch.equal(m3[0, group][:, anchor], mean[0, group][:, anchor])
-    assert torch.equal(s3[0, group][:, anchor], scale[0, group][:, anchor])
+    assert torch.equal(m3[0, group], mean[0, group]) and torch.equal(s3[0, group], scale[0, group])
+    changed = y.clone()
+    changed[0, 2:6, anchor] += 10  # anchors of the second group: its anchors' params stay
+    m4, s4, _ = run(changed)
+    assert torch.equal(m4[0, group][:, anchor], mean[0, group][:, anchor])
+    assert torch.equal(s4[0, group][:, anchor], scale[0, group][:, anchor])
+    assert torch.equal(m4[0, :2], mean[0, :2])  # and the first group's entirely
     # while the anchors of this group do inform its non-anchors, and earlier groups inform it all
     changed = y.clone()
     changed[0, 3, anchor] += 10
@@ -97,7 +212,7 @@ def test_zero_initialised_context_gives_the_hyperprior_unchanged():
     context = ChannelContext(GROUPS)
     y = torch.randn(2, 12, 4, 4) * 2
     hyper_mean, hyper_scale = torch.randn(2, 12, 4, 4), torch.rand(2, 12, 4, 4) + 0.1
-    mean, scale, y_hat = context.walk(y, hyper_mean, hyper_scale, lambda v, m: torch.round(v - m) + m)
+    mean, scale, y_hat = _walk(context, y, hyper_mean, hyper_scale)
     assert torch.equal(mean, hyper_mean) and torch.equal(scale, hyper_scale)
     assert torch.equal(y_hat, torch.round(y - hyper_mean) + hyper_mean)
 

@@ -6,8 +6,10 @@ After Minnen & Singh, "Channel-wise autoregressive entropy models for learned
 image compression" (ICIP 2020: groups conditioned on the groups before them),
 He et al., "Checkerboard context model for efficient learned image
 compression" (CVPR 2021: anchors first, then the other half conditioned on
-them, two parallel passes) and He et al., "ELIC" (CVPR 2022: both together,
-uneven groups, small ones first where context helps most).
+them, two parallel passes) and He et al., "ELIC: Efficient learned image
+compression with unevenly grouped space-channel contextual adaptive coding"
+(CVPR 2022: both together, uneven groups, small ones first where context helps
+most).
 
 Per group k (channels ``groups[k]``), two passes, anchors = positions with
 (row + column) even::
@@ -16,13 +18,27 @@ Per group k (channels ``groups[k]``), two passes, anchors = positions with
     (μ_k, σ_k) of the hyperprior ──────────────────────────conv1×1─┴─+─LReLU─conv1×1─LReLU─conv1×1─▶ (Δσ, Δμ)
     μ = μ_k + Δμ,  σ = |σ_k + Δσ|:  pass 0 gives the anchors', pass 1 the others'
 
+The steps in coding order (2·len(groups) of them)::
+
+    step (k, 0): params of group k's anchors   ← ŷ_<k
+        visit  → ŷ_k at the anchors
+    step (k, 1): params of group k's others    ← ŷ_<k, ŷ_k at the anchors
+        visit  → ŷ_k at the others              → ŷ_k, on to group k + 1
+
 The last convolution starts at zero, so a model grown with a context model
 computes exactly what it computed before (:mod:`codec.training.surgery.grow`).
-Only convolutions, LeakyReLU and sums produce the means and scales, so an
-integer network can reproduce them exactly at run time, as :mod:`codec.exact`
-does for h_s.  :meth:`ChannelContext.walk` is the one walk over the groups:
-training calls it with straight-through rounding; the runtime's probability
-path walks the same steps in the same order.
+Only convolutions, LeakyReLU (slope 0.01, as h_s) and sums produce the means
+and scales (no exp, log or normalisation), so an integer network can reproduce
+them exactly at run time, as :mod:`codec.exact` does for h_s.
+
+One walk: :meth:`ChannelContext.walk` visits the steps in order and is the only
+place that orders them; what happens at a step is the caller's ``visit`` (training:
+straight-through round(y − μ) + μ; an encoder: round and write; a decoder: read
+symbols, + μ), the same split as :meth:`codec.probability.ProbabilityPath.walk`.
+:meth:`ChannelContext.step` is one step's parameters, a pure function of what a
+decoder has at that step, for a runtime path to call or mirror.  The checkerboard
+is local to the tensor walked (a tile, at run time), and the 3×3 convolution pads
+with zeros at its borders.
 """
 from __future__ import annotations
 
@@ -33,6 +49,11 @@ from torch import nn
 
 HIDDEN = 48  # channels of each group's network
 DEFAULT_GROUPS = (16, 16, 32, 64, 64)  # for M = 192 (ELIC's uneven split, shortened)
+
+# visit(k, where, mean, scale) → ŷ of group k, (B, g_k, h, w); only the elements at ``where``
+# ((1, 1, h, w) bool: this step's positions) are read.  mean and scale are group k's, final
+# at ``where`` (scale after ``bound``).
+Visit = Callable[[int, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 
 
 def anchor_mask(height: int, width: int, device=None) -> torch.Tensor:
@@ -73,24 +94,40 @@ class ChannelContext(nn.Module):
         self.bounds = [(s, s + g) for s, g in zip(starts, groups)]
         self.nets = nn.ModuleList(GroupContext(s, g, hidden) for s, g in zip(starts, groups))
 
-    def walk(self, y: torch.Tensor, hyper_mean: torch.Tensor, hyper_scale: torch.Tensor,
-             quantise: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]):
-        """Every group in order, anchors then the rest → (μ, σ, ŷ) of all of y.
+    def step(self, k: int, decoded: torch.Tensor | None, anchors: torch.Tensor | None,
+             hyper_mean: torch.Tensor, hyper_scale: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(μ, |σ|) of group k at every position, from what a decoder has at that step.
 
-        ``quantise(y_k, μ)`` gives ŷ_k as the decoder will have it (training: a
-        straight-through round(y − μ) + μ); each pass sees only ŷ that a decoder has
-        decoded before it.
+        ``decoded``: ŷ of groups 0…k−1 (None for group 0); ``anchors``: None in pass 0, ŷ_k
+        at the anchors (zero elsewhere) in pass 1; ``hyper_mean``/``hyper_scale``: h_s's
+        (μ, |σ|) of group k's channels.  Pass 0's output is read at the anchors, pass 1's at
+        the others.  Unbounded: the caller applies SCALE_MIN as for h_s.
         """
-        anchor = anchor_mask(*y.shape[-2:], device=y.device)
+        if anchors is None:
+            anchors = torch.zeros_like(hyper_mean)
+        return self.nets[k](decoded, anchors, hyper_mean, hyper_scale)
+
+    def walk(self, hyper_mean: torch.Tensor, hyper_scale: torch.Tensor, visit: Visit,
+             bound: Callable[[torch.Tensor], torch.Tensor] | None = None):
+        """Every step in coding order → (μ, σ, ŷ) of all of y; see the module docstring.
+
+        ``hyper_mean``/``hyper_scale``: h_s's (μ, |σ|) of all M channels; ``bound``: applied
+        to every scale before it is visited or returned (the model's LowerBound(SCALE_MIN)).
+        Each step sees only ŷ that a decoder has decoded before it.
+        """
+        bound = bound or (lambda s: s)
+        anchor = anchor_mask(*hyper_mean.shape[-2:], device=hyper_mean.device)
         means, scales, decoded = [], [], []
-        for (start, end), net in zip(self.bounds, self.nets):
-            y_k, m_k, s_k = y[:, start:end], hyper_mean[:, start:end], hyper_scale[:, start:end]
+        for k, (start, end) in enumerate(self.bounds):
+            m_k, s_k = hyper_mean[:, start:end], hyper_scale[:, start:end]
             before = torch.cat(decoded, 1) if decoded else None
-            mean0, scale0 = net(before, torch.zeros_like(y_k), m_k, s_k)
-            anchors = quantise(y_k, mean0) * anchor
-            mean1, scale1 = net(before, anchors, m_k, s_k)
-            mean, scale = torch.where(anchor, mean0, mean1), torch.where(anchor, scale0, scale1)
+            mean0, scale0 = self.step(k, before, None, m_k, s_k)
+            scale0 = bound(scale0)
+            y_anchors = visit(k, anchor, mean0, scale0) * anchor
+            mean1, scale1 = self.step(k, before, y_anchors, m_k, s_k)
+            mean, scale = torch.where(anchor, mean0, mean1), torch.where(anchor, scale0, bound(scale1))
+            y_k = torch.where(anchor, y_anchors, visit(k, ~anchor, mean, scale))
             means.append(mean)
             scales.append(scale)
-            decoded.append(quantise(y_k, mean))
+            decoded.append(y_k)
         return torch.cat(means, 1), torch.cat(scales, 1), torch.cat(decoded, 1)

@@ -10,6 +10,7 @@ is estimated with additive uniform noise, while the synthesis transform sees
 the straight-through rounded latent it will see at decode time::
 
     x ─g_a─▶ y ×gain ─▶ y' ─h_a─▶ z ─EB(noise)─▶ z̃ ─h_s─▶ (μ, σ)
+    [with config.groups: (μ, σ) ─context walk, group by group, ŷ' of earlier steps─▶ (μ, σ)]
     rate_y  = -log2 p(y' + u | μ, σ)        u ~ U(-½, ½)
     ŷ'      = round(y' - μ) + μ  (straight-through)
     x̂       = g_s(ŷ' × inv_gain)
@@ -72,8 +73,12 @@ class LicModel(nn.Module):
         z = self.h_a(y)
         z_tilde, z_lik = self.entropy_bottleneck(z.float())
         if self.config.groups:
-            mean, scale, y_hat = self.context.walk(y, *split_hyper_params(self.h_s(z_tilde)), _straight_through)
-            scale = self.scale_bound(scale)
+            def visit(k, where, mean_k, scale_k):  # ŷ_k as a decoder will have it, straight-through
+                start, end = self.context.bounds[k]
+                return _straight_through(y[:, start:end], mean_k)
+
+            mean, scale, y_hat = self.context.walk(*split_hyper_params(self.h_s(z_tilde)), visit,
+                                                   self.scale_bound)
         else:
             mean, scale = self.mean_scale(z_tilde)
             y_hat = _straight_through(y, mean)

@@ -121,6 +121,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
+_skipped_context_eval: list[bool] = []  # said once per process
+
+
 @torch.no_grad()
 def evaluate(model: LicModel, eval_dir: Path) -> dict | None:
     """Real file sizes and PSNR of the EMA model on a few evaluation images, per quality."""
@@ -130,7 +133,13 @@ def evaluate(model: LicModel, eval_dir: Path) -> dict | None:
     from .freeze import freeze
 
     paths = [eval_dir / n for n in EVAL_IMAGES if (eval_dir / n).exists()]
-    if not paths or model.config.groups:  # the runtime does not code context models yet
+    if paths and model.config.groups:  # the runtime does not code context models yet
+        if not _skipped_context_eval:
+            print("lic train: evaluation skipped: the runtime does not code context models yet "
+                  f"(groups {model.config.groups})", flush=True)
+            _skipped_context_eval.append(True)
+        return None
+    if not paths:
         return None
     frozen = freeze(model, "eval")
     frozen.sha256 = bytes(32)
