@@ -18,6 +18,7 @@ from pathlib import Path
 from .container import FORMAT_MAJOR, FORMAT_MINOR, MAX_PIXELS, Header
 from .errors import CodecError, CorruptFileError, WeightsError, WeightsMismatchError
 from .shipped import DEFAULT_WEIGHTS, manifest_hash, read_metadata
+from .tiling import DEFAULT_TILE
 
 __version__ = "0.1.0"
 FORMAT_VERSION = f"{FORMAT_MAJOR}.{FORMAT_MINOR}"
@@ -27,17 +28,18 @@ __all__ = ["Codec", "CodecError", "CorruptFileError", "EncodeOptions", "FORMAT_V
            "effort_schedule", "encode", "find_images", "psnr", "read_header", "weights_info", "__version__"]
 
 
-def encode(image, quality: float = 75.0, *, target_bpp: float | None = None,
-           target_size: int | None = None, strip: bool = False, effort: int = 0) -> bytes:
+def encode(image, quality: float = 75.0, *, target_bpp: float | None = None, target_size: int | None = None,
+           strip: bool = False, tile: int | None = DEFAULT_TILE, verify: bool = False, effort: int = 0) -> bytes:
     """Encode an image (PIL image, uint8 numpy array, path, or image bytes) → .lic bytes.
 
-    ``effort`` 1–3 refines the latent for this image (smaller files, slower encode; see
-    :meth:`Codec.encode`).
+    The options of :meth:`Codec.encode`: ``tile`` side in pixels (None: one tile), ``verify``
+    re-decodes the streams, ``effort`` 1–3 refines the latent for this image (smaller files,
+    slower encode).
     """
     from .api import default_codec
 
     return default_codec().encode(image, quality, target_bpp=target_bpp, target_size=target_size,
-                                  strip=strip, effort=effort)
+                                  strip=strip, tile=tile, verify=verify, effort=effort)
 
 
 def effort_schedule(effort: int) -> str:
@@ -51,11 +53,12 @@ def effort_schedule(effort: int) -> str:
     return "no refinement" if s is None else f"{s.steps} steps, lr {s.lr:g}, τ {s.tau_start:g}→{TAU_END:g}"
 
 
-def decode(data):
-    """Decode .lic bytes (or a path to a .lic file) → PIL.Image.Image."""
+def decode(data, *, crop: tuple[int, int, int, int] | None = None, partial: bool = False):
+    """Decode .lic bytes (or a path to a .lic file) → PIL.Image.Image; ``crop=(x, y, w, h)`` and
+    ``partial`` as in :meth:`Codec.decode`."""
     from .api import default_codec
 
-    return default_codec().decode(data)
+    return default_codec().decode(data, crop=crop, partial=partial)
 
 
 def read_header(data) -> Header:

@@ -237,3 +237,13 @@ def test_frozen_gdn_is_compressais_gdn_and_decoding_never_imports_compressai(tmp
             "print('compressai' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_module_level_functions_take_the_codec_options(small_image):
+    """codec.encode / codec.decode offer what Codec.encode / Codec.decode do (tile, verify, crop, partial)."""
+    whole = codec.encode(small_image, 50, tile=None, verify=True)
+    tiled = codec.encode(small_image, 50, tile=64)
+    assert codec.read_header(whole).width == 96 and whole != tiled  # the tiled file carries a grid
+    part = codec.decode(tiled, crop=(10, 5, 30, 20), partial=True)
+    assert part.size == (30, 20)
+    assert np.array_equal(np.asarray(part), np.asarray(codec.decode(tiled))[5:25, 10:40])
