@@ -295,3 +295,22 @@ def test_bd_weighted_training_keeps_the_psnr_table_across_a_resume(tmp_path):
     resumed = load_checkpoint(run / "ckpt.pt")["level_rates"]
     assert int(resumed["psnr_count"].sum()) == 8  # counted on from the checkpoint, not from zero
     assert (resumed["psnr_count"] >= first["psnr_count"]).all()
+
+
+def test_compact_checkpoints_store_the_ema_as_a_small_difference(tmp_path):
+    """save_checkpoint(compact_ema=True): the EMA as a bf16 difference from the weights, rebuilt on load."""
+    from codec.training.checkpoint import save_checkpoint
+
+    gen = torch.Generator().manual_seed(0)
+    model = {"w": torch.randn(256, 256, generator=gen), "count": torch.tensor([7])}
+    ema = {"w": model["w"] + 1e-3 * torch.randn(256, 256, generator=gen), "count": torch.tensor([7])}
+    save_checkpoint(tmp_path / "full.pt", model=model, ema=ema, step=3)
+    save_checkpoint(tmp_path / "compact.pt", compact_ema=True, model=model, ema=ema, step=3)
+    assert (tmp_path / "compact.pt").stat().st_size < 0.8 * (tmp_path / "full.pt").stat().st_size
+    raw = torch.load(tmp_path / "compact.pt", weights_only=False)
+    assert "ema" not in raw and raw["ema_delta"]["w"].dtype == torch.bfloat16
+    back = load_checkpoint(tmp_path / "compact.pt")
+    assert set(back) == {"model", "ema", "step"} and torch.equal(back["ema"]["count"], ema["count"])
+    error = (back["ema"]["w"] - ema["w"]).abs().max()
+    assert 0 < error <= 2**-8 * (ema["w"] - model["w"]).abs().max()  # bf16 of the difference, not of the weight
+    assert torch.equal(load_checkpoint(tmp_path / "full.pt")["ema"]["w"], ema["w"])

@@ -1,8 +1,9 @@
 """Train the codec's model (``python -m codec.training.train``, or ``lic train``).
 
 Resumable and cumulative: every few minutes one checkpoint file is rewritten
-atomically with model, EMA weights, optimiser states (moments in bf16 to keep
-the file small), step and RNG states, so a later session continues exactly.
+atomically with model, EMA weights (as a bf16 difference from the model's),
+optimiser states (moments in bf16), step and RNG states, so a later session
+continues; ``--exact-resume`` keeps everything in fp32 for a bit-exact one.
 
 Recipe choices for a 2-core CPU (measured, see docs/MODEL_CARD.md):
 channels_last + bf16 autocast for the transforms (entropy models stay fp32),
@@ -101,9 +102,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--crops-per-image", type=int, default=12,
                    help="crops cut per training image when the patch cache is built")
     p.add_argument("--exact-resume", action="store_true",
-                   help="keep Adam moments in fp32 in the checkpoint (+10 MB): a resumed run on the "
-                        "CPU then follows the uninterrupted one bit for bit (on CUDA, cudnn's algorithm "
-                        "choice and the unsaved CUDA RNG make it near-exact); default bf16 moments")
+                   help="keep Adam moments and the EMA in fp32 in the checkpoint (+28 MB): a resumed run on "
+                        "the CPU then follows the uninterrupted one bit for bit (on CUDA, cudnn's algorithm "
+                        "choice and the unsaved CUDA RNG make it near-exact); default bf16 moments and the "
+                        "EMA as a bf16 difference from the weights")
     p.add_argument("--new-latents", type=int, default=None, metavar="FIRST",
                    help="latent channels FIRST… are new (after surgery.widen --latent-init active): "
                         "enables the two options below")
@@ -285,7 +287,8 @@ def train(args: argparse.Namespace) -> None:
 
     def checkpoint() -> None:
         save_checkpoint(
-            ckpt_path, config=config.to_dict(), model=model.state_dict(), ema=ema.state_dict(),
+            ckpt_path, compact_ema=not args.exact_resume,
+            config=config.to_dict(), model=model.state_dict(), ema=ema.state_dict(),
             opt=_keep(opt.state_dict()), aux_opt=_keep(aux_opt.state_dict()),
             step=step, opt_start=opt_start, schedule={"start": schedule_start, "steps": args.steps},
             elapsed_seconds=elapsed + time.time() - t_start,
