@@ -32,6 +32,8 @@ from pathlib import Path
 import torch
 from PIL import Image
 
+from codec.training.checkpoint import load_checkpoint
+
 ROOT = Path(__file__).resolve().parents[2]
 PACK = ROOT / ".gpupack"
 JPEG_SUFFIXES = {".jpg", ".jpeg"}
@@ -103,7 +105,7 @@ def pack_site(out: Path) -> None:
 
 
 def resumable_checkpoint(src: Path, dst: Path) -> int:
-    ck = torch.load(src, map_location="cpu", weights_only=False)
+    ck = load_checkpoint(src)  # a compact EMA (ema_delta) comes back whole
     ck["ema"] = ck["model"]  # saved once: torch.save keeps one copy of shared storages
     torch.save(ck, dst)
     return ck["step"]
