@@ -14,16 +14,21 @@ class OutputExists(Exception):
     """The output file exists and --force was not given."""
 
 
-def read_input(path: str) -> bytes:
-    """Bytes of a file, or of stdin for ``-``."""
-    if path == "-":
-        return sys.stdin.buffer.read()
+def input_file(path: str) -> Path:
+    """An input path that is a file, or one line saying why not (the caller names the path)."""
     p = Path(path)
     if p.is_dir():
         raise CodecError("is a directory")
     if not p.exists():
         raise CodecError("no such file")
-    return p.read_bytes()
+    return p
+
+
+def read_input(path: str) -> bytes:
+    """Bytes of a file, or of stdin for ``-``."""
+    if path == "-":
+        return sys.stdin.buffer.read()
+    return input_file(path).read_bytes()
 
 
 def write_output(path: str, data: bytes, force: bool) -> None:

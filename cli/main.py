@@ -18,7 +18,7 @@ import warnings
 import codec
 from codec import CodecError
 
-from .io import OutputExists, Progress, image_bytes, output_path, read_input, write_output
+from .io import OutputExists, Progress, image_bytes, input_file, output_path, read_input, write_output
 
 PROG = "lic"
 # What a single input may fail with; the batch reports it and goes on with the next input.
@@ -308,7 +308,7 @@ def cmd_sample(args) -> int:
 
 def cmd_info(args) -> int:
     def info(inp: str, _) -> dict:
-        h = codec.read_header(sys.stdin.buffer.read() if inp == "-" else inp)
+        h = codec.read_header(sys.stdin.buffer.read() if inp == "-" else input_file(inp))  # the header only
         row = {"file": inp, **h.to_dict(), "model": h.model_name or _shipped_model_name(h)}
         if not args.json:
             print(f"{inp}: {h.width}x{h.height} {h.mode}, quality {h.quality:g}, "

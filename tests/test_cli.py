@@ -207,3 +207,10 @@ def test_train_hands_its_arguments_to_codec_training(monkeypatch):
     monkeypatch.setattr(codec.training, "main", lambda argv: calls.append(argv) or 0)
     assert main(["train", "--steps", "1"]) == 0
     assert calls == [["--steps", "1"]]
+
+
+def test_info_names_a_missing_or_wrong_input_once(tmp_path, capsys):
+    missing = tmp_path / "nonexist.lic"
+    assert main(["info", str(missing), str(tmp_path)]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"lic: error: {missing}: no such file", f"lic: error: {tmp_path}: is a directory"]
