@@ -323,12 +323,11 @@ def cmd_info(args) -> int:
 
 
 def _shipped_model_name(header) -> str:
-    """A 1.2 header names its weights by id only: the shipped weights' name if they match."""
+    """A 1.2+ header names its weights by id only: the name of the shipped weights it names, if any."""
     try:
-        shipped = codec.weights_info()
+        return codec.weights_info(header=header)["name"]
     except CodecError:
         return "unknown"
-    return shipped["name"] if header.made_with(bytes.fromhex(shipped["sha256"])) else "unknown"
 
 
 def _why(exc: BaseException) -> str:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from .container import FORMAT_MAJOR, FORMAT_MINOR, MAX_PIXELS, Header
 from .errors import CodecError, CorruptFileError, WeightsError, WeightsMismatchError
-from .shipped import DEFAULT_WEIGHTS, manifest_hash, read_metadata
+from .shipped import DEFAULT_WEIGHTS, manifest_hash, read_metadata, shipped_weights
 from .tiling import DEFAULT_TILE
 
 __version__ = "0.1.0"
@@ -74,11 +74,16 @@ def read_header(data) -> Header:
     return _read(data)
 
 
-def weights_info(path: str | os.PathLike | None = None) -> dict:
-    """Name, SHA-256 and training step of a weights file (the shipped one by default).
+def weights_info(path: str | os.PathLike | None = None, *, header: Header | None = None) -> dict:
+    """Name, SHA-256 and training step of a weights file: ``path``, the shipped weights that
+    made the file of ``header`` (WeightsError if none), or the shipped default.
 
-    Reads only the safetensors JSON header (never torch): used by ``lic --version``.
+    Reads only the safetensors JSON header (never torch): used by ``lic --version`` and ``lic info``.
     """
+    if header is not None:
+        path = shipped_weights(header.weights_sha256)
+        if path is None:
+            raise WeightsError(f"no shipped weights have the id {header.weights_sha256.hex()[:16]}")
     path = Path(path) if path is not None else DEFAULT_WEIGHTS
     try:
         meta = read_metadata(path)

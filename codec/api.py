@@ -7,9 +7,8 @@
     decode: .lic bytes ─container─▶ streams ─entropy_decode─▶ Latents
             Latents ─ŷ × inv_gain(t)─▶ tiled g_s ─▶ pixels
 
-Encoder and decoder walk the same probability path (:mod:`codec.probability`),
-chosen once per determinism profile; a file only decodes with the weights whose
-SHA-256 its header names.
+Encoder and decoder walk one probability path (:mod:`codec.probability`) per
+determinism profile; a file decodes only with the weights its header names.
 """
 from __future__ import annotations
 
@@ -27,25 +26,26 @@ from .errors import CodecError, DamagedTilesWarning, WeightsMismatchError
 from .inputs import (
     DEFAULT_QUALITY, EncodeOptions, bisect_quality, checked_device, checked_profile, crop_box, read_bytes, tensor_pixels,
 )
-from .latent_coding import decode_tiles, dequantised, encode_tile, level, quantise, where
+from .latent_coding import check_round_trip, decode_tiles, dequantised, encode_tile, level, quantise, where
 from .latents import Latents
 from .lic_file import finish_image, pack_image
-from .probability import probability_paths
-from .refine import refine_latent, schedule_for
+from .probability import path_for, probability_paths
+from .refine import refiner
 from .tiled import TiledTransforms
+from .shipped import OtherShipped
 from .tiling import DEFAULT_TILE, Box, TileGrid
-from .transforms import interp_lambda
 from .weights import FrozenModel, load_weights
 
 
 class Codec:
     """A frozen model loaded on one device, for repeated encode/decode calls.
 
-    Thread-safe: the model is read-only and every call builds its own tensors.
-    ``max_pixels`` (None: no limit) refuses larger images before allocating anything.
-    ``profile``: the determinism profile files are encoded with: ``"int"`` (default; the
-    probability path in exact integer arithmetic, see :mod:`codec.exact`) or ``"float"``
-    (format 1.0's float32 path).  Decoding follows the profile the file's header names.
+    Thread-safe: the model is read-only and every call builds its own tensors.  ``max_pixels``
+    (None: no limit) refuses larger images before allocating anything.
+    ``profile``: the determinism profile files are encoded with: ``"int"`` (default; exact
+    integers, :mod:`codec.exact`) or ``"float"`` (format 1.0's float32 path, hyperprior weights
+    only).  Decoding follows the header's profile; a Codec of the shipped weights also decodes
+    files of the other shipped weights (earlier releases'), loading them on first use.
     ``tile_batch``: tiles of equal shape run through a transform together, this many at a
     time (default 8 on CUDA, 1 on the CPU, where batching gains nothing).
     """
@@ -56,13 +56,15 @@ class Codec:
         if isinstance(weights, torch.nn.Module) and not isinstance(weights, FrozenModel):
             raise CodecError("Codec needs a frozen model: freeze a trained one with codec.training.freeze")
         model = weights if isinstance(weights, FrozenModel) else load_weights(weights)
+        self._others = None if weights is not None else OtherShipped(  # earlier releases' files
+            lambda path: Codec(path, device, max_pixels, profile, tile_batch))
         # channels_last: oneDNN's fastest layout for these convolutions (decode 161 → ~115 ms on Kodak)
         self.model = model.to(device)
         for transform in (self.model.g_a, self.model.g_s):
             transform.to(memory_format=torch.channels_last)
         self.max_pixels = max_pixels
         self.tile_batch = max(1, tile_batch or (8 if self.device.type == "cuda" else 1))
-        self.paths = probability_paths(self.model, self.device)  # by profile: the walk both directions share
+        self.paths = probability_paths(self.model, self.device, profile)  # the walk both directions share
         self.transforms = TiledTransforms(self.model, self.device, self.tile_batch)
 
     def _check_pixels(self, width: int, height: int) -> None:
@@ -86,13 +88,7 @@ class Codec:
     def _quantise(self, y0: torch.Tensor, quality: float, grid: TileGrid, pixels, effort: int) -> Latents:
         """y of the padded image → latents; ``effort`` ≥ 1 refines y' against ``pixels`` first."""
         t = level(self.model, quality, self.device)
-        refine = None
-        if effort:
-            lam = float(interp_lambda(self.model.config.lambdas, t.cpu()))
-
-            def refine(y, mean, index):
-                return refine_latent(self.model.g_s, y, mean, index, self.model.gains.inv_gain(t), lam, grid,
-                                     lambda box: self.transforms.window(pixels, box), schedule_for(effort))
+        refine = effort and refiner(self.model, t, grid, lambda box: self.transforms.window(pixels, box), effort)
         return quantise(self.model, self.paths[self.profile], y0 * self.model.gains.gain(t), grid, quality, refine)
 
     # -- stages, public for profiling and research; encode/decode are built from them -------------
@@ -112,7 +108,8 @@ class Codec:
     @torch.inference_mode()
     def entropy_decode(self, data, tiles: list[int] | None = None, partial: bool = False) -> Latents:
         """Container + entropy-decoding stage: .lic bytes → latents (of ``tiles``; all by default)."""
-        return self._entropy_decode(container.unpack(read_bytes(data), partial), tiles, partial)[0]
+        parsed = container.unpack(read_bytes(data), partial)
+        return self._codec_for(parsed.header)._entropy_decode(parsed, tiles, partial)[0]
 
     @torch.inference_mode()
     def synthesise(self, lat: Latents, region: Box | None = None) -> np.ndarray:
@@ -158,10 +155,7 @@ class Codec:
                       else int(opts.target_bpp * grid.width * grid.height / 8))
             data = bisect_quality(at, budget)
         if verify:
-            decoded = self.entropy_decode(data).digest()
-            expected = digests[container.read_header(data).quality]
-            if decoded != expected:
-                raise CodecError(f"verification failed: decoded latents {decoded[:12]} != encoded {expected[:12]}")
+            check_round_trip(lambda: self.entropy_decode(data).digest(), digests[container.read_header(data).quality])
         return data
 
     # -- decode -----------------------------------------------------------------------------------
@@ -182,8 +176,14 @@ class Codec:
                 f"loaded {self.model.name} ({self.model.sha256.hex()[:12]})")
         self._check_pixels(h.width, h.height)
         grid = self._grid(parsed)
-        tiles, damaged = decode_tiles(self.model, self.paths[h.profile], grid, parsed.tiles, wanted, partial)
+        tiles, damaged = decode_tiles(self.model, path_for(self.paths, h), grid, parsed.tiles, wanted, partial)
         return Latents(tiles, grid, h.quality, h.profile), damaged
+
+    def _codec_for(self, header: container.Header) -> Codec:
+        """The Codec whose weights made a file: this one, or (shipped weights) the shipped ones named."""
+        if self._others is None or header.made_with(self.model.sha256):
+            return self
+        return self._others.get(header.weights_sha256, f"{self.model.name}, {self.model.sha256.hex()[:12]}")
 
     def _synthesis(self, lat: Latents, region: Box | None = None) -> torch.Tensor:
         """g_s over halo windows → uint8 (3, h, w) of ``region`` (default: all)."""
@@ -200,6 +200,8 @@ class Codec:
         of failing the whole image.
         """
         parsed = container.unpack(read_bytes(data), partial=partial)
+        if self._codec_for(parsed.header) is not self:
+            return self._codec_for(parsed.header).decode(data, crop=crop, partial=partial)
         h = parsed.header
         self._check_pixels(h.width, h.height)
         region = crop_box(crop, h.width, h.height)
@@ -219,9 +221,6 @@ class Codec:
 
     def sample(self, width: int, height: int, seed: int = 0, quality: float = DEFAULT_QUALITY) -> Image.Image:
         """An image drawn from the learned prior; the same seed gives the same image (codec.prior)."""
-        self._check_pixels(width, height)
-        if width < 1 or height < 1:
-            raise CodecError(f"sample size must be positive, got {width}x{height}")
         from .prior import sample
 
         return sample(self, width, height, seed, quality)
@@ -229,7 +228,9 @@ class Codec:
     @torch.inference_mode()
     def decode_tensor(self, data) -> torch.Tensor:
         """.lic bytes → RGB float tensor (3, H, W) in 0..1 on this codec's device (no alpha)."""
-        return self._synthesis(self.entropy_decode(data)).float().div_(255)
+        data = read_bytes(data)
+        lic = self._codec_for(container.read_header(data))
+        return lic._synthesis(lic.entropy_decode(data)).float().div_(255)
 
 
 _default: Codec | None = None

@@ -13,7 +13,10 @@ from dataclasses import dataclass, field
 from .errors import CorruptFileError
 
 SIGNATURE = b"\x89LIC\r\n\x1a\n"
-FORMAT_MAJOR, FORMAT_MINOR = 1, 2  # 1.1 added tiles (TGRD + TILE); 1.2 the compact header
+FORMAT_MAJOR, FORMAT_MINOR = 1, 3  # 1.1 added tiles (TGRD + TILE); 1.2 the compact header;
+# 1.3 y streams in a context model's coding steps (groups, checkerboard; docs/FORMAT.md)
+CONTEXT_SINCE = (1, 3)  # the first version whose files may name weights with a context model
+HYPERPRIOR_VERSION = (1, 2)  # what weights without a context model still write: older readers read it
 COMPACT_SINCE = (1, 2)  # header body: no model name, the weights named by their id (below)
 WEIGHTS_ID_BYTES = 8  # a 1.2 header names the weights by the first 8 bytes of their SHA-256
 MODES = ("L", "LA", "RGB", "RGBA")  # source mode code → Pillow mode

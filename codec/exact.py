@@ -48,6 +48,36 @@ SCALE_THRESHOLDS = (
 )
 
 
+def integer_weights(module: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
+    """A convolution's (w_q, b_q): w·2^W and b·2^(W+A) rounded, float64 on the CPU (exact integers)."""
+    w = torch.round(module.weight.detach().double().cpu() * 2**WEIGHT_BITS)
+    b = torch.round(module.bias.detach().double().cpu() * 2 ** (WEIGHT_BITS + ACT_BITS))
+    return w, b
+
+
+def check_exact(name: str, weights: list[torch.Tensor], bias: torch.Tensor, transposed: bool = False) -> None:
+    """Refuse a layer whose sums could leave float64's exact integers: Σ|w_q|·ACT_MAX + |b_q| < 2^53."""
+    per_output = sum(w.abs().sum((0, 2, 3)) if transposed else w.abs().sum((1, 2, 3)) for w in weights)
+    bound = float((per_output * ACT_MAX + bias.abs()).max())
+    if bound >= EXACT_LIMIT:
+        raise ValueError(f"{name} layer exceeds exact float64 range ({bound:.3g} ≥ 2^53)")
+
+
+def activation(s: torch.Tensor) -> torch.Tensor:
+    """A layer's sum (at 2^(W+A)) → its activation at 2^A: floor(s / 2^W), clamped to ±ACT_MAX (in place)."""
+    return s.div_(2**WEIGHT_BITS).floor_().clamp_(-ACT_MAX, ACT_MAX)
+
+
+def leaky(a: torch.Tensor) -> torch.Tensor:
+    """LeakyReLU(0.01) on integers: a if a ≥ 0, else floor(a·41 / 4096)."""
+    return torch.where(a >= 0, a, torch.floor(a * LEAKY_NUM / 2**LEAKY_SHIFT))
+
+
+def table_index(scale_q: torch.Tensor, thresholds: torch.Tensor) -> torch.Tensor:
+    """|σ_q| → the index of the smallest grid scale at or above it (63 beyond the grid)."""
+    return torch.bucketize(scale_q.abs().contiguous(), thresholds).clamp_(max=SCALE_TABLE_SIZE - 1)
+
+
 class ExactHyperSynthesis:
     """h_s as an integer network, built once from a frozen model's h_s and z medians."""
 
@@ -57,32 +87,32 @@ class ExactHyperSynthesis:
             if isinstance(module, nn.LeakyReLU):
                 self.layers.append(("leaky",))
                 continue
-            w = torch.round(module.weight.detach().double().cpu() * 2**WEIGHT_BITS)
-            b = torch.round(module.bias.detach().double().cpu() * 2 ** (WEIGHT_BITS + ACT_BITS))
+            w, b = integer_weights(module)
             transposed = isinstance(module, nn.ConvTranspose2d)
-            per_output = w.abs().sum((0, 2, 3)) if transposed else w.abs().sum((1, 2, 3))
-            bound = float((per_output * ACT_MAX + b.abs()).max())
-            if bound >= EXACT_LIMIT:
-                raise ValueError(f"h_s layer exceeds exact float64 range ({bound:.3g} ≥ 2^53)")
+            check_exact("h_s", [w], b, transposed)
             self.layers.append(("deconv" if transposed else "conv", w, b, module.stride, module.padding,
                                 getattr(module, "output_padding", (0, 0))))
         self.medians_q = torch.round(medians.detach().double().cpu().view(1, -1, 1, 1) * 2**ACT_BITS)
         self.thresholds = torch.tensor(SCALE_THRESHOLDS, dtype=torch.float64)
 
     @torch.inference_mode()
-    def __call__(self, z_sym: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """z symbols (1, N, h, w), any device → (mean float32, table index int64), both on the CPU."""
+    def integer(self, z_sym: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """z symbols (1, N, h, w), any device → (mean_q, scale_q) at 2^A, float64 integers on the CPU."""
         a = z_sym.detach().to("cpu", torch.float64).clamp(-Z_MAX, Z_MAX) * 2**ACT_BITS + self.medians_q
         for layer in self.layers:
             if layer[0] == "leaky":
-                a = torch.where(a >= 0, a, torch.floor(a * LEAKY_NUM / 2**LEAKY_SHIFT))
+                a = leaky(a)
                 continue
             kind, w, b, stride, padding, output_padding = layer
             if kind == "deconv":
                 s = F.conv_transpose2d(a, w, b, stride=stride, padding=padding, output_padding=output_padding)
             else:
                 s = F.conv2d(a, w, b, stride=stride, padding=padding)
-            a = s.div_(2**WEIGHT_BITS).floor_().clamp_(-ACT_MAX, ACT_MAX)
+            a = activation(s)
         scale_q, mean_q = a.chunk(2, dim=1)
-        index = torch.bucketize(scale_q.abs().contiguous(), self.thresholds).clamp_(max=SCALE_TABLE_SIZE - 1)
-        return mean_q.div(2**ACT_BITS).float(), index
+        return mean_q, scale_q
+
+    def __call__(self, z_sym: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """z symbols (1, N, h, w), any device → (mean float32, table index int64), both on the CPU."""
+        mean_q, scale_q = self.integer(z_sym)
+        return mean_q.div(2**ACT_BITS).float(), table_index(scale_q, self.thresholds)

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from .coder import SymbolReader, SymbolWriter, decode_symbols, encode_symbols
-from .errors import CorruptFileError
+from .errors import CodecError, CorruptFileError
 from .latents import Latents, TileLatents
 from .probability import CodingStep, ProbabilityPath, z_groups
 from .tiling import LATENT, STRIDE, Box, TileGrid
@@ -23,18 +23,23 @@ def quantise(model, path: ProbabilityPath, y: torch.Tensor, grid: TileGrid, qual
              refine=None) -> Latents:
     """y' = y × gain of the padded image → the latents of every tile.
 
-    ``refine(y', means, indexes)`` (encoder effort ≥ 1) may move y' before it is rounded,
-    with z, and so every mean and table, kept as the first pass chose them.
+    ``refine(y', means, indexes)`` (encoder effort ≥ 1) may move y' before it is rounded, given
+    the means and tables of the unrefined latent's walk; z stays as it is.  With a context model
+    the walk of the refined y' then recomputes them, as the decoder will.
     """
     z_sym = torch.round(model.h_a(y) - model.z_medians.view(1, -1, 1, 1))
     tiles = [_z_tile(z_sym, grid.box(i)) for i in range(len(grid))]
-    if refine is not None:
-        y = refine(y, *_whole(y, grid, [path.walk(z, lambda step: np.zeros(step.index.shape)) for z in tiles]))
-    out = []
-    for i, z in enumerate(tiles):
-        y_tile = y[(Ellipsis, *grid.box(i).scaled(LATENT).slices)]
-        code = path.walk(z, lambda step: torch.round(y_tile - step.mean)[0].to(torch.int32).cpu().numpy())
-        out.append(TileLatents(z[0].to(torch.int32).cpu().numpy(), code.y, code.index, code.mean))
+
+    def walk(y: torch.Tensor) -> list:
+        crops = [y[(Ellipsis, *grid.box(i).scaled(LATENT).slices)] for i in range(len(grid))]
+        return [path.walk(z, lambda step, c=c: torch.round(c - step.mean)[0].to(torch.int32).cpu().numpy())
+                for z, c in zip(tiles, crops)]
+
+    codes = walk(y)
+    if refine:  # the means and tables of the amortised latent's own walk, then walked again
+        codes = walk(refine(y, *_whole(y, grid, codes)))
+    out = [TileLatents(z[0].to(torch.int32).cpu().numpy(), code.y, code.index, code.mean)
+           for z, code in zip(tiles, codes)]
     return Latents(out, grid, quality, path.profile)
 
 
@@ -81,6 +86,16 @@ def decode_tile(model, path: ProbabilityPath, streams: tuple[bytes, bytes], box:
     code = path.walk(torch.from_numpy(z)[None].to(model.z_medians.device), read)
     reader.finish()
     return TileLatents(z, code.y, code.index, code.mean)
+
+
+def check_round_trip(decoded_digest, expected: str) -> None:
+    """encode(verify=True): CodecError unless the file decodes to the encoder's latents (``expected``)."""
+    try:
+        decoded = decoded_digest()
+    except CorruptFileError as exc:  # with a context model a wrong symbol derails the steps after it
+        raise CodecError(f"verification failed: the file does not decode ({exc})") from None
+    if decoded != expected:
+        raise CodecError(f"verification failed: decoded latents {decoded[:12]} != encoded {expected[:12]}")
 
 
 def where(grid: TileGrid, index: int) -> str:

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from .entropy import PRECISION, TableSet
+from .errors import CodecError
 from .latents import Latents, TileLatents
 from .probability import z_groups
 from .tiling import LATENT, STRIDE, TileGrid
@@ -64,6 +65,9 @@ def sample(lic, width: int, height: int, seed: int = 0, quality: float = 75.0):
     """A new image of ``width`` × ``height`` drawn from the learned prior (a PIL RGB image)."""
     from PIL import Image
 
+    lic._check_pixels(width, height)
+    if width < 1 or height < 1:
+        raise CodecError(f"sample size must be positive, got {width}x{height}")
     rng = np.random.default_rng(seed)
     grid = TileGrid.for_image(width, height, None, lic.model.config.halos)
     box = grid.box(0)

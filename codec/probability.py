@@ -24,8 +24,12 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from .context import anchor_mask
 from .entropy import scale_to_index
-from .exact import ExactHyperSynthesis
+from .container import CONTEXT_SINCE
+from .errors import CodecError, CorruptFileError
+from .exact import ACT_BITS, ExactHyperSynthesis
+from .exact_context import ExactContext, decoded_q
 from .transforms import split_hyper_params
 
 
@@ -116,7 +120,82 @@ class ExactPath(ProbabilityPath):
         return mean.to(self.device), index[0].numpy()
 
 
-def probability_paths(model, device: torch.device) -> dict[str, ProbabilityPath]:
-    """One path per determinism profile for a frozen ``model`` on ``device``, by profile name."""
-    paths = (FloatPath(model), ExactPath(model.h_s, model.z_medians, device))
-    return {p.profile: p for p in paths}
+class ContextPath(ProbabilityPath):
+    """The ``int`` profile of a model with a context model (format 1.3): exact h_s, then per channel
+    group k two steps, k's anchors then k's other positions, each step's means and tables computed
+    from the steps before it by the group's integer network (:mod:`codec.exact_context`)."""
+
+    profile = "int"
+
+    def __init__(self, model, device: torch.device):
+        self.network = ExactHyperSynthesis(model.h_s, model.z_medians)  # as ExactPath's
+        self.context, self.device = ExactContext(model.context), device
+
+    def step_masks(self, shape: tuple[int, int, int]) -> list[np.ndarray]:
+        anchor = anchor_mask(*shape[1:]).numpy()[0]
+        masks = []
+        for start, end in self.context.bounds:
+            for half in (anchor, ~anchor):
+                mask = np.zeros(shape, dtype=bool)
+                mask[start:end] = half
+                masks.append(mask)
+        return masks
+
+    def hyper(self, z_sym: torch.Tensor) -> tuple[torch.Tensor, np.ndarray]:
+        mean, index = self.network(z_sym)  # the hyperprior's own answer, before any context
+        return mean.to(self.device), index[0].numpy()
+
+    def walk(self, z_sym: torch.Tensor, visit: Visit) -> TileCode:
+        """The steps of :meth:`step_masks` in order; each step's means and tables from ẑ and the
+        symbols visited before it (the encoder, decoder and sampler all come through here)."""
+        hyper_mean, hyper_scale = self.network.integer(z_sym)
+        hyper_scale = hyper_scale.abs()
+        _, M, h, w = hyper_mean.shape
+        anchor = anchor_mask(h, w)
+        mean_q = torch.zeros_like(hyper_mean)
+        index = np.zeros((M, h, w), dtype=np.int64)
+        y = np.zeros((M, h, w), dtype=np.int32)
+        masks = iter(self.step_masks((M, h, w)))
+        decoded = []
+        for k, (start, end) in enumerate(self.context.bounds):
+            m_k, s_k = hyper_mean[:, start:end], hyper_scale[:, start:end]
+            shared = self.context.nets[k].shared(torch.cat(decoded, 1) if decoded else None, m_k, s_k)
+            anchors_q = None
+            for half in (anchor, ~anchor):
+                step_mean, step_index = self.context.params(k, shared, anchors_q, m_k, s_k)
+                mean_q[:, start:end] = torch.where(half, step_mean, mean_q[:, start:end])
+                index[start:end] = np.where(half[0].numpy(), step_index[0].numpy(), index[start:end])
+                where = next(masks)
+                symbols = np.asarray(visit(CodingStep(self._mean(mean_q), index, where)), dtype=np.int32)
+                y[where] = symbols[where]
+                y_k = decoded_q(torch.from_numpy(y[start:end])[None], mean_q[:, start:end])
+                anchors_q = y_k * anchor  # pass 1 sees k's anchors; the others are still zero
+            decoded.append(y_k)
+        return TileCode(y, self._mean(mean_q), index)
+
+    def _mean(self, mean_q: torch.Tensor) -> torch.Tensor:
+        return mean_q.div(2**ACT_BITS).float().to(self.device)
+
+
+def path_for(paths: dict[str, ProbabilityPath], header) -> ProbabilityPath:
+    """The path a file's header asks for; CorruptFileError if these weights cannot have written it."""
+    path = paths.get(header.profile)
+    if path is None or (isinstance(path, ContextPath) and header.version < CONTEXT_SINCE):
+        raise CorruptFileError(f"a format {header.version[0]}.{header.version[1]} file with the {header.profile} "
+                               "profile cannot hold a context model's streams (format 1.3, profile int)")
+    return path
+
+
+def probability_paths(model, device: torch.device, profile: str = "int") -> dict[str, ProbabilityPath]:
+    """One path per determinism profile for a frozen ``model`` on ``device``, by profile name.
+
+    A model with a context model has the ``int`` profile only: its steps exist only on integers.
+    CodecError if ``profile`` (the one a Codec encodes with) is not among them.
+    """
+    if getattr(model, "context", None) is not None:
+        paths = {"int": ContextPath(model, device)}
+    else:
+        paths = {p.profile: p for p in (FloatPath(model), ExactPath(model.h_s, model.z_medians, device))}
+    if profile not in paths:
+        raise CodecError(f"weights {model.name} code only with the profile {', '.join(paths)}, not {profile}")
+    return paths

@@ -41,6 +41,7 @@ import torch
 from .entropy import gaussian_likelihood, scale_grid
 from .errors import CodecError
 from .tiling import LATENT, Box, TileGrid
+from .transforms import interp_lambda
 
 WINDOW = 1024  # px per side of the pieces g_s is differentiated over (+0.6 GiB peak RSS at 1024², measured)
 TAU_END = 0.05  # SGA temperature at the last step (annealed geometrically from the schedule's start)
@@ -82,6 +83,15 @@ def soft_round(v: torch.Tensor, tau: float, generator: torch.Generator) -> torch
     uniform = torch.rand(logits.shape, generator=generator, device=v.device).clamp_(1e-10, 1 - 1e-10)
     weights = torch.softmax((logits - torch.log(-torch.log(uniform))) / tau, dim=0)
     return lower + weights[1]
+
+
+def refiner(model, t: torch.Tensor, grid: TileGrid, target: Callable[[Box], torch.Tensor], effort: int):
+    """The encoder's refinement at level ``t``: ``refine(y', mean, index)`` → refined y' (for quantise)."""
+    lam, schedule = float(interp_lambda(model.config.lambdas, t.cpu())), schedule_for(effort)
+
+    def refine(y: torch.Tensor, mean: torch.Tensor, index: np.ndarray) -> torch.Tensor:
+        return refine_latent(model.g_s, y, mean, index, model.gains.inv_gain(t), lam, grid, target, schedule)
+    return refine
 
 
 def refine_latent(g_s: torch.nn.Module, y: torch.Tensor, mean: torch.Tensor, index: np.ndarray,

@@ -10,7 +10,10 @@ from __future__ import annotations
 import json
 import os
 import struct
+from collections.abc import Callable
 from pathlib import Path
+
+from .errors import WeightsMismatchError
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 DEFAULT_WEIGHTS = WEIGHTS_DIR / "lic-default.safetensors"
@@ -26,6 +29,40 @@ def manifest_hash(path: str | os.PathLike) -> str | None:
     if not manifest.exists():
         return None
     return json.loads(manifest.read_text()).get(path.name)
+
+
+def shipped_weights(weights_id: bytes) -> Path | None:
+    """The shipped weights file whose SHA-256 begins with ``weights_id`` (a header's), if any."""
+    if not MANIFEST.exists() or len(weights_id) < 8:
+        return None
+    for name, digest in sorted(json.loads(MANIFEST.read_text()).items()):
+        if bytes.fromhex(digest).startswith(weights_id):
+            return WEIGHTS_DIR / name
+    return None
+
+
+class OtherShipped:
+    """Codecs of the shipped weights other than the loaded ones, each made by ``make(path)`` on first use.
+
+    Why: a release ships its predecessors' weights too, so files they wrote keep decoding
+    with the default codec (``lic decode``, ``codec.decode``, the Pillow plugin).
+    """
+
+    def __init__(self, make: Callable[[Path], object]):
+        self.make, self.made = make, {}
+
+    def get(self, weights_id: bytes, loaded: str):
+        """The codec of the weights a header names; WeightsMismatchError if none is installed."""
+        key = bytes(weights_id[:8])
+        if key not in self.made:
+            found = shipped_weights(key)
+            if found is None:
+                shipped = json.loads(MANIFEST.read_text()) if MANIFEST.exists() else {}
+                listed = ", ".join(digest[:12] for digest in sorted(shipped.values())) or loaded
+                raise WeightsMismatchError(f"file was made with weights {weights_id.hex()[:12]}, which are not "
+                                           f"installed (this lic ships {listed})")
+            self.made[key] = self.make(found)
+        return self.made[key]
 
 
 def read_metadata(path: str | os.PathLike) -> dict:

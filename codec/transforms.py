@@ -82,7 +82,7 @@ class ModelConfig:
     res_blocks: int = 0  # residual blocks in g_a and g_s, at the deepest hidden scales first (0–3)
     lambdas: tuple[float, ...] = (
         0.00045, 0.0009, 0.0018, 0.0035, 0.0067, 0.013, 0.025, 0.0483, 0.0932, 0.18, 0.36)
-    groups: tuple[int, ...] = ()  # channels per context group of y (codec.training.context); () none
+    groups: tuple[int, ...] = ()  # channels per context group of y (codec.context); () none
 
     def __post_init__(self):
         if self.groups and (sum(self.groups) != self.M or min(self.groups) < 1):

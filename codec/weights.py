@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from .container import sha256_file
+from .context import ChannelContext
 from .entropy import TableSet
 from .errors import WeightsError
 from .shipped import DEFAULT_WEIGHTS, MANIFEST, WEIGHTS_DIR, manifest_hash  # noqa: F401  (MANIFEST: export's)
@@ -28,7 +29,7 @@ from .transforms import (
 )
 
 FORMAT_TAG = "lic-weights-1"
-TRANSFORM_KEYS = ("g_a", "g_s", "h_a", "h_s", "gains")  # what a frozen model keeps of a trained one
+TRANSFORM_KEYS = ("g_a", "g_s", "h_a", "h_s", "gains", "context")  # what a frozen model keeps of a trained one
 
 
 class FrozenModel(nn.Module):
@@ -44,6 +45,7 @@ class FrozenModel(nn.Module):
         self.g_a, self.g_s = analysis(N, M, FrozenGDN, D, R), synthesis(N, M, FrozenGDN, D, R)
         self.h_a, self.h_s = hyper_analysis(N, M), hyper_synthesis(N, M)
         self.gains = GainUnits(M, config.lambdas)
+        self.context = ChannelContext(config.groups) if config.groups else None  # format 1.3's steps
         self.z_tables, self.y_tables = z_tables, y_tables
         self.register_buffer("z_medians", torch.as_tensor(np.asarray(z_medians, np.float32)))
         self.sha256 = b"\0" * 32  # set by load_weights: identifies the weights in file headers

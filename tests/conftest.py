@@ -19,6 +19,14 @@ def lic():
 
 
 @pytest.fixture(scope="session")
+def hyperprior_lic():
+    """A Codec of the hyperprior weights (no context model) that are still shipped for old files."""
+    import codec
+
+    return codec.Codec(codec.shipped.WEIGHTS_DIR / "lic-ms-n64r2m192.safetensors")
+
+
+@pytest.fixture(scope="session")
 def sample_image() -> Image.Image:
     return Image.open(SAMPLE).convert("RGB")
 

@@ -37,8 +37,8 @@ def test_encode_decode_info_round_trip(tmp_path, small_png, capsys):
     info = json.loads(capsys.readouterr().out)
     assert (info["width"], info["height"], info["mode"]) == (96, 64, "RGB")
     shipped = codec.weights_info()
-    # a 1.2 header names the weights by id; info finds the shipped model's name from it
-    assert info["format_version"] == "1.2" and info["weights_sha256"] == shipped["sha256"][:16]
+    # a 1.3 header names the weights by id; info finds the shipped model's name from it
+    assert info["format_version"] == "1.3" and info["weights_sha256"] == shipped["sha256"][:16]
     assert info["model"] == shipped["name"]
     png = tmp_path / "back.png"
     assert main(["decode", str(out), "-o", str(png)]) == 0

@@ -135,9 +135,11 @@ def test_foreign_weights_are_refused(lic, small_image, tmp_path):
     save_weights(load_weights(), other_path, extra={"variant": "foreign"})
     other = codec.Codec(other_path)
     data = other.encode(small_image, 50)
-    with pytest.raises(WeightsMismatchError, match="other weights"):
-        lic.decode(data)
+    with pytest.raises(WeightsMismatchError, match=f"weights {other.model.sha256.hex()[:12]}, which are not installed"):
+        lic.decode(data)  # the shipped codec looks for them among the shipped weights
     assert other.decode(data).size == small_image.size
+    with pytest.raises(WeightsMismatchError, match="other weights"):
+        other.decode(lic.encode(small_image, 50))  # a codec of given weights decodes only their files
 
 
 def test_damaged_files_raise_codec_error(lic, small_image):

@@ -88,7 +88,7 @@ def test_symbols_written_in_steps_read_back_step_by_step():
         short.finish()
 
 
-def test_a_path_of_several_steps_round_trips_a_tile(lic, sample_image):
+def test_a_path_of_several_steps_round_trips_a_tile(hyperprior_lic, sample_image):
     """The decoder reads the steps in the order the encoder wrote them (here a checkerboard)."""
     from codec.latent_coding import decode_tile, encode_tile
     from codec.probability import ExactPath
@@ -99,6 +99,7 @@ def test_a_path_of_several_steps_round_trips_a_tile(lic, sample_image):
             anchor = np.broadcast_to((rows + cols) % 2 == 0, shape)
             return [anchor, ~anchor]
 
+    lic = hyperprior_lic  # the one-step path, reordered
     path = Checkerboard(lic.model.h_s, lic.model.z_medians, lic.device)
     lat = lic.to_latents(sample_image.crop((0, 0, 128, 64)), 60)
     tile = lat.tiles[0]

@@ -40,7 +40,7 @@ def test_tiled_round_trip():
 def test_layout_matches_spec_offsets():
     data = container.pack(_file(w=1000, h=7))
     assert data[:8] == b"\x89LIC\r\n\x1a\n"
-    assert data[8:10] == bytes([1, 2])
+    assert data[8:10] == bytes([1, 3])
     size = struct.unpack_from("<H", data, 10)[0]
     assert size == 20  # width, height, mode, profile, quality, 8-byte weights id
     assert struct.unpack_from("<IIBBH", data, 12) == (1000, 7, 3, 0, 6250)
@@ -57,7 +57,7 @@ def test_compact_header_is_41_bytes_shorter_and_names_the_weights_by_id():
     old, new = (container.pack(container.LicFile(h, {}, streams)) for h in (long, compact))
     assert len(old) - len(new) == 41  # 24 bytes of hash, the name and its length byte
     back = container.read_header(new)
-    assert back.version == (1, 2) and back.weights_sha256 == sha[:8] and back.model_name == ""
+    assert back.version == (1, 3) and back.weights_sha256 == sha[:8] and back.model_name == ""
     assert back.made_with(sha) and not back.made_with(bytes(32))
     assert container.read_header(old).made_with(sha) and not container.read_header(old).made_with(sha[:31] + b"x")
 
@@ -97,7 +97,7 @@ def test_wrong_magic_and_other_formats_are_rejected():
         container.read_header(b"")
 
 
-@pytest.mark.parametrize("at, value", [(8, 2), (9, 3)])
+@pytest.mark.parametrize("at, value", [(8, 2), (9, container.FORMAT_MINOR + 1)])
 def test_future_versions_are_refused(at, value):
     data = bytearray(container.pack(_file()))
     data[at] = value  # major 2, or a minor this reader does not know

@@ -1,4 +1,4 @@
-"""The context model's training side (codec.training.context): exact growth, causality, training."""
+"""The context model's training side (codec.context): exact growth, causality, training, export."""
 from __future__ import annotations
 
 import copy
@@ -7,9 +7,8 @@ import pytest
 import torch
 
 from codec.training.checkpoint import load_checkpoint
-from codec.training.context import ChannelContext, anchor_mask
+from codec.context import ChannelContext, anchor_mask
 from codec.training.export import main as export_main
-from codec.training.freeze import freeze
 from codec.training.latent_growth import UpdateBoost
 from codec.training.model import LicModel
 from codec.training.optim import param_groups, train_step
@@ -17,6 +16,7 @@ from codec.training.surgery.grow import grow_checkpoint
 from codec.training.surgery.grow import main as grow_main
 from codec.training.train import main as train_main
 from codec.transforms import ModelConfig
+from codec.weights import load_weights
 
 from .conftest import (
     SAMPLE,
@@ -82,12 +82,14 @@ def test_growing_a_context_model_keeps_the_function_and_trains_on(trained, tmp_p
     # and a checkpoint that already has the context model resumes too
     assert train_main(train_args(tmp_path, 8) + ["--context-lr-mult", "5"]) == 0
     assert load_checkpoint(tmp_path / "ckpt.pt")["step"] == 8
-    model = model_from(resumed["ema"], resumed["config"])
-    with pytest.raises(ValueError, match="does not code context models yet"):
-        freeze(model, "x")
-    assert export_main(["--checkpoint", str(tmp_path / "ckpt.pt"), "--out", str(tmp_path / "w.safetensors"),
-                        "--fit-crops", "0"]) == 1
-    assert "does not code context models yet" in capsys.readouterr().err
+    # and it exports to a weights file the runtime loads, context networks included
+    out = tmp_path / "w.safetensors"
+    assert export_main(["--checkpoint", str(tmp_path / "ckpt.pt"), "--out", str(out), "--fit-crops", "0"]) == 0
+    frozen = load_weights(out)
+    assert frozen.context is not None and frozen.context.groups == GROUPS
+    ema = load_checkpoint(tmp_path / "ckpt.pt")["ema"]
+    torch.testing.assert_close(frozen.context.nets[2].out.weight, ema["context.nets.2.out.weight"],
+                               atol=1e-3, rtol=1e-3)  # fp16 in the file
 
 
 def _twin(groups=GROUPS, seed: int = 0) -> tuple[LicModel, LicModel]:
@@ -159,15 +161,13 @@ class _GroupLr:
         opt.step()
 
 
-def test_evaluation_in_the_loop_is_skipped_for_context_models(tmp_path, capsys, monkeypatch):
+def test_evaluation_in_the_loop_codes_context_models(tmp_path):
     from codec.training import train
 
-    monkeypatch.setattr(train, "_skipped_context_eval", [])
     (tmp_path / "kodim01.png").write_bytes(SAMPLE.read_bytes())
     _, model = _twin()
-    assert train.evaluate(model.eval(), tmp_path) is None
-    assert train.evaluate(model, tmp_path) is None
-    assert capsys.readouterr().out.count("evaluation skipped") == 1
+    report = train.evaluate(model.eval(), tmp_path)
+    assert report["images"] == 1 and all(bpp > 0 for _, bpp, _ in report["quality_bpp_psnr"])
 
 
 def test_each_pass_sees_only_what_a_decoder_has_decoded():

@@ -38,10 +38,8 @@ def factorized_tables(entropy_bottleneck) -> tuple[TableSet, np.ndarray]:
 
 @torch.no_grad()
 def freeze(model, name: str) -> FrozenModel:
-    """Trained LicModel → FrozenModel: z tables from its entropy bottleneck, Gaussian y tables."""
-    if model.config.groups:
-        raise ValueError("the runtime does not code context models yet (config groups "
-                         f"{model.config.groups}): nothing to freeze them into")
+    """Trained LicModel → FrozenModel: z tables from its entropy bottleneck, Gaussian y tables; a context model's networks are
+    kept as they are (the runtime evaluates them on integers, :mod:`codec.exact_context`)."""
     z_tables, medians = factorized_tables(model.entropy_bottleneck)
     frozen = FrozenModel(model.config, name, z_tables, gaussian_tables(), medians)
     state = {k: v for k, v in model.state_dict().items() if k.split(".")[0] in TRANSFORM_KEYS}

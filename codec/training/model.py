@@ -27,7 +27,7 @@ from ..transforms import (
     GainUnits, ModelConfig, analysis, hyper_analysis, hyper_synthesis, interp_lambda,
     split_hyper_params, synthesis,
 )
-from .context import ChannelContext
+from ..context import ChannelContext
 from .latent_growth import mix_rate
 
 with warnings.catch_warnings():  # compressai's import-time torch.jit.script use warns on torch 2.14

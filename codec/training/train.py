@@ -118,12 +118,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--new-lr-mult", type=float, default=1.0,
                    help="the new channels' weights learn this many times faster")
     p.add_argument("--context-lr-mult", type=float, default=10.0,
-                   help="the context model's networks (codec.training.context; added with surgery.grow "
+                   help="the context model's networks (codec.context; added with surgery.grow "
                         "--groups) learn this many times faster than the rest")
     return p.parse_args(argv)
-
-
-_skipped_context_eval: list[bool] = []  # said once per process
 
 
 @torch.no_grad()
@@ -135,12 +132,6 @@ def evaluate(model: LicModel, eval_dir: Path) -> dict | None:
     from .freeze import freeze
 
     paths = [eval_dir / n for n in EVAL_IMAGES if (eval_dir / n).exists()]
-    if paths and model.config.groups:  # the runtime does not code context models yet
-        if not _skipped_context_eval:
-            print("lic train: evaluation skipped: the runtime does not code context models yet "
-                  f"(groups {model.config.groups})", flush=True)
-            _skipped_context_eval.append(True)
-        return None
     if not paths:
         return None
     frozen = freeze(model, "eval")

@@ -13,8 +13,10 @@ regenerate them to make a failing test pass — a failure means a change broke o
 
 What they cover: format 1.0 (one tile, profile ``float``), 1.1 (tiles; profiles ``int``
 and ``float``), 1.2 (the compact header; one tile and tiles, RGB, RGBA with alpha, L,
-ICC/EXIF/XMP metadata), all made with the shipped weights from crops of
-``samples/boothbay.png``.  The header layout of each version comes from
+ICC/EXIF/XMP metadata), made with the hyperprior weights the package shipped as its default
+until the context model (``lic-ms-n64r2m192``, 50c52d9893ff, still shipped), and 1.3 (the
+context model's coding steps; one tile and tiles, RGBA) made with the default weights that
+introduced it; all from crops of ``samples/boothbay.png``.  The header layout of each version comes from
 :func:`codec.container.pack`, which writes any minor up to its own.
 """
 from __future__ import annotations
@@ -46,7 +48,16 @@ VECTORS = {
     "v1.2-int-metadata": ((1, 2), "int", (10, 180, 74, 244), "RGB", 40.0, None,
                           {container.ICC: b"icc-profile-bytes", container.EXIF: b"Exif\0\0MM-test",
                            container.XMP: b"<x:xmpmeta>test</x:xmpmeta>"}),
+    "v1.3-context-rgb": ((1, 3), "int", (60, 20, 188, 116), "RGB", 65.0, None, {}),
+    "v1.3-context-tiled": ((1, 3), "int", (120, 90, 312, 218), "RGB", 20.0, 64, {}),
+    "v1.3-context-rgba": ((1, 3), "int", (200, 0, 264, 64), "RGBA", 85.0, None, {}),
 }
+HYPERPRIOR = codec.shipped.WEIGHTS_DIR / "lic-ms-n64r2m192.safetensors"  # what wrote 1.0–1.2 (50c52d9893ff)
+
+
+def weights_for(version: tuple[int, int]):
+    """The shipped weights each vector is made with: the hyperprior before 1.3, the default from then."""
+    return HYPERPRIOR if version < container.CONTEXT_SINCE else codec.shipped.DEFAULT_WEIGHTS
 
 
 def source(box, mode: str) -> Image.Image:
@@ -71,10 +82,11 @@ def write(name: str, spec) -> bytes:
     if version < (1, 1) and (tile is not None or profile != "float"):
         raise ValueError(f"{name}: format 1.0 has neither tiles nor the int profile")
     image = source(box, mode)  # strip: not the sample's own ICC profile (3 KB), only the chunks listed above
-    parsed = container.unpack(codec.Codec(profile=profile).encode(image, quality, tile=tile, strip=True))
+    lic = codec.Codec(weights_for(version), profile=profile)
+    parsed = container.unpack(lic.encode(image, quality, tile=tile, strip=True))
     if (parsed.tile_size is None) != (tile is None):
         raise ValueError(f"{name}: expected {'no ' if tile is None else ''}tile grid")
-    weights = codec.weights_info()
+    weights = codec.weights_info(weights_for(version))
     header = dataclasses.replace(parsed.header, version=version, model_name=weights["name"],
                                  weights_sha256=bytes.fromhex(weights["sha256"]))
     extra = {**chunks, **parsed.chunks}  # metadata chunks first, then the encoder's (ALPH for RGBA)

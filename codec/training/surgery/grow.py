@@ -19,7 +19,7 @@ new blocks.
 
     python -m codec.training.surgery.grow [--checkpoint checkpoints/train.pt] --res-blocks 2
 
-The same machinery adds a context model for y (:mod:`codec.training.context`): its
+The same machinery adds a context model for y (:mod:`codec.context`): its
 networks' last layers start at zero, so the grown model's means and scales are the
 hyperprior's, and its bits and reconstruction are unchanged::
 

@@ -27,6 +27,8 @@ The steps in coding order (2·len(groups) of them)::
 
 The last convolution starts at zero, so a model grown with a context model
 computes exactly what it computed before (:mod:`codec.training.surgery.grow`).
+These modules are the weights' layout: training walks them in float, and the
+runtime's exact path (:class:`codec.exact.ExactContext`) reads their weights.
 Only convolutions, LeakyReLU (slope 0.01, as h_s) and sums produce the means
 and scales (no exp, log or normalisation), so an integer network can reproduce
 them exactly at run time, as :mod:`codec.exact` does for h_s.

@@ -1,0 +1,148 @@
+"""The context model at run time: format 1.3, the exact integer networks, one walk both ways."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import codec
+from codec import container
+from codec.context import anchor_mask
+from codec.exact import ACT_BITS
+from codec.training.freeze import freeze
+from codec.training.model import LicModel
+from codec.transforms import ModelConfig, split_hyper_params
+
+GROUPS = (2, 4, 6)
+
+
+@pytest.fixture(scope="module")
+def context_codec() -> codec.Codec:
+    """A tiny untrained model whose context networks really change the means and scales."""
+    torch.manual_seed(0)
+    model = LicModel(ModelConfig(N=8, M=sum(GROUPS), groups=GROUPS)).eval()
+    with torch.no_grad():
+        for net in model.context.nets:
+            torch.nn.init.normal_(net.out.weight, std=0.2)
+    frozen = freeze(model, "tiny-context")
+    frozen.sha256 = bytes(range(32))
+    return codec.Codec(frozen)
+
+
+@pytest.fixture(scope="module")
+def photo(sample_image):
+    return np.asarray(sample_image.crop((40, 30, 232, 158)))  # 192×128: several tiles of 64
+
+
+@pytest.mark.parametrize("tile", [None, 64])
+def test_files_round_trip_and_say_format_1_3(context_codec, photo, tile):
+    data = context_codec.encode(photo, 50, tile=tile, verify=True)
+    header = codec.read_header(data)
+    assert header.version == (1, 3) and header.profile == "int"
+    assert context_codec.entropy_decode(data).digest() == context_codec.to_latents(photo, 50, tile=tile).digest()
+    image = context_codec.decode(data)
+    assert image.size == (192, 128)
+    crop = context_codec.decode(data, crop=(64, 0, 64, 64))
+    assert np.array_equal(np.asarray(crop), np.asarray(image)[0:64, 64:128])
+
+
+def test_the_steps_are_each_groups_anchors_then_the_rest(context_codec):
+    masks = context_codec.paths["int"].step_masks((12, 5, 6))
+    assert len(masks) == 2 * len(GROUPS)
+    assert np.array_equal(np.sum(masks, axis=0), np.ones((12, 5, 6)))  # every element exactly once
+    anchor = anchor_mask(5, 6).numpy()[0, 0]
+    for k, (start, end) in enumerate([(0, 2), (2, 6), (6, 12)]):
+        first, second = masks[2 * k], masks[2 * k + 1]
+        assert first[start:end].all(axis=0).tolist() == anchor.tolist()
+        assert not first[:start].any() and not first[end:].any()
+        assert np.array_equal(second[start:end], ~first[start:end])
+
+
+def _walk(path, z, symbols):
+    """The walk with fixed symbols: (mean, index) of every element."""
+    code = path.walk(z, lambda step: symbols)
+    return code.mean, code.index
+
+
+def test_a_step_depends_only_on_the_steps_before_it(context_codec, photo):
+    path = context_codec.paths["int"]
+    tile = context_codec.to_latents(photo, 40, tile=None).tiles[0]
+    z = torch.from_numpy(tile.z)[None]
+    masks = path.step_masks(tile.y.shape)
+    mean, index = _walk(path, z, tile.y)
+    for j in (1, 2, 4):  # change the symbols of step j: steps ≤ j keep their tables and means
+        changed = tile.y.copy()
+        changed[masks[j]] += 3
+        mean2, index2 = _walk(path, z, changed)
+        earlier = np.any(masks[: j + 1], axis=0)
+        assert np.array_equal(index2[earlier], index[earlier])
+        assert torch.equal(mean2[0][torch.from_numpy(earlier)], mean[0][torch.from_numpy(earlier)])
+        later = ~earlier
+        assert not np.array_equal(index2[later], index[later]) or not torch.equal(mean2, mean)
+
+
+def test_the_integer_networks_compute_the_float_ones(context_codec, photo):
+    """The exact path is the trained function in fixed point: means within a few 2^-A, tables agree."""
+    model = context_codec.model
+    tile = context_codec.to_latents(photo, 60, tile=None).tiles[0]
+    z = torch.from_numpy(tile.z)[None].float()
+    hyper_mean, hyper_scale = split_hyper_params(model.h_s(z + model.z_medians.view(1, -1, 1, 1)))
+    y_hat = torch.from_numpy(tile.y)[None].float() + tile.y_mean
+
+    def visit(k, where, mean, scale):  # the decoder's ŷ of group k (the runtime's symbols)
+        start, end = model.context.bounds[k]
+        return y_hat[:, start:end]
+
+    from codec.entropy import scale_to_index
+
+    mean, scale, _ = model.context.walk(hyper_mean, hyper_scale, visit, lambda s: s.clamp(min=0.11))
+    assert (mean - tile.y_mean).abs().max() < 32 / 2**ACT_BITS
+    agree = (scale_to_index(scale)[0].numpy() == tile.y_index).mean()
+    assert agree > 0.97, agree
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_thread_count_does_not_change_the_walk(context_codec, photo, threads):
+    data = context_codec.encode(photo, 70)
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(threads)
+        assert context_codec.entropy_decode(data).digest() == context_codec.to_latents(photo, 70).digest()
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_wrong_versions_profiles_and_weights_are_refused(context_codec, photo):
+    with pytest.raises(codec.CodecError, match="profile int"):
+        codec.Codec(context_codec.model, profile="float")
+    data = context_codec.encode(photo, 30)
+    parsed = container.unpack(data)
+    for version, profile in (((1, 2), "int"), ((1, 3), "float")):
+        header = container.Header(**{**parsed.header.__dict__, "version": version, "profile": profile,
+                                     "weights_sha256": context_codec.model.sha256})
+        forged = container.pack(container.LicFile(header, parsed.chunks, parsed.tiles, parsed.tile_size))
+        with pytest.raises(codec.CorruptFileError, match="context model"):
+            context_codec.decode(forged)
+    with pytest.raises(codec.WeightsMismatchError, match="not installed"):
+        codec.Codec().decode(data)  # the shipped codec knows no such weights
+
+
+def test_effort_refines_then_walks_the_refined_latent_again(context_codec, photo, monkeypatch):
+    """Refinement starts from the means and tables of the unrefined latent's own walk, and the
+    refined latent is walked again, so the file's tables are those the decoder derives."""
+    import codec.api
+
+    plain = context_codec.to_latents(photo, 50, tile=None).tiles[0]
+    seen = {}
+
+    def fake_refiner(model, t, grid, target, effort):
+        def refine(y, mean, index):
+            seen.update(mean=mean.clone(), index=index.copy())
+            return y + 2.0  # moves every symbol: the second walk must see new context
+        return refine
+
+    monkeypatch.setattr(codec.api, "refiner", fake_refiner)
+    data = context_codec.encode(photo, 50, tile=None, effort=1, verify=True)
+    assert torch.equal(seen["mean"], plain.y_mean) and np.array_equal(seen["index"], plain.y_index)
+    refined = context_codec.entropy_decode(data).tiles[0]
+    assert not np.array_equal(refined.y_index, plain.y_index) or not torch.equal(refined.y_mean, plain.y_mean)
