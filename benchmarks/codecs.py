@@ -112,7 +112,10 @@ def lic_name(profile: str = "int", effort: int = 0) -> str:
 
 def lic_codec(weights=None, profile: str = "int", effort: int = 0) -> BenchCodec:
     """This codec through its public API (shipped weights unless ``weights`` names a file)."""
-    lic = codec.Codec(weights, profile=profile)
+    try:
+        lic = codec.Codec(weights, profile=profile)
+    except codec.CodecError as exc:  # e.g. the float profile with context-model weights
+        raise Unavailable(str(exc)) from None
 
     def encode(img: Image.Image, q: float) -> bytes:
         return lic.encode(img, q, effort=effort)

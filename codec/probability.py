@@ -29,7 +29,7 @@ from .entropy import scale_to_index
 from .container import CONTEXT_SINCE
 from .errors import CodecError, CorruptFileError
 from .exact import ACT_BITS, ExactHyperSynthesis
-from .exact_context import ExactContext, decoded_q
+from .exact_context import ExactContext, cross_neighbours, decoded_q
 from .transforms import split_hyper_params
 
 
@@ -152,8 +152,10 @@ class ContextPath(ProbabilityPath):
         hyper_scale = hyper_scale.abs()
         _, M, h, w = hyper_mean.shape
         anchor = anchor_mask(h, w)
-        mean_q = torch.zeros_like(hyper_mean)
-        index = np.zeros((M, h, w), dtype=np.int64)
+        halves = [torch.nonzero(half.flatten()).flatten() for half in (anchor, ~anchor)]  # flat positions
+        cross = cross_neighbours(h, w, halves[1])
+        mean_q = torch.zeros(M, h * w, dtype=torch.float64)
+        index = np.zeros((M, h * w), dtype=np.int64)
         y = np.zeros((M, h, w), dtype=np.int32)
         masks = iter(self.step_masks((M, h, w)))
         decoded = []
@@ -161,20 +163,20 @@ class ContextPath(ProbabilityPath):
             m_k, s_k = hyper_mean[:, start:end], hyper_scale[:, start:end]
             shared = self.context.nets[k].shared(torch.cat(decoded, 1) if decoded else None, m_k, s_k)
             anchors_q = None
-            for half in (anchor, ~anchor):
-                step_mean, step_index = self.context.params(k, shared, anchors_q, m_k, s_k)
-                mean_q[:, start:end] = torch.where(half, step_mean, mean_q[:, start:end])
-                index[start:end] = np.where(half[0].numpy(), step_index[0].numpy(), index[start:end])
+            for at in halves:
+                step_mean, step_index = self.context.params(k, shared, at, anchors_q, cross, m_k, s_k)
+                mean_q[start:end, at] = step_mean
+                index[start:end, at.numpy()] = step_index.numpy()
                 where = next(masks)
-                symbols = np.asarray(visit(CodingStep(self._mean(mean_q), index, where)), dtype=np.int32)
-                y[where] = symbols[where]
-                y_k = decoded_q(torch.from_numpy(y[start:end])[None], mean_q[:, start:end])
+                symbols = visit(CodingStep(self._mean(mean_q, h, w), index.reshape(M, h, w), where))
+                y[where] = np.asarray(symbols, dtype=np.int32)[where]
+                y_k = decoded_q(torch.from_numpy(y[start:end])[None], mean_q[start:end].view(1, -1, h, w))
                 anchors_q = y_k * anchor  # pass 1 sees k's anchors; the others are still zero
             decoded.append(y_k)
-        return TileCode(y, self._mean(mean_q), index)
+        return TileCode(y, self._mean(mean_q, h, w), index.reshape(M, h, w))
 
-    def _mean(self, mean_q: torch.Tensor) -> torch.Tensor:
-        return mean_q.div(2**ACT_BITS).float().to(self.device)
+    def _mean(self, mean_q: torch.Tensor, h: int, w: int) -> torch.Tensor:
+        return mean_q.view(1, -1, h, w).div(2**ACT_BITS).float().to(self.device)
 
 
 def path_for(paths: dict[str, ProbabilityPath], header) -> ProbabilityPath:
