@@ -80,10 +80,11 @@ def list_images(folder: Path, limit: int = 0) -> list[Path]:
     return paths[:limit] if limit else paths
 
 
-def load_previous(path: Path, codecs: list[BenchCodec], restart: bool) -> tuple[list[dict], list[str]]:
-    """Rows of an earlier run to resume from, minus those of codecs whose setup has changed."""
+def load_previous(path: Path, codecs: list[BenchCodec], restart: bool) -> tuple[list[dict], list[str], dict]:
+    """Rows of an earlier run to resume from, minus those of codecs whose setup has changed or
+    is not recorded; and the recorded entries of codecs not measured now, kept as they were."""
     if restart or not path.exists():
-        return [], []
+        return [], [], {}
     try:
         old = json.loads(path.read_text())
         rows, described = list(old["rows"]), {k: v["description"] for k, v in old["codecs"].items()}
@@ -91,19 +92,25 @@ def load_previous(path: Path, codecs: list[BenchCodec], restart: bool) -> tuple[
         raise codec.CodecError(f"{path}: not a results file of lic bench (use --restart)") from None
     notes = []
     for c in codecs:
-        if c.name in described and described[c.name] != c.description:
+        if described.get(c.name, c.description) != c.description or (
+                c.name not in described and any(r["codec"] == c.name for r in rows)):
             rows = [r for r in rows if r["codec"] != c.name]
-            notes.append(f"{c.name} changed ({described[c.name]} -> {c.description}): measured again")
-    return rows, notes
+            was = described.get(c.name, "an unrecorded setup")
+            notes.append(f"{c.name} changed ({was} -> {c.description}): measured again")
+    measured_now = {c.name for c in codecs}
+    kept = {k: v for k, v in old["codecs"].items()
+            if k not in measured_now and any(r["codec"] == k for r in rows)}
+    return rows, notes, kept
 
 
 def results_document(folder: Path, images: list[Path], codecs: list[BenchCodec],
-                     skipped: dict[str, str], rows: list[dict]) -> dict:
+                     skipped: dict[str, str], rows: list[dict], kept: dict | None = None) -> dict:
+    """``kept``: entries of codecs measured by an earlier run only, carried over with their rows."""
     names = [p.name for p in images]
     return {
         "dataset": str(folder), "images": names,
         "skipped": skipped,
-        "codecs": {c.name: averages(c, rows, names) for c in codecs},
+        "codecs": {**(kept or {}), **{c.name: averages(c, rows, names) for c in codecs}},
         "rows": rows,
     }
 
@@ -121,7 +128,7 @@ def run(folder: Path, out: Path, codec_names: list[str], qualities: dict[str, tu
         log(f"skipping {name}: {why}")
     out.mkdir(parents=True, exist_ok=True)
     results_path = out / "results.json"
-    rows, notes = load_previous(results_path, codecs, restart)
+    rows, notes, kept = load_previous(results_path, codecs, restart)
     for note in notes:
         log(note)
     done = {(r["image"], r["codec"], r["quality"]) for r in rows}
@@ -136,12 +143,14 @@ def run(folder: Path, out: Path, codec_names: list[str], qualities: dict[str, tu
         for q in c.qualities:
             if (path.name, c.name, q) not in done:
                 rows.append({"image": path.name, **measure(c, img, ref, q)})
-        doc = results_document(folder, images, codecs, skipped, rows)
+        doc = results_document(folder, images, codecs, skipped, rows, kept)
         _atomic_write(results_path, json.dumps(doc, indent=1).encode())
         _progress(k + 1, len(todo), f"{path.name} {c.name}", time.monotonic() - start)
     _progress_done(len(todo))
-    doc = results_document(folder, images, codecs, skipped, rows)
-    _atomic_write(results_path, json.dumps(doc, indent=1).encode())
+    _atomic_write(results_path, json.dumps(results_document(folder, images, codecs, skipped, rows, kept),
+                                           indent=1).encode())
+    names = {c.name for c in codecs}  # the summary and plot show this run's codecs only
+    doc = results_document(folder, images, codecs, skipped, [r for r in rows if r["codec"] in names])
     summary = write_summary(doc, out / "summary.md", _atomic_write)
     write_plot(doc, out / "rd.png", _atomic_write)
     return {"results": doc, "summary": summary}

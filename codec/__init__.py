@@ -17,7 +17,7 @@ from pathlib import Path
 
 from .container import FORMAT_MAJOR, FORMAT_MINOR, MAX_PIXELS, Header
 from .errors import CodecError, CorruptFileError, WeightsError, WeightsMismatchError
-from .shipped import DEFAULT_WEIGHTS, manifest_hash, read_metadata, shipped_weights
+from .shipped import DEFAULT_WEIGHTS, MANIFEST, WEIGHTS_DIR, manifest_hash, read_metadata, shipped_weights
 from .tiling import DEFAULT_TILE
 
 __version__ = "0.1.0"
@@ -25,7 +25,8 @@ FORMAT_VERSION = f"{FORMAT_MAJOR}.{FORMAT_MINOR}"
 
 __all__ = ["Codec", "CodecError", "CorruptFileError", "EncodeOptions", "FORMAT_VERSION", "Header",
            "IMAGE_SUFFIXES", "Latents", "MAX_PIXELS", "WeightsError", "WeightsMismatchError", "decode",
-           "effort_schedule", "encode", "find_images", "psnr", "read_header", "weights_info", "__version__"]
+           "effort_schedule", "encode", "find_images", "psnr", "read_header", "weights_files", "weights_info",
+           "__version__"]
 
 
 def encode(image, quality: float = 75.0, *, target_bpp: float | None = None, target_size: int | None = None,
@@ -92,6 +93,12 @@ def weights_info(path: str | os.PathLike | None = None, *, header: Header | None
     except (OSError, ValueError, struct.error) as exc:
         raise WeightsError(f"{path}: cannot read weights metadata ({exc})") from None
     return {"name": meta.get("name", "?"), "sha256": sha, "step": extra.get("step")}
+
+
+def weights_files() -> list[Path]:
+    """The weights files the package ships, the default first; the others decode older files."""
+    listed = json.loads(MANIFEST.read_text()) if MANIFEST.exists() else {}
+    return [DEFAULT_WEIGHTS] + [WEIGHTS_DIR / n for n in sorted(listed) if n != DEFAULT_WEIGHTS.name]
 
 
 def __getattr__(name: str):

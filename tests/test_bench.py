@@ -128,6 +128,41 @@ def test_interrupted_run_resumes_from_saved_rows(image_dir, tmp_path, monkeypatc
     assert len(calls) == 1 + 6
 
 
+def test_a_codec_left_out_of_a_run_keeps_its_setup_and_is_remeasured_when_it_changes(image_dir, tmp_path,
+                                                                                      monkeypatch):
+    """Rows of a codec that a later run did not measure keep their recorded setup; a run that
+    measures it again under another setup (new weights, say) re-measures it, never relabels."""
+    calls = []
+    real = bench_codecs._webp
+
+    def webp(description):
+        def factory():
+            c = real()
+
+            def encode(img, q):
+                calls.append(q)
+                return c.encode(img, q)
+            return bench_codecs.BenchCodec(c.name, description, c.qualities, encode, c.decode)
+        return factory
+
+    qualities = {"webp": (30, 60), "jpeg": (20, 80)}
+    monkeypatch.setitem(bench_codecs.FACTORIES, "webp", webp("setup 1"))
+    run(image_dir, tmp_path, ["webp"], qualities, log=lambda m: None)
+    result = run(image_dir, tmp_path, ["jpeg"], qualities, log=lambda m: None)  # webp left out
+    assert set(result["results"]["codecs"]) == {"jpeg"}  # the summary shows this run's codecs
+    saved = json.loads((tmp_path / "results.json").read_text())
+    assert saved["codecs"]["webp"]["description"] == "setup 1" and sum(r["codec"] == "webp" for r in saved["rows"]) == 4
+    calls.clear()
+    run(image_dir, tmp_path, ["webp"], qualities, log=lambda m: None)
+    assert len(calls) == 1  # the probe only: same setup, rows resumed
+    monkeypatch.setitem(bench_codecs.FACTORIES, "webp", webp("setup 2"))
+    calls.clear()
+    notes = []
+    result = run(image_dir, tmp_path, ["webp"], qualities, log=notes.append)
+    assert len(calls) == 1 + 4 and any("setup 1 -> setup 2" in n for n in notes)
+    assert result["results"]["codecs"]["webp"]["description"] == "setup 2"
+
+
 def test_cli_bench_and_its_errors(image_dir, tmp_path, capsys):
     out = tmp_path / "cli"
     assert lic_main(["bench", str(image_dir), "--out", str(out), "--codecs", "jpeg",

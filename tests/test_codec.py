@@ -263,3 +263,13 @@ def test_bf16_synthesis_moves_pixels_a_little_and_latents_not_at_all(small_image
     a, b = np.asarray(fast.decode(data)), np.asarray(exact.decode(data))
     assert not np.array_equal(a, b) and codec.psnr(a, b) > 40
     assert abs(codec.psnr(small_image, a) - codec.psnr(small_image, b)) < 0.1
+
+
+def test_shipped_weights_are_listed_default_first_and_each_decodes_its_files(small_image):
+    files = codec.weights_files()
+    assert files[0].name == "lic-default.safetensors" and len(files) == len(set(files)) >= 2
+    for path in files[1:]:  # an older release's weights: its files decode with the default codec
+        data = codec.Codec(path).encode(small_image, 50)
+        assert codec.read_header(data).version == (1, 2)
+        assert codec.weights_info(header=codec.read_header(data))["sha256"] == codec.weights_info(path)["sha256"]
+        assert codec.decode(data).size == small_image.size

@@ -40,10 +40,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..api import Codec  # imported up front: a run outlives edits to the runtime it evaluates with
+from ..metrics import psnr as image_psnr
 from ..transforms import ModelConfig
 from .commands import run_tool
 from .checkpoint import load_checkpoint, save_checkpoint
 from .data import eval_dir, training_dir
+from .freeze import freeze
 from .latent_growth import NewLatents, UpdateBoost, new_latent_slices
 from .model import LicModel
 from .optim import (
@@ -127,9 +130,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def evaluate(model: LicModel, eval_dir: Path) -> dict | None:
     """Real file sizes and PSNR of the EMA model on a few evaluation images, per quality."""
     from PIL import Image
-
-    from .. import Codec, psnr as image_psnr
-    from .freeze import freeze
 
     paths = [eval_dir / n for n in EVAL_IMAGES if (eval_dir / n).exists()]
     if not paths:
