@@ -12,6 +12,12 @@ measured on the same images at the same levels, in one run::
 prints, per checkpoint, bits per pixel and PSNR (RGB, 8-bit) per level, and the BD-rate
 of each checkpoint against the first (negative: fewer bits at equal PSNR).  The EMA
 weights are measured (what the export ships).
+
+A context model's parts can be knocked out of a trained checkpoint, ``PATH@no-anchors``
+(each group's second pass without the group's own anchors: no checkerboard) or
+``PATH@no-groups`` (every group without the groups decoded before it: no channel
+context).  That measures how much the trained model leans on each input, not what a
+model trained without it would reach (its other weights adapted to having it).
 """
 from __future__ import annotations
 
@@ -32,10 +38,23 @@ from codec.transforms import ModelConfig
 from .bdrate import bd_rate
 
 
-def load_ema(path: Path) -> LicModel:
-    ckpt = load_checkpoint(path)
+KNOCK_OUTS = {  # (decoded groups, own anchors) → what the context network is given instead
+    "no-anchors": lambda decoded, anchors: (decoded, None),
+    "no-groups": lambda decoded, anchors: (None if decoded is None else torch.zeros_like(decoded), anchors),
+}
+
+
+def load_ema(spec: str) -> LicModel:
+    """The EMA model of ``PATH`` or ``PATH@knock-out`` (see the module docstring)."""
+    path, _, knock_out = spec.partition("@")
+    ckpt = load_checkpoint(Path(path))
     model = LicModel(ModelConfig.from_dict(ckpt["config"]))
     model.load_state_dict(ckpt["ema"])
+    if knock_out:
+        if knock_out not in KNOCK_OUTS or not model.config.groups:
+            raise SystemExit(f"ideal_rd: {spec}: knock-outs ({', '.join(KNOCK_OUTS)}) need a context model")
+        step, replace = model.context.step, KNOCK_OUTS[knock_out]
+        model.context.step = lambda k, decoded, anchors, mean, scale: step(k, *replace(decoded, anchors), mean, scale)
     return model.eval()
 
 
@@ -77,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     rows = {}
     for path in args.checkpoints:
-        model = load_ema(Path(path))
+        model = load_ema(path)
         levels = np.linspace(0, model.config.levels - 1, args.levels).tolist()
         rows[path] = measure(model, images, levels)
         print(f"{path}: bpp {rows[path]['bpp']}\n  PSNR {rows[path]['psnr']}", flush=True)

@@ -241,3 +241,15 @@ def test_ideal_rd_measures_a_grown_model_as_its_source(trained, tmp_path, capsys
     assert second["bd_rate_vs_first"] == pytest.approx(0.0, abs=1e-9)
     assert ideal_rd([str(tmp_path / "none"), str(grown)]) == 1
     assert "no images" in capsys.readouterr().err
+
+    # knock-outs: a context model without its own anchors, or without the groups before
+    ckpt = load_checkpoint(grown)
+    for key in [k for k in ckpt["ema"] if k.startswith("context.") and k.endswith("out.weight")]:
+        ckpt["ema"][key] = torch.randn(ckpt["ema"][key].shape, generator=torch.Generator().manual_seed(1)) * 0.3
+    torch.save(ckpt, grown)
+    specs = [str(grown), f"{grown}@no-anchors", f"{grown}@no-groups"]
+    assert ideal_rd([str(tmp_path / "images"), *specs, "--levels", "2", "--json", str(out), "--threads", "1"]) == 0
+    rows = json.loads(out.read_text())["rows"]
+    assert rows[specs[1]]["bpp"] != rows[specs[0]]["bpp"] and rows[specs[2]]["bpp"] != rows[specs[0]]["bpp"]
+    with pytest.raises(SystemExit, match="knock-outs"):
+        ideal_rd([str(tmp_path / "images"), f"{tmp_path / 'ckpt.pt'}@no-anchors"])
