@@ -58,8 +58,10 @@ def main(argv=None) -> int:
         lic = codec.Codec(weights, bf16=bf16)
         data = lic.encode(img, args.quality)
         lat = lic.entropy_decode(data)
-        stages = {"encode": lambda: lic.encode(img, args.quality), "decode": lambda: lic.decode(data),
-                  "entropy_decode": lambda: lic.entropy_decode(data), "synthesise": lambda: lic.synthesise(lat)}
+        stages = {"encode": lambda lic=lic: lic.encode(img, args.quality),  # bound now, not at the last setup
+                  "decode": lambda lic=lic, data=data: lic.decode(data),
+                  "entropy_decode": lambda lic=lic, data=data: lic.entropy_decode(data),
+                  "synthesise": lambda lic=lic, lat=lat: lic.synthesise(lat)}
         stages["decode"]()  # warm-up
         runs.append((name, lic.model.sha256.hex()[:12], stages, {k: [] for k in stages}))
     for _ in range(args.rounds):  # interleaved: drift in the machine's speed hits every setup alike
