@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import io
 import os
+import stat
 import sys
 import tempfile
 from pathlib import Path
@@ -46,8 +47,10 @@ def write_output(path: str, data: bytes, force: bool) -> None:
     parent = target.parent if str(target.parent) else Path(".")
     if not parent.is_dir():
         raise CodecError(f"output directory {parent} does not exist")
+    mode = stat.S_IMODE(target.stat().st_mode) if target.exists() else _new_file_mode()
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=parent)
     try:
+        os.fchmod(fd, mode)  # mkstemp's 0600 would hide the file from everyone else
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
@@ -59,6 +62,51 @@ def write_output(path: str, data: bytes, force: bool) -> None:
         except FileNotFoundError:
             pass
         raise
+
+
+def _new_file_mode() -> int:
+    """The mode ``open()`` gives a new file: 0666 less the umask (read without changing it where
+    the platform lets us)."""
+    try:
+        with open("/proc/self/status") as f:
+            mask = next(int(line.split()[1], 8) for line in f if line.startswith("Umask:"))
+    except (OSError, StopIteration, ValueError):
+        mask = os.umask(0o022)  # the only portable way to read it: set and restore at once
+        os.umask(mask)
+    return 0o666 & ~mask
+
+
+def plan_outputs(inputs: list[str], output: str | None, suffix: str, force: bool,
+                 refuse_suffix=None) -> list[tuple[str, str, str | None]]:
+    """Every input's output, decided before any work: (input, output, why it cannot be written).
+
+    Refused up front, each for its own input (the others go on): an output that is the input
+    itself, one an earlier input already writes, one that exists (without ``force``), a
+    directory, one in a directory that does not exist, and one ``refuse_suffix(output)``
+    objects to (it returns the reason, or None).
+    """
+    many, claimed, plan = len(inputs) > 1, {}, []
+    for inp in inputs:
+        out = output_path(inp, output, many, suffix)
+        why = None
+        if out != "-":
+            target, key = Path(out), os.path.realpath(out)
+            parent = target.parent if str(target.parent) else Path(".")
+            if inp != "-" and os.path.realpath(inp) == key:
+                why = f"{out} is the input itself"
+            elif key in claimed:
+                why = f"{out} is also the output of {claimed[key]} (name the outputs apart)"
+            elif target.is_dir():
+                why = f"{out} is a directory"
+            elif target.exists() and not force:
+                why = f"{out} exists (use --force to overwrite)"
+            elif not parent.is_dir():
+                why = f"output directory {parent} does not exist"
+            else:
+                why = refuse_suffix(out) if refuse_suffix else None
+            claimed.setdefault(key, inp)
+        plan.append((inp, out, why))
+    return plan
 
 
 def output_path(inp: str, output: str | None, many: bool, suffix: str) -> str:
@@ -74,14 +122,42 @@ def output_path(inp: str, output: str | None, many: bool, suffix: str) -> str:
     return output
 
 
-def image_bytes(image, out: str) -> bytes:
-    """A PIL image as a file of the format ``out``'s extension names (PNG for ``-``), metadata kept."""
+def image_format(out: str) -> str:
+    """The Pillow format an output name's extension asks for (PNG for ``-``); CodecError for an
+    extension no writable image format has, and for ``.lic`` (decode writes images)."""
     from PIL import Image
 
     ext = ".png" if out == "-" else Path(out).suffix.lower()
     fmt = Image.registered_extensions().get(ext)
-    if fmt is None:
+    if ext == ".lic":
+        raise CodecError(f"{out}: decode writes images, not .lic files (name a format: .png, .jpg, .webp …)")
+    if fmt is None or fmt not in Image.SAVE:
         raise CodecError(f"unknown output image extension {ext or '(none)'!r}")
+    return fmt
+
+
+def not_an_image_name(out: str) -> str | None:
+    """decode's check of an output name: a writable image format, not .lic (the reason, or None)."""
+    try:
+        image_format(out)
+    except CodecError as exc:
+        return str(exc)
+    return None
+
+
+def not_a_lic_name(out: str) -> str | None:
+    """encode writes .lic data: an output named as another image format would mislabel it."""
+    from PIL import Image
+
+    ext = Path(out).suffix.lower()
+    if ext != ".lic" and ext in Image.registered_extensions():
+        return f"{out}: encode writes .lic files, not {ext} (name the output *.lic)"
+    return None
+
+
+def image_bytes(image, out: str) -> bytes:
+    """A PIL image as a file of the format ``out``'s extension names (PNG for ``-``), metadata kept."""
+    fmt = image_format(out)
     if fmt == "JPEG" and image.mode in ("LA", "RGBA"):
         image = image.convert(image.mode[:-1])
     extra = {k: image.info[k] for k in ("icc_profile", "exif") if image.info.get(k)}

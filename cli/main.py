@@ -18,24 +18,16 @@ import warnings
 import codec
 from codec import CodecError
 
-from .io import OutputExists, Progress, image_bytes, input_file, output_path, read_input, write_output
+from .arguments import byte_size, crop, number, size, tile_size
+from .io import (
+    OutputExists, Progress, image_bytes, input_file, not_a_lic_name, not_an_image_name, plan_outputs, read_input,
+    write_output,
+)
 
 PROG = "lic"
+LIC_SIGNATURE = b"\x89LIC\r\n\x1a\n"  # docs/FORMAT.md: what a .lic file begins with
 # What a single input may fail with; the batch reports it and goes on with the next input.
 PER_INPUT_ERRORS = (CodecError, OutputExists, OSError, MemoryError)
-
-
-def _number(kind, low: float, high: float = float("inf")):
-    """argparse type: a number within [low, high] (violations are usage errors, exit 2)."""
-    def parse(text: str):
-        try:
-            value = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-        if not low <= value <= high:
-            raise argparse.ArgumentTypeError(f"{text} is outside {low:g}..{high:g}")
-        return value
-    return parse
 
 
 def _version() -> str:
@@ -57,10 +49,12 @@ def _parser() -> argparse.ArgumentParser:
     _add(enc, "output")
     rate = enc.add_mutually_exclusive_group()
     _add(rate, "quality", help="0..100 (default 75)")
-    rate.add_argument("--target-bpp", type=_number(float, 1e-6),
+    rate.add_argument("--target-bpp", type=number(float, 1e-6),
                       help="largest quality within this many bits per pixel")
-    rate.add_argument("--target-size", type=_number(int, 1),
-                      help="largest quality within this many bytes")
+    rate.add_argument("--target-size", type=byte_size,
+                      help="largest quality within this many bytes (20000, 20k, 1.5M; Ki/Mi: ×1024)")
+    enc.add_argument("--best-effort", action="store_true",
+                     help="write quality 0's file where even it exceeds the target (default: an error)")
     enc.add_argument("--effort", type=int, choices=[0, 1, 2, 3], default=0,
                      help="0: one analysis pass (default); 1, 2, 3: refine the latent for this image by "
                           "20 / 60 / 200 gradient steps: smaller files at the same quality, slower "
@@ -69,7 +63,7 @@ def _parser() -> argparse.ArgumentParser:
     enc.add_argument("--strip", action="store_true", help="drop ICC profile, EXIF and XMP")
     enc.add_argument("--verify", action="store_true",
                      help="decode the streams after encoding and check the latents are identical")
-    enc.add_argument("--tile", type=_tile_size, default=1024,
+    enc.add_argument("--tile", type=tile_size, default=1024,
                      help="tile side in pixels, a multiple of 64 (default 1024); 0: one tile")
     _batch_options(enc)
     _add(enc, "json", help="print results as JSON on stdout")
@@ -77,7 +71,7 @@ def _parser() -> argparse.ArgumentParser:
     dec = sub.add_parser("decode", help="decompress .lic files (format from the output extension)")
     _add(dec, "inputs", metavar="IN", help=".lic files, or - for stdin")
     _add(dec, "output", "device")
-    dec.add_argument("--crop", type=_crop, metavar="X,Y,W,H", help="decode only this region")
+    dec.add_argument("--crop", type=crop, metavar="X,Y,W,H", help="decode only this region")
     dec.add_argument("--partial", action="store_true",
                      help="decode what is intact of a damaged file, damaged tiles gray")
     _batch_options(dec)
@@ -91,8 +85,8 @@ def _parser() -> argparse.ArgumentParser:
 
     smp = sub.add_parser("sample", help="draw an image from the learned prior")
     _add(smp, "output", required=True, help="image file (format from the extension)")
-    smp.add_argument("--size", type=_size, default=(512, 384), metavar="WxH", help="default 512x384")
-    smp.add_argument("--seed", type=_number(int, 0), default=0)
+    smp.add_argument("--size", type=size, default=(512, 384), metavar="WxH", help="default 512x384")
+    smp.add_argument("--seed", type=number(int, 0), default=0)
     _add(smp, "quality")
     _add(smp, "force", help="overwrite an existing output")
     _add(smp, "weights", "device")
@@ -107,40 +101,16 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def _tile_size(text: str) -> int | None:
-    value = _number(int, 0)(text)
-    if value and value % 64:
-        raise argparse.ArgumentTypeError(f"{text} is not a multiple of 64")
-    return value or None
-
-
-def _size(text: str) -> tuple[int, int]:
-    w, sep, h = text.lower().partition("x")
-    if not sep or not w.isdigit() or not h.isdigit() or int(w) < 1 or int(h) < 1:
-        raise argparse.ArgumentTypeError(f"expected WxH (positive integers), got {text!r}")
-    return int(w), int(h)
-
-
-def _crop(text: str) -> tuple[int, int, int, int]:
-    parts = text.split(",")
-    if len(parts) != 4 or not all(p.strip().isdigit() for p in parts):
-        raise argparse.ArgumentTypeError(f"expected X,Y,W,H (non-negative integers), got {text!r}")
-    x, y, w, h = (int(p) for p in parts)
-    if w < 1 or h < 1:
-        raise argparse.ArgumentTypeError("crop width and height must be at least 1")
-    return x, y, w, h
-
-
 # The options several commands take, each defined once: flags and argparse keywords.  A command
 # adds them with _add, overriding what it words differently (help, metavar).
 OPTIONS: dict[str, tuple[tuple[str, ...], dict]] = {
     "inputs": (("inputs",), {"nargs": "+"}),
     "output": (("-o", "--output"), {"help": "output file (one input) or directory; - for stdout"}),
-    "quality": (("-q", "--quality"), {"type": _number(float, 0, 100), "default": 75.0}),
+    "quality": (("-q", "--quality"), {"type": number(float, 0, 100), "default": 75.0}),
     "device": (("--device",), {"default": "cpu", "choices": ["cpu", "cuda"]}),
     "weights": (("--weights",), {"help": argparse.SUPPRESS}),
     "max-pixels": (("--max-pixels",), {
-        "type": _number(int, 0), "default": None, "metavar": "N",
+        "type": number(int, 0), "default": None, "metavar": "N",
         "help": f"refuse larger images (default {codec.MAX_PIXELS}, as Pillow); 0: no limit"}),
     "force": (("-f", "--force"), {"action": "store_true", "help": "overwrite existing outputs"}),
     "json": (("--json",), {"action": "store_true"}),
@@ -192,15 +162,23 @@ def _each(args, work, bar: bool = True) -> tuple[int, list]:
     return failures, rows
 
 
-def _each_output(args, suffix: str, work) -> tuple[int, list]:
+def _each_output(args, suffix: str, work, refuse_suffix=None) -> tuple[int, list]:
     """_each for encode and decode: ``work(codec, input, its output path, progress)``.
 
-    Outputs are ``-o`` (one input), ``-o``'s directory, or the input's name with ``suffix``.
+    Outputs are ``-o`` (one input), ``-o``'s directory, or the input's name with ``suffix``;
+    each is checked before any work (cli.io.plan_outputs), ``refuse_suffix`` names a wrong kind.
     """
     if args.output == "-" and len(args.inputs) > 1:
         raise CodecError("-o - takes a single input")
-    lic, many = _make_codec(args), len(args.inputs) > 1
-    return _each(args, lambda inp, progress: work(lic, inp, output_path(inp, args.output, many, suffix), progress))
+    plan = iter(plan_outputs(args.inputs, args.output, suffix, args.force, refuse_suffix))
+    lic = _make_codec(args)
+
+    def one(inp: str, progress: Progress):
+        _, out, why = next(plan)  # _each visits the inputs in order
+        if why:
+            raise OutputExists(why)  # before this input is read or coded
+        return work(lic, inp, out, progress)
+    return _each(args, one)
 
 
 @contextlib.contextmanager
@@ -222,11 +200,17 @@ def _print_json(args, rows: list, one_per_input: bool = True) -> None:
 def cmd_encode(args) -> int:
     def encode(lic, inp: str, out: str, progress: Progress) -> dict:
         source = read_input(inp)
-        with _warnings_reported(progress, inp, show=not args.quiet):
+        if source.startswith(LIC_SIGNATURE):
+            raise CodecError("is already a .lic file (re-encoding would lose quality again; decode it first)")
+        with _warnings_reported(progress, inp, show=not args.quiet and not args.best_effort):
             data = lic.encode(source, args.quality, target_bpp=args.target_bpp, target_size=args.target_size,
                               strip=args.strip, tile=args.tile, verify=args.verify, effort=args.effort)
-        write_output(out, data, args.force)
         header = codec.read_header(data)
+        budget = args.target_size or (args.target_bpp and args.target_bpp * header.width * header.height / 8)
+        if budget and len(data) > budget and not args.best_effort:
+            raise CodecError(f"cannot fit {int(budget)} bytes: the smallest file is {len(data)} bytes "
+                             "(quality 0); nothing written (--best-effort writes it)")
+        write_output(out, data, args.force)
         row = {"input": inp, "output": out, "bytes": len(data), "width": header.width, "height": header.height,
                "quality": header.quality, "bpp": round(8 * len(data) / (header.width * header.height), 4)}
         if args.verify:
@@ -237,7 +221,7 @@ def cmd_encode(args) -> int:
             progress.message(_describe(row))
         return row
 
-    failures, rows = _each_output(args, ".lic", encode)
+    failures, rows = _each_output(args, ".lic", encode, refuse_suffix=not_a_lic_name)
     if args.json:
         _print_json(args, rows)
     return 1 if failures else 0
@@ -280,7 +264,7 @@ def cmd_decode(args) -> int:
         if not args.quiet:
             progress.message(f"{inp} -> {out}: {image.width}x{image.height} {image.mode}")
 
-    failures, _ = _each_output(args, ".png", decode)
+    failures, _ = _each_output(args, ".png", decode, refuse_suffix=not_an_image_name)
     return 1 if failures else 0
 
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -214,3 +215,65 @@ def test_info_names_a_missing_or_wrong_input_once(tmp_path, capsys):
     assert main(["info", str(missing), str(tmp_path)]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert err == [f"lic: error: {missing}: no such file", f"lic: error: {tmp_path}: is a directory"]
+
+
+def test_outputs_follow_the_umask_and_force_keeps_the_replaced_mode(tmp_path, small_png):
+    old = os.umask(0o022)
+    try:
+        out = tmp_path / "a.lic"
+        assert main(["encode", str(small_png), "-o", str(out), "--quiet"]) == 0
+        assert stat.S_IMODE(out.stat().st_mode) == 0o644  # readable by a web server, as cjpeg's
+        os.chmod(out, 0o640)
+        assert main(["encode", str(small_png), "-o", str(out), "--force", "--quiet"]) == 0
+        assert stat.S_IMODE(out.stat().st_mode) == 0o640
+        os.umask(0o077)
+        png = tmp_path / "b.png"
+        assert main(["decode", str(out), "-o", str(png), "--quiet"]) == 0
+        assert stat.S_IMODE(png.stat().st_mode) == 0o600
+    finally:
+        os.umask(old)
+
+
+def test_outputs_are_checked_before_any_work(tmp_path, small_png, capsys, monkeypatch):
+    jpg = tmp_path / "small.jpg"
+    Image.open(small_png).save(jpg, quality=95)
+    encoded = []
+    real = codec.Codec.encode
+    monkeypatch.setattr(codec.Codec, "encode", lambda self, *a, **k: encoded.append(1) or real(self, *a, **k))
+    # two inputs that map to one output: the second is refused, the first is written
+    assert main(["encode", str(small_png), str(jpg), "--quiet"]) == 1
+    err = capsys.readouterr().err
+    assert "also the output of" in err and err.count("error") == 1 and len(encoded) == 1
+    assert (tmp_path / "small.lic").exists()
+    # an existing output: refused before the input is encoded
+    encoded.clear()
+    assert main(["encode", str(small_png), "--quiet"]) == 1
+    assert "exists" in capsys.readouterr().err and not encoded
+    # the input itself, a missing directory, a wrong kind of name: refused, nothing encoded
+    for argv, why in ((["encode", str(small_png), "-o", str(small_png), "--force"], "is the input itself"),
+                      (["encode", str(small_png), "-o", str(tmp_path / "no" / "x.lic")], "does not exist"),
+                      (["encode", str(small_png), "-o", str(tmp_path / "x.jpg")], "encode writes .lic"),
+                      (["decode", str(tmp_path / "small.lic"), "-o", str(tmp_path / "y.lic")], "writes images"),
+                      (["decode", str(tmp_path / "small.lic"), "-o", str(tmp_path / "y.xyz")], "extension")):
+        assert main(argv + ["--quiet"]) == 1, argv
+        assert why in capsys.readouterr().err
+    assert not encoded and Image.open(small_png).size == (96, 64)  # the input survives
+    assert main(["encode", str(tmp_path / "small.lic"), "-o", str(tmp_path / "again.lic")]) == 1
+    assert "already a .lic file" in capsys.readouterr().err and not (tmp_path / "again.lic").exists()
+
+
+def test_target_size_takes_suffixes_and_an_unmet_target_is_an_error(tmp_path, small_png, capsys):
+    out = tmp_path / "a.lic"
+    assert main(["encode", str(small_png), "-o", str(out), "--target-size", "4k", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["bytes"] <= 4000
+    assert main(["encode", str(small_png), "-o", str(out), "--target-size", "10", "--force"]) == 1
+    err = capsys.readouterr().err
+    assert "cannot fit 10 bytes" in err and "nothing written" in err
+    assert out.stat().st_size <= 4000  # the earlier file is untouched
+    assert main(["encode", str(small_png), "-o", str(out), "--target-size", "10", "--force", "--best-effort",
+                 "--quiet"]) == 0
+    assert codec.read_header(out).quality == 0
+    for bad in ("10x", "k", "0.1"):
+        with pytest.raises(SystemExit) as exit_:
+            main(["encode", str(small_png), "--target-size", bad])
+        assert exit_.value.code == 2

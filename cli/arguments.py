@@ -1,0 +1,60 @@
+"""Argument types of the command line: numbers in a range, byte sizes, tile sizes, W×H, crops.
+
+Each raises ``argparse.ArgumentTypeError`` with the reason, which argparse prints as a usage
+error (exit 2) before anything heavy is imported.
+"""
+from __future__ import annotations
+
+import argparse
+
+
+def number(kind, low: float, high: float = float("inf")):
+    """argparse type: a number within [low, high] (violations are usage errors, exit 2)."""
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"{text} is outside {low:g}..{high:g}")
+        return value
+    return parse
+
+
+SIZE_UNITS = {"": 1, "k": 1000, "K": 1000, "M": 10**6, "Ki": 1024, "Mi": 1024**2}
+
+
+def byte_size(text: str) -> int:
+    """A size in bytes: a number with an optional k / M (×1000) or Ki / Mi (×1024) suffix."""
+    digits = text.rstrip("KMik")
+    unit = text[len(digits):]
+    if unit not in SIZE_UNITS:
+        raise argparse.ArgumentTypeError(f"not a size: {text!r} (e.g. 20000, 20k, 1.5M, 64Ki)")
+    value = number(float, 1e-9)(digits) * SIZE_UNITS[unit]
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text} is less than one byte")
+    return int(value)
+
+
+def tile_size(text: str) -> int | None:
+    value = number(int, 0)(text)
+    if value and value % 64:
+        raise argparse.ArgumentTypeError(f"{text} is not a multiple of 64")
+    return value or None
+
+
+def size(text: str) -> tuple[int, int]:
+    w, sep, h = text.lower().partition("x")
+    if not sep or not w.isdigit() or not h.isdigit() or int(w) < 1 or int(h) < 1:
+        raise argparse.ArgumentTypeError(f"expected WxH (positive integers), got {text!r}")
+    return int(w), int(h)
+
+
+def crop(text: str) -> tuple[int, int, int, int]:
+    parts = text.split(",")
+    if len(parts) != 4 or not all(p.strip().isdigit() for p in parts):
+        raise argparse.ArgumentTypeError(f"expected X,Y,W,H (non-negative integers), got {text!r}")
+    x, y, w, h = (int(p) for p in parts)
+    if w < 1 or h < 1:
+        raise argparse.ArgumentTypeError("crop width and height must be at least 1")
+    return x, y, w, h
