@@ -1,11 +1,8 @@
 """File plumbing of the command line: stdin/stdout, output names, image files, atomic no-clobber writes, progress."""
 from __future__ import annotations
 
-import io
 import os
-import stat
 import sys
-import tempfile
 from pathlib import Path
 
 from codec import CodecError
@@ -33,8 +30,8 @@ def read_input(path: str) -> bytes:
 
 
 def write_output(path: str, data: bytes, force: bool) -> None:
-    """Write ``data`` to ``path`` (``-``: stdout) atomically: a temporary file in the same
-    directory, renamed over the target; on any failure or Ctrl-C the temporary file is removed."""
+    """Write ``data`` to ``path`` (``-``: stdout) atomically (:func:`codec.batch.write_atomically`:
+    a temporary file in the same directory renamed over the target, removed on any failure or Ctrl-C)."""
     if path == "-":
         sys.stdout.buffer.write(data)
         sys.stdout.buffer.flush()
@@ -47,33 +44,9 @@ def write_output(path: str, data: bytes, force: bool) -> None:
     parent = target.parent if str(target.parent) else Path(".")
     if not parent.is_dir():
         raise CodecError(f"output directory {parent} does not exist")
-    mode = stat.S_IMODE(target.stat().st_mode) if target.exists() else _new_file_mode()
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=parent)
-    try:
-        os.fchmod(fd, mode)  # mkstemp's 0600 would hide the file from everyone else
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
+    from codec import batch  # numpy and Pillow: not for `lic info`
 
-
-def _new_file_mode() -> int:
-    """The mode ``open()`` gives a new file: 0666 less the umask (read without changing it where
-    the platform lets us)."""
-    try:
-        with open("/proc/self/status") as f:
-            mask = next(int(line.split()[1], 8) for line in f if line.startswith("Umask:"))
-    except (OSError, StopIteration, ValueError):
-        mask = os.umask(0o022)  # the only portable way to read it: set and restore at once
-        os.umask(mask)
-    return 0o666 & ~mask
+    batch.write_atomically(target, data)  # a new file's mode from the umask, a replaced one's kept
 
 
 def plan_outputs(inputs: list[str], output: str | None, suffix: str, force: bool,
@@ -123,17 +96,10 @@ def output_path(inp: str, output: str | None, many: bool, suffix: str) -> str:
 
 
 def image_format(out: str) -> str:
-    """The Pillow format an output name's extension asks for (PNG for ``-``); CodecError for an
-    extension no writable image format has, and for ``.lic`` (decode writes images)."""
-    from PIL import Image
+    """The image format an output name asks for (PNG for ``-``); CodecError for none or ``.lic``."""
+    from codec import images
 
-    ext = ".png" if out == "-" else Path(out).suffix.lower()
-    fmt = Image.registered_extensions().get(ext)
-    if ext == ".lic":
-        raise CodecError(f"{out}: decode writes images, not .lic files (name a format: .png, .jpg, .webp …)")
-    if fmt is None or fmt not in Image.SAVE:
-        raise CodecError(f"unknown output image extension {ext or '(none)'!r}")
-    return fmt
+    return images.image_format(".png" if out == "-" else Path(out).suffix)
 
 
 def not_an_image_name(out: str) -> str | None:
@@ -141,7 +107,7 @@ def not_an_image_name(out: str) -> str | None:
     try:
         image_format(out)
     except CodecError as exc:
-        return str(exc)
+        return f"{out}: {exc}"
     return None
 
 
@@ -157,24 +123,9 @@ def not_a_lic_name(out: str) -> str | None:
 
 def image_bytes(image, out: str) -> bytes:
     """A PIL image as a file of the format ``out``'s extension names (PNG for ``-``), metadata kept."""
-    fmt = image_format(out)
-    if fmt == "JPEG" and image.mode in ("LA", "RGBA"):
-        image = image.convert(image.mode[:-1])
-    extra = {k: image.info[k] for k in ("icc_profile", "exif") if image.info.get(k)}
-    if image.info.get("xmp"):
-        if fmt == "PNG":
-            from PIL.PngImagePlugin import PngInfo
+    from codec import images
 
-            extra["pnginfo"] = PngInfo()
-            extra["pnginfo"].add_itxt("XML:com.adobe.xmp", image.info["xmp"].decode("utf-8", "replace"))
-        elif fmt in ("JPEG", "WEBP", "TIFF"):
-            extra["xmp"] = image.info["xmp"]
-    buf = io.BytesIO()
-    try:
-        image.save(buf, fmt, **extra)
-    except (OSError, ValueError, KeyError) as exc:
-        raise CodecError(f"cannot write {fmt}: {exc}") from None
-    return buf.getvalue()
+    return images.encoded_image(image, ".png" if out == "-" else Path(out).suffix)
 
 
 class Progress:

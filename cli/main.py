@@ -23,6 +23,7 @@ from .io import (
     OutputExists, Progress, image_bytes, input_file, not_a_lic_name, not_an_image_name, plan_outputs, read_input,
     write_output,
 )
+from .trees import run_tree
 
 PROG = "lic"
 LIC_SIGNATURE = b"\x89LIC\r\n\x1a\n"  # docs/FORMAT.md: what a .lic file begins with
@@ -127,6 +128,11 @@ def _add(p, *names: str, **override) -> None:
 def _batch_options(p: argparse.ArgumentParser) -> None:
     """What encode and decode take besides: weights, the image size limit, overwrite, how much to say."""
     _add(p, "weights", "max-pixels", "force")
+    p.add_argument("-r", "--recursive", action="store_true",
+                   help="code whole directory trees into -o OUT_DIR, mirrored, in parallel; outputs that "
+                        "exist are skipped, so a restarted run finishes the rest (OUT_DIR/lic-manifest.jsonl)")
+    p.add_argument("-j", "--jobs", type=number(int, 1), default=None,
+                   help="with -r: worker processes (default: one per core)")
     loud = p.add_mutually_exclusive_group()
     loud.add_argument("-v", "--verbose", action="store_true",
                       help="also report PSNR and what JPEG reaches at the same size")
@@ -198,6 +204,11 @@ def _print_json(args, rows: list, one_per_input: bool = True) -> None:
 
 
 def cmd_encode(args) -> int:
+    if args.recursive:
+        return run_tree(args, "encode", {"quality": args.quality, "target_bpp": args.target_bpp,
+                                         "target_size": args.target_size, "strip": args.strip,
+                                         "tile": args.tile, "verify": args.verify, "effort": args.effort})
+
     def encode(lic, inp: str, out: str, progress: Progress) -> dict:
         source = read_input(inp)
         if source.startswith(LIC_SIGNATURE):
@@ -257,6 +268,8 @@ def _describe(row: dict) -> str:
 
 
 def cmd_decode(args) -> int:
+    if args.recursive:
+        return run_tree(args, "decode", {})
     def decode(lic, inp: str, out: str, progress: Progress) -> None:
         with _warnings_reported(progress, inp):  # damaged-tile warnings even with --quiet
             image = lic.decode(read_input(inp), crop=args.crop, partial=args.partial)

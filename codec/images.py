@@ -194,3 +194,38 @@ def finish(rgb: np.ndarray, mode: str, alpha: np.ndarray | None, meta: Metadata)
         if getattr(meta, key):
             im.info[key] = getattr(meta, key)
     return im
+
+
+def image_format(suffix: str) -> str:
+    """The Pillow format that writes files named ``*suffix``; CodecError for an extension no
+    writable image format has, and for ``.lic`` (a decoded image is written as an image)."""
+    ext = suffix.lower()
+    fmt = Image.registered_extensions().get(ext)
+    if ext == ".lic":
+        raise CodecError("decode writes images, not .lic files (name a format: .png, .jpg, .webp …)")
+    if fmt is None or fmt not in Image.SAVE:
+        raise CodecError(f"unknown output image extension {ext or '(none)'!r}")
+    return fmt
+
+
+def encoded_image(image: Image.Image, suffix: str) -> bytes:
+    """A decoded image as the bytes of an image file of the format ``suffix`` names, with its
+    ICC profile, EXIF and XMP where the format holds them (alpha dropped for JPEG)."""
+    fmt = image_format(suffix)
+    if fmt == "JPEG" and image.mode in ("LA", "RGBA"):
+        image = image.convert(image.mode[:-1])
+    extra = {k: image.info[k] for k in ("icc_profile", "exif") if image.info.get(k)}
+    if image.info.get("xmp"):
+        if fmt == "PNG":
+            from PIL.PngImagePlugin import PngInfo
+
+            extra["pnginfo"] = PngInfo()
+            extra["pnginfo"].add_itxt("XML:com.adobe.xmp", image.info["xmp"].decode("utf-8", "replace"))
+        elif fmt in ("JPEG", "WEBP", "TIFF"):
+            extra["xmp"] = image.info["xmp"]
+    buf = io.BytesIO()
+    try:
+        image.save(buf, fmt, **extra)
+    except (OSError, ValueError, KeyError) as exc:
+        raise CodecError(f"cannot write {fmt}: {exc}") from None
+    return buf.getvalue()

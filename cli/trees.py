@@ -1,0 +1,64 @@
+"""``lic encode|decode -r DIR… -o OUT_DIR [-j N]``: whole directory trees (codec.batch).
+
+The tree is mirrored under OUT_DIR; outputs that exist are skipped (a killed run, restarted
+with the same command, finishes the rest), each file's row goes to OUT_DIR/lic-manifest.jsonl
+as it finishes, a failed file is one line on stderr and never stops the others, and the run
+ends with a summary line (exit 1 when any file failed).
+"""
+from __future__ import annotations
+
+import os
+import sys
+import time
+
+import codec
+from codec import CodecError
+
+from .io import Progress
+
+MANIFEST_NAME = "lic-manifest.jsonl"
+
+
+class TreeProgress(Progress):
+    """files done, images/s, MB/s read and ETA on one stderr line (a terminal only); failures
+    one line each."""
+
+    def __init__(self, quiet: bool):
+        super().__init__(2, enabled=not quiet)  # live on a terminal, whatever the file count
+        self.start, self.bytes = time.monotonic(), 0
+
+    def __call__(self, row, done: int, total: int) -> None:
+        self.bytes += row.bytes_in
+        if row.status == "failed":
+            self.message(f"lic: error: {row.source}: {row.error}")
+        if self.live:
+            elapsed = max(time.monotonic() - self.start, 1e-9)
+            eta = elapsed / done * (total - done)
+            sys.stderr.write(f"\r\033[K{done}/{total} files, {done / elapsed:.1f} images/s, "
+                             f"{self.bytes / elapsed / 1e6:.1f} MB/s, ETA {eta:.0f} s")
+            sys.stderr.flush()
+
+
+def run_tree(args, kind: str, options: dict) -> int:
+    """The -r path of encode (``kind`` "encode", ``options`` for Codec.encode) and decode."""
+    from codec import batch
+
+    if not args.output or args.output == "-":
+        raise CodecError("-r needs -o OUT_DIR (the tree is mirrored there)")
+    removed = batch.remove_leftovers(args.output)
+    jobs = batch.plan(args.inputs, args.output, kind, ".lic" if kind == "encode" else ".png", args.force)
+    limit = codec.MAX_PIXELS if args.max_pixels is None else (args.max_pixels or None)
+    codec_args = {"weights": args.weights, "device": args.device, "max_pixels": limit}
+    os.makedirs(args.output, exist_ok=True)
+    progress = TreeProgress(args.quiet)
+    t0 = time.monotonic()
+    rows = batch.run(jobs, kind, options, workers=args.jobs or os.cpu_count() or 1, codec_args=codec_args,
+                     manifest=os.path.join(args.output, MANIFEST_NAME), progress=progress)
+    progress.done()
+    s = batch.summary(rows, time.monotonic() - t0)
+    if not args.quiet:
+        ratio = f", {s['ratio']}:1" if s["ratio"] else ""
+        print(f"lic: {s['ok']} coded, {s['skipped']} skipped (output exists), {s['failed']} failed; "
+              f"{s['bytes_in'] / 1e6:.2f} MB -> {s['bytes_out'] / 1e6:.2f} MB{ratio} in {s['seconds']} s"
+              + (f"; removed {removed} unfinished file(s) of an earlier run" if removed else ""), file=sys.stderr)
+    return 1 if s["failed"] else 0

@@ -1,0 +1,226 @@
+"""Whole collections: a directory tree coded file by file on every core, resumably.
+
+Why: people convert collections (a photo archive, a site's images, a data set), not single
+files; a run over a million files must survive being killed, skip what is done, report what
+failed without stopping, and keep every core busy.  The engine-independent core::
+
+    plan(sources, out_dir)       every source file → its output path, mirroring each tree, and
+                                 why it cannot be written (exists, collides, ...) before any work
+    run(plan, ...)               the files in parallel: a pool of ``jobs`` processes, each with
+                                 one loaded Codec and cores // jobs torch threads (one process
+                                 when jobs is 1); each output written atomically
+    manifest (JSON lines)        one row per file as it finishes: source, output, bytes in/out,
+                                 bpp, quality, seconds, status (ok / skipped / failed), error
+
+A killed run, restarted with the same arguments, skips the outputs that exist (written
+atomically, so never half files), removes the temporary files the killed run left, and
+codes the rest.  A file coded here is byte-identical to ``lic encode`` of it alone.
+"""
+from __future__ import annotations
+
+import json
+import os
+import stat
+import tempfile
+import time
+from collections.abc import Callable, Iterable
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from .errors import CodecError
+from .images import find_images
+
+TEMP_SUFFIX = ".lic-tmp"  # what only this module's unfinished outputs end with
+
+
+@dataclass(frozen=True)
+class Job:
+    """One file of a collection: what to read, where to write, and why not (None: to do)."""
+
+    source: Path
+    output: Path
+    refused: str | None = None
+
+
+@dataclass
+class Row:
+    """A manifest row: what happened to one file."""
+
+    source: str
+    output: str
+    status: str  # "ok", "skipped" (output exists), "failed"
+    bytes_in: int = 0
+    bytes_out: int = 0
+    bpp: float | None = None
+    quality: float | None = None
+    seconds: float = 0.0
+    error: str | None = None
+
+
+def plan(sources: Iterable[str | os.PathLike], out_dir: str | os.PathLike, kind: str,
+         suffix: str = ".lic", force: bool = False) -> list[Job]:
+    """Every file to code → its output under ``out_dir``: a directory's files keep their path
+    relative to it; a file given by name lands at the top.  ``kind``: ``"encode"`` (images →
+    ``suffix``, default .lic) or ``"decode"`` (.lic files → ``suffix``, e.g. .png).
+
+    Refused up front (the job keeps the reason): an output another file already maps to
+    (``a.png`` and ``a.jpg``), and an existing output without ``force`` ("skipped": a
+    restarted run goes on where it stopped).
+    """
+    if kind not in ("encode", "decode"):
+        raise ValueError(f"kind must be encode or decode, not {kind!r}")
+    out_dir, jobs, claimed = Path(out_dir), [], {}
+    for source in map(Path, sources):
+        if source.is_dir():
+            files = ([p for p in sorted(source.rglob("*.lic")) if p.is_file()] if kind == "decode"
+                     else find_images(source, recursive=True))
+            pairs = [(p, p.relative_to(source)) for p in files]
+        elif source.exists():
+            pairs = [(source, Path(source.name))]
+        else:
+            raise CodecError(f"{source}: no such file or directory")
+        for path, relative in pairs:
+            output = out_dir / relative.with_suffix(suffix)
+            refused = None
+            if output in claimed:
+                refused = f"{output} is also the output of {claimed[output]}"
+            elif output.exists() and not force:
+                refused = "skipped"
+            claimed.setdefault(output, path)
+            jobs.append(Job(path, output, refused))
+    return jobs
+
+
+def new_file_mode() -> int:
+    """0666 less the umask: the mode ``open()`` gives a new file (read from /proc where it can be,
+    since the portable way, setting the umask and restoring it, races with other threads)."""
+    try:
+        with open("/proc/self/status") as f:
+            mask = next(int(line.split()[1], 8) for line in f if line.startswith("Umask:"))
+    except (OSError, StopIteration, ValueError):
+        mask = os.umask(0o022)
+        os.umask(mask)
+    return 0o666 & ~mask
+
+
+def write_atomically(path: Path, data: bytes) -> None:
+    """``data`` to ``path`` through a temporary file renamed over it; a replaced file keeps its mode."""
+    mode = stat.S_IMODE(path.stat().st_mode) if path.exists() else new_file_mode()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TEMP_SUFFIX, dir=path.parent)
+    try:
+        os.fchmod(fd, mode)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def remove_leftovers(out_dir: str | os.PathLike) -> int:
+    """Delete the temporary files a killed run left under ``out_dir``; how many there were."""
+    found = [p for p in Path(out_dir).rglob(f".*{TEMP_SUFFIX}") if p.is_file()] if Path(out_dir).is_dir() else []
+    for p in found:
+        p.unlink(missing_ok=True)
+    return len(found)
+
+
+# -- the workers ----------------------------------------------------------------------------------
+_worker: dict = {}  # per process: the Codec and what to do with each file
+
+
+def _start(codec_args: dict, kind: str, options: dict, threads: int) -> None:
+    import torch
+
+    from .api import Codec
+
+    torch.set_num_threads(threads)
+    _worker.update(codec=Codec(**codec_args), kind=kind, options=options)
+
+
+def _code(job: Job) -> Row:
+    """One file, in a worker: read, code, write; any failure is the row's error."""
+    row = Row(str(job.source), str(job.output), "failed")
+    t0 = time.perf_counter()
+    try:
+        data = job.source.read_bytes()
+        row.bytes_in = len(data)
+        lic, options = _worker["codec"], _worker["options"]
+        if _worker["kind"] == "encode":
+            out = lic.encode(data, **options)
+            from .container import read_header
+
+            header = read_header(out)
+            row.bpp, row.quality = round(8 * len(out) / (header.width * header.height), 4), header.quality
+        else:
+            from .images import encoded_image
+
+            image = lic.decode(data)
+            out = encoded_image(image, job.output.suffix)  # the format the output's extension names
+            row.bpp = round(8 * len(data) / (image.width * image.height), 4)
+        write_atomically(job.output, out)
+        row.bytes_out, row.status = len(out), "ok"
+    except (CodecError, OSError, MemoryError, ValueError) as exc:
+        row.error = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    row.seconds = round(time.perf_counter() - t0, 3)
+    return row
+
+
+def run(jobs: list[Job], kind: str, options: dict | None = None, *, workers: int = 1,
+        codec_args: dict | None = None, manifest: str | os.PathLike | None = None,
+        progress: Callable[[Row, int, int], None] | None = None) -> list[Row]:
+    """Code ``jobs`` (from :func:`plan`) with ``workers`` processes → one row per job, in
+    ``jobs`` order; each row also appended to ``manifest`` (JSON lines) as it finishes.
+
+    ``options``: the keywords of :meth:`Codec.encode` (encode); ``codec_args``: those of
+    :class:`Codec` (weights, device, max_pixels); ``progress(row, done, total)`` after each file.
+    """
+    options, codec_args = options or {}, codec_args or {}
+    cores = os.cpu_count() or 1
+    workers = max(1, min(workers, len(jobs) or 1))
+    init = (codec_args, kind, options, max(1, cores // workers))
+    todo = [i for i, j in enumerate(jobs) if j.refused is None]
+    rows: dict[int, Row] = {}
+    log = open(manifest, "a") if manifest else None
+    try:
+        def record(i: int, row: Row) -> None:
+            rows[i] = row
+            if log:
+                log.write(json.dumps(asdict(row)) + "\n")
+                log.flush()
+            if progress:
+                progress(row, len(rows), len(jobs))
+
+        for i, j in enumerate(jobs):
+            if j.refused is not None:
+                skipped = j.refused == "skipped"
+                record(i, Row(str(j.source), str(j.output), "skipped" if skipped else "failed",
+                              error=None if skipped else j.refused))
+        if workers == 1 or len(todo) <= 1:
+            _start(*init)
+            for i in todo:
+                record(i, _code(jobs[i]))
+        else:
+            import multiprocessing
+
+            context = multiprocessing.get_context("spawn")  # torch does not survive fork
+            with ProcessPoolExecutor(workers, context, initializer=_start, initargs=init) as pool:
+                for i, row in zip(todo, pool.map(_code, [jobs[i] for i in todo], chunksize=1)):
+                    record(i, row)
+    finally:
+        if log:
+            log.close()
+    return [rows[i] for i in range(len(jobs))]
+
+
+def summary(rows: list[Row], seconds: float) -> dict:
+    """Totals of a run: files by status, bytes before and after, their ratio, wall time."""
+    ok = [r for r in rows if r.status == "ok"]
+    before, after = sum(r.bytes_in for r in ok), sum(r.bytes_out for r in ok)
+    counts = {s: sum(r.status == s for r in rows) for s in ("ok", "skipped", "failed")}
+    return {**counts, "bytes_in": before, "bytes_out": after,
+            "ratio": round(before / after, 3) if after else None, "seconds": round(seconds, 2)}

@@ -1,0 +1,87 @@
+"""Whole collections (codec.batch, lic encode|decode -r): mirrored trees, resumable, a manifest."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import codec
+from codec import batch
+from cli.main import main
+
+
+@pytest.fixture()
+def tree(tmp_path, sample_image):
+    """src/ with images in two levels, a file that is not an image and a colliding name."""
+    src = tmp_path / "src"
+    (src / "a" / "b").mkdir(parents=True)
+    sample_image.crop((0, 0, 64, 64)).save(src / "a" / "one.png")
+    sample_image.crop((64, 0, 192, 64)).save(src / "a" / "b" / "two.png")
+    sample_image.crop((0, 64, 64, 128)).save(src / "three.jpg", quality=95)
+    sample_image.crop((0, 64, 64, 128)).save(src / "three.png")  # → three.lic too: refused
+    (src / "a" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
+    return src
+
+
+def _rows(out):
+    return [json.loads(line) for line in (out / "lic-manifest.jsonl").read_text().splitlines()]
+
+
+def test_a_tree_is_mirrored_and_every_file_is_accounted_for(tree, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert main(["encode", "-r", str(tree), "-o", str(out), "-j", "1", "-q", "60"]) == 1  # two failed
+    made = sorted(p.relative_to(out).as_posix() for p in out.rglob("*.lic"))
+    assert made == ["a/b/two.lic", "a/one.lic", "three.lic"]
+    rows = {r["source"]: r for r in _rows(out)}
+    assert rows[str(tree / "a" / "broken.png")]["status"] == "failed"
+    collided = [r for r in rows.values() if "also the output of" in (r["error"] or "")]
+    assert len(collided) == 1 and collided[0]["source"].endswith("three.png")
+    for name in ("a/one", "a/b/two"):  # byte-identical to coding the file alone
+        alone = codec.Codec().encode(Image.open(tree / f"{name}.png"), 60)
+        assert (out / f"{name}.lic").read_bytes() == alone
+        assert rows[str(tree / f"{name}.png")]["bytes_out"] == len(alone)
+    err = capsys.readouterr().err
+    assert "2 failed" in err and "broken.png" in err
+
+    # decode the tree back: images mirrored, pixels those of a plain decode
+    back = tmp_path / "back"
+    assert main(["decode", "-r", str(out), "-o", str(back), "-j", "1", "--quiet"]) == 0
+    assert sorted(p.relative_to(back).as_posix() for p in back.rglob("*.png")) == ["a/b/two.png", "a/one.png",
+                                                                                  "three.png"]
+    plain = codec.decode(out / "a" / "one.lic")
+    assert np.array_equal(np.asarray(Image.open(back / "a" / "one.png")), np.asarray(plain))
+
+
+def test_a_killed_run_restarts_where_it_stopped(tree, tmp_path):
+    out = tmp_path / "out"
+    jobs = batch.plan([tree], out, "encode")
+    first = [j for j in jobs if j.source.name == "one.png"]
+    batch.run(first, "encode", {"quality": 40})  # the run that got this far …
+    leftover = out / "a" / f".two.lic.x1{batch.TEMP_SUFFIX}"  # … and was killed mid-write
+    leftover.parent.mkdir(parents=True, exist_ok=True)
+    leftover.write_bytes(b"half a file")
+    before = (out / "a" / "one.lic").stat().st_mtime_ns
+    assert main(["encode", "-r", str(tree), "-o", str(out), "-j", "1", "-q", "40", "--quiet"]) == 1
+    assert not leftover.exists() and (out / "a" / "one.lic").stat().st_mtime_ns == before  # skipped
+    statuses = {r["source"].rsplit("/", 1)[1]: r["status"] for r in _rows(out)}
+    assert statuses["one.png"] == "skipped" and statuses["two.png"] == "ok"
+    assert not list(out.rglob(f"*{batch.TEMP_SUFFIX}"))
+
+
+def test_a_pool_of_processes_gives_the_same_files(tree, tmp_path):
+    jobs = [j for j in batch.plan([tree], tmp_path / "pool", "encode") if j.refused is None]
+    rows = batch.run(jobs, "encode", {"quality": 50}, workers=2)
+    assert [r.status for r in rows] == ["ok" if "broken" not in str(j.source) else "failed" for j in jobs]
+    for j in jobs:
+        if j.output.exists():
+            assert j.output.read_bytes() == codec.Codec().encode(Image.open(j.source), 50)
+    assert batch.summary(rows, 1.0)["ok"] == len(jobs) - 1
+
+
+def test_tree_arguments_are_checked(tree, tmp_path, capsys):
+    assert main(["encode", "-r", str(tree)]) == 1
+    assert "-r needs -o OUT_DIR" in capsys.readouterr().err
+    assert main(["encode", "-r", str(tmp_path / "missing"), "-o", str(tmp_path / "o")]) == 1
+    assert "no such file or directory" in capsys.readouterr().err
