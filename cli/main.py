@@ -13,6 +13,7 @@ import contextlib
 import io
 import json
 import sys
+import time
 import warnings
 
 import codec
@@ -28,7 +29,8 @@ from .trees import run_tree
 PROG = "lic"
 LIC_SIGNATURE = b"\x89LIC\r\n\x1a\n"  # docs/FORMAT.md: what a .lic file begins with
 # What a single input may fail with; the batch reports it and goes on with the next input.
-PER_INPUT_ERRORS = (CodecError, OutputExists, OSError, MemoryError)
+PER_INPUT_ERRORS = (CodecError, OutputExists, OSError, MemoryError, RuntimeError)  # RuntimeError: torch's
+# allocation failures (e.g. a file that claims a huge image), reported for that input like the rest
 
 
 def _version() -> str:
@@ -66,7 +68,7 @@ def _parser() -> argparse.ArgumentParser:
                      help="decode the streams after encoding and check the latents are identical")
     enc.add_argument("--tile", type=tile_size, default=1024,
                      help="tile side in pixels, a multiple of 64 (default 1024); 0: one tile")
-    _batch_options(enc)
+    _batch_options(enc, "also report PSNR and what JPEG reaches at the same size")
     _add(enc, "json", help="print results as JSON on stdout")
 
     dec = sub.add_parser("decode", help="decompress .lic files (format from the output extension)")
@@ -75,11 +77,11 @@ def _parser() -> argparse.ArgumentParser:
     dec.add_argument("--crop", type=crop, metavar="X,Y,W,H", help="decode only this region")
     dec.add_argument("--partial", action="store_true",
                      help="decode what is intact of a damaged file, damaged tiles gray")
-    _batch_options(dec)
+    _batch_options(dec, "also report the bytes written and the decode time")
 
     score = sub.add_parser("score", help="bits per pixel the model's prior needs per image (no file written)")
     _add(score, "inputs", metavar="IMAGE")
-    _add(score, "quality")
+    _add(score, "quality", help="the level the latents are scored at, 0..100 (default 75)")
     _add(score, "json", help="a JSON list of {path, bpp}")
     _add(score, "weights", "device")
     _add(score, "max-pixels", help=argparse.SUPPRESS)
@@ -87,15 +89,16 @@ def _parser() -> argparse.ArgumentParser:
     smp = sub.add_parser("sample", help="draw an image from the learned prior")
     _add(smp, "output", required=True, help="image file (format from the extension)")
     smp.add_argument("--size", type=size, default=(512, 384), metavar="WxH", help="default 512x384")
-    smp.add_argument("--seed", type=number(int, 0), default=0)
-    _add(smp, "quality")
+    smp.add_argument("--seed", type=number(int, 0), default=0,
+                     help="the random draw (default 0): the same seed gives the same image")
+    _add(smp, "quality", help="the level sampled at, 0..100 (default 75): higher, more detail")
     _add(smp, "force", help="overwrite an existing output")
     _add(smp, "weights", "device")
     _add(smp, "max-pixels", help=argparse.SUPPRESS)
 
     info = sub.add_parser("info", help="print a .lic header (no decoding)")
     _add(info, "inputs", metavar="FILE")
-    _add(info, "json")
+    _add(info, "json", help="the header fields as JSON (a list for several files)")
 
     sub.add_parser("train", help="train the model (see lic train --help)", add_help=False)
     sub.add_parser("bench", help="rate-distortion vs other codecs (see lic bench --help)", add_help=False)
@@ -125,7 +128,7 @@ def _add(p, *names: str, **override) -> None:
         p.add_argument(*flags, **{**keywords, **override})
 
 
-def _batch_options(p: argparse.ArgumentParser) -> None:
+def _batch_options(p: argparse.ArgumentParser, verbose: str) -> None:
     """What encode and decode take besides: weights, the image size limit, overwrite, how much to say."""
     _add(p, "weights", "max-pixels", "force")
     p.add_argument("-r", "--recursive", action="store_true",
@@ -134,8 +137,7 @@ def _batch_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("-j", "--jobs", type=number(int, 1), default=None,
                    help="with -r: worker processes (default: one per core)")
     loud = p.add_mutually_exclusive_group()
-    loud.add_argument("-v", "--verbose", action="store_true",
-                      help="also report PSNR and what JPEG reaches at the same size")
+    loud.add_argument("-v", "--verbose", action="store_true", help=verbose)
     loud.add_argument("--quiet", action="store_true", help="print errors only")
 
 
@@ -240,10 +242,13 @@ def cmd_encode(args) -> int:
 
 def _quality_report(lic, source: bytes, data: bytes) -> dict:
     """PSNR of the round trip, and JPEG's PSNR at the same (or smaller) file size."""
-    import numpy as np
     from PIL import Image
 
-    ref = np.asarray(Image.open(io.BytesIO(source)).convert("RGB"))
+    from codec import images
+
+    with warnings.catch_warnings():  # the encode already said what the 8-bit reference drops
+        warnings.simplefilter("ignore")
+        ref = images.prepare(source).rgb  # the 8-bit RGB the encoder coded (16-bit input: scaled, not clipped)
     ours = lic.decode(data).convert("RGB")
     jpeg_bytes, jpeg_psnr = 0, None
     for q in range(1, 96):  # the largest JPEG quality that fits in our size
@@ -270,12 +275,18 @@ def _describe(row: dict) -> str:
 def cmd_decode(args) -> int:
     if args.recursive:
         return run_tree(args, "decode", {})
+
     def decode(lic, inp: str, out: str, progress: Progress) -> None:
-        with _warnings_reported(progress, inp):  # damaged-tile warnings even with --quiet
-            image = lic.decode(read_input(inp), crop=args.crop, partial=args.partial)
-        write_output(out, image_bytes(image, out), args.force)
+        source = read_input(inp)
+        start = time.perf_counter()
+        with _warnings_reported(progress, inp):  # damaged tiles, dropped alpha: even with --quiet
+            image = lic.decode(source, crop=args.crop, partial=args.partial)
+            data = image_bytes(image, out)
+        seconds = time.perf_counter() - start
+        write_output(out, data, args.force)
         if not args.quiet:
-            progress.message(f"{inp} -> {out}: {image.width}x{image.height} {image.mode}")
+            more = f", {len(data)} bytes written, decoded in {seconds * 1000:.0f} ms" if args.verbose else ""
+            progress.message(f"{inp} -> {out}: {image.width}x{image.height} {image.mode}{more}")
 
     failures, _ = _each_output(args, ".png", decode, refuse_suffix=not_an_image_name)
     return 1 if failures else 0
@@ -330,6 +341,8 @@ def _shipped_model_name(header) -> str:
 def _why(exc: BaseException) -> str:
     if isinstance(exc, OSError) and exc.strerror:
         return f"{exc.strerror}" + (f": {exc.filename}" if exc.filename else "")
+    if isinstance(exc, (RuntimeError, MemoryError)):  # one line of torch's message, named
+        return f"{type(exc).__name__}: " + (str(exc).strip().splitlines() or ["out of memory"])[0]
     return str(exc)
 
 

@@ -38,7 +38,8 @@ def find_images(root: str | os.PathLike, recursive: bool = True) -> list[Path]:
 
 
 class PrecisionWarning(UserWarning):
-    """Input had more than 8 bits per sample and was reduced."""
+    """Something was reduced or left out: samples of more than 8 bits, frames or pages beyond
+    the first, alpha written to a format without it."""
 
 
 @dataclass
@@ -108,6 +109,9 @@ def open_image(source) -> Image.Image:
         im.load()
         if deep and not im.mode.startswith("I"):  # e.g. 48-bit RGB PNG, which Pillow reads as RGB
             warnings.warn("16-bit input reduced to 8 bits per sample", PrecisionWarning, stacklevel=3)
+        frames = getattr(im, "n_frames", 1)
+        if frames > 1:  # an animation or a multi-page file: lic codes still images
+            warnings.warn(f"{frames} frames or pages: only the first is coded", PrecisionWarning, stacklevel=3)
         return im
     except CodecError:
         raise
@@ -213,6 +217,8 @@ def encoded_image(image: Image.Image, suffix: str) -> bytes:
     ICC profile, EXIF and XMP where the format holds them (alpha dropped for JPEG)."""
     fmt = image_format(suffix)
     if fmt == "JPEG" and image.mode in ("LA", "RGBA"):
+        warnings.warn(f"JPEG has no alpha channel: the {image.mode} image's alpha is dropped", PrecisionWarning,
+                      stacklevel=2)
         image = image.convert(image.mode[:-1])
     extra = {k: image.info[k] for k in ("icc_profile", "exif") if image.info.get(k)}
     if image.info.get("xmp"):

@@ -277,3 +277,45 @@ def test_target_size_takes_suffixes_and_an_unmet_target_is_an_error(tmp_path, sm
         with pytest.raises(SystemExit) as exit_:
             main(["encode", str(small_png), "--target-size", bad])
         assert exit_.value.code == 2
+
+
+def test_what_is_dropped_is_said_and_16_bit_psnr_is_right(tmp_path, small_image, capsys):
+    import numpy as np
+
+    rgba = small_image.convert("RGBA")
+    rgba.putalpha(128)
+    src = tmp_path / "alpha.png"
+    rgba.save(src)
+    lic_file = tmp_path / "alpha.lic"
+    assert main(["encode", str(src), "-o", str(lic_file), "--quiet"]) == 0
+    assert main(["decode", str(lic_file), "-o", str(tmp_path / "alpha.jpg"), "--quiet"]) == 0
+    assert "alpha is dropped" in capsys.readouterr().err
+    gif = tmp_path / "anim.gif"
+    small_image.save(gif, save_all=True, append_images=[small_image.rotate(180)], duration=100)
+    assert main(["encode", str(gif), "-o", str(tmp_path / "anim.lic")]) == 0
+    assert "2 frames or pages: only the first is coded" in capsys.readouterr().err
+    # a 16-bit PNG: the report's PSNR is against the 8-bit image coded, not a clipped one
+    deep = (np.asarray(small_image.convert("L"), dtype=np.uint16) * 257)
+    png16 = tmp_path / "deep.png"
+    Image.fromarray(deep).save(png16)
+    assert main(["encode", str(png16), "-o", str(tmp_path / "deep.lic"), "-v", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["psnr"] > 25
+
+
+def test_a_runtime_error_fails_its_input_and_the_batch_goes_on(tmp_path, small_png, capsys, monkeypatch):
+    second = tmp_path / "second.png"
+    second.write_bytes(small_png.read_bytes())
+    real, calls = codec.Codec.encode, []
+
+    def failing_once(self, *args, **kwargs):
+        calls.append(1)
+        if len(calls) == 1:
+            raise RuntimeError("[enforce fail at alloc_cpu.cpp:117] data. DefaultCPUAllocator: not enough memory\nmore")
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(codec.Codec, "encode", failing_once)
+    (tmp_path / "out").mkdir()
+    assert main(["encode", str(small_png), str(second), "-o", str(tmp_path / "out"), "--quiet"]) == 1
+    err = capsys.readouterr().err
+    assert "RuntimeError: [enforce fail" in err and "more" not in err and err.count("\n") == 1
+    assert (tmp_path / "out" / "second.lic").exists()
