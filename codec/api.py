@@ -24,7 +24,8 @@ from . import container, images
 from .container import MAX_PIXELS
 from .errors import CodecError, DamagedTilesWarning, WeightsMismatchError
 from .inputs import (
-    DEFAULT_QUALITY, EncodeOptions, bisect_quality, checked_device, checked_profile, crop_box, read_bytes, tensor_pixels,
+    DEFAULT_QUALITY, EncodeOptions, bisect_quality, checked_device, checked_profile, codec_call, crop_box, read_bytes,
+    tensor_pixels,
 )
 from .latent_coding import check_round_trip, decode_tiles, dequantised, encode_tile, level, quantise, where
 from .latents import Latents
@@ -60,9 +61,8 @@ class Codec:
         model = weights if isinstance(weights, FrozenModel) else load_weights(weights)
         self._others = None if weights is not None else OtherShipped(  # earlier releases' files
             lambda path: Codec(path, device, max_pixels, profile, tile_batch, bf16))
-        # channels_last: oneDNN's fastest layout for these convolutions (decode 161 → ~115 ms on Kodak)
         self.model = model.to(device)
-        for transform in (self.model.g_a, self.model.g_s):
+        for transform in (self.model.g_a, self.model.g_s):  # oneDNN's fastest layout (PERFORMANCE.md)
             transform.to(memory_format=torch.channels_last)
         self.max_pixels = max_pixels
         self.tile_batch = max(1, tile_batch or (8 if self.device.type == "cuda" else 1))
@@ -95,7 +95,7 @@ class Codec:
         return quantise(self.model, self.paths[self.profile], y0 * self.model.gains.gain(t), grid, quality, refine)
 
     # -- stages, public for profiling and research; encode/decode are built from them -------------
-    @torch.inference_mode()
+    @codec_call
     def to_latents(self, image, quality: float = DEFAULT_QUALITY, tile: int | None = DEFAULT_TILE,
                    effort: int = 0) -> Latents:
         """Transform stage of encoding: image → quantised latents (analysis + probability path)."""
@@ -108,18 +108,18 @@ class Codec:
         """Entropy-coding stage: latents → one (z stream, y stream) per tile."""
         return [encode_tile(self.model, self.paths[lat.profile], t) for t in lat.tiles]
 
-    @torch.inference_mode()
+    @codec_call
     def entropy_decode(self, data, tiles: list[int] | None = None, partial: bool = False) -> Latents:
         """Container + entropy-decoding stage: .lic bytes → latents (of ``tiles``; all by default)."""
         parsed = container.unpack(read_bytes(data), partial)
         return self._codec_for(parsed.header)._entropy_decode(parsed, tiles, partial)[0]
 
-    @torch.inference_mode()
+    @codec_call
     def synthesise(self, lat: Latents, region: Box | None = None) -> np.ndarray:
         """Transform stage of decoding: latents → RGB pixels of ``region``, uint8 (h, w, 3)."""
         return self._synthesis(lat, region).permute(1, 2, 0).cpu().numpy()
 
-    @torch.inference_mode()
+    @codec_call
     def encode(self, image, quality: float = DEFAULT_QUALITY, *, target_bpp: float | None = None,
                target_size: int | None = None, strip: bool = False, tile: int | None = DEFAULT_TILE,
                verify: bool = False, effort: int = 0) -> bytes:
@@ -194,7 +194,7 @@ class Codec:
         lost = [i for i, t in enumerate(lat.tiles) if t is None]
         return self.transforms.synthesis(dequantised(self.model, lat, self.device), lat.grid, region, lost)
 
-    @torch.inference_mode()
+    @codec_call
     def decode(self, data, *, crop: tuple[int, int, int, int] | None = None, partial: bool = False) -> Image.Image:
         """.lic bytes (or a path) → PIL image in the source's mode, with its metadata.
 
@@ -228,7 +228,7 @@ class Codec:
 
         return sample(self, width, height, seed, quality)
 
-    @torch.inference_mode()
+    @codec_call
     def decode_tensor(self, data) -> torch.Tensor:
         """.lic bytes → RGB float tensor (3, H, W) in 0..1 on this codec's device (no alpha)."""
         data = read_bytes(data)

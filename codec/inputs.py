@@ -1,6 +1,7 @@
 """Argument normalisation for the API: .lic data sources, tensors, crops, options, size targets."""
 from __future__ import annotations
 
+import functools
 import io
 import math
 import os
@@ -16,6 +17,24 @@ from .refine import schedule_for
 from .tiling import DEFAULT_TILE, STRIDE, Box
 
 DEFAULT_QUALITY = 75.0
+
+
+def codec_call(method):
+    """An API call: in inference mode, and a failed allocation (a file claiming a huge image,
+    say) a CodecError like any other bad input rather than torch's RuntimeError or MemoryError."""
+    @functools.wraps(method)
+    def call(*args, **kwargs):
+        try:
+            with torch.inference_mode():
+                return method(*args, **kwargs)
+        except MemoryError:
+            raise CodecError("not enough memory") from None
+        except RuntimeError as exc:
+            first = (str(exc).strip().splitlines() or [""])[0]
+            if isinstance(exc, torch.OutOfMemoryError) or "not enough memory" in first or "out of memory" in first:
+                raise CodecError(f"not enough memory ({first})") from None
+            raise
+    return call
 
 
 @dataclass(frozen=True)

@@ -273,3 +273,21 @@ def test_shipped_weights_are_listed_default_first_and_each_decodes_its_files(sma
         assert codec.read_header(data).version == (1, 2)
         assert codec.weights_info(header=codec.read_header(data))["sha256"] == codec.weights_info(path)["sha256"]
         assert codec.decode(data).size == small_image.size
+
+
+def test_a_failed_allocation_is_a_codec_error_and_other_bugs_are_not(lic, small_image, monkeypatch):
+    data = lic.encode(small_image, 50)
+    real = lic.transforms.synthesis
+
+    def huge(*args, **kwargs):
+        raise RuntimeError("[enforce fail at alloc_cpu.cpp:117] data. DefaultCPUAllocator: not enough memory: "
+                           "you tried to allocate 1889785610 bytes.")
+
+    monkeypatch.setattr(lic.transforms, "synthesis", huge)
+    with pytest.raises(CodecError, match="not enough memory"):
+        lic.decode(data)
+    monkeypatch.setattr(lic.transforms, "synthesis", lambda *a, **k: 1 / 0)
+    with pytest.raises(ZeroDivisionError):  # a bug stays a bug
+        lic.decode(data)
+    monkeypatch.setattr(lic.transforms, "synthesis", real)
+    assert lic.decode(data).size == small_image.size
