@@ -135,7 +135,10 @@ def _batch_options(p: argparse.ArgumentParser, verbose: str) -> None:
                    help="code whole directory trees into -o OUT_DIR, mirrored, in parallel; outputs that "
                         "exist are skipped, so a restarted run finishes the rest (OUT_DIR/lic-manifest.jsonl)")
     p.add_argument("-j", "--jobs", type=number(int, 1), default=None,
-                   help="with -r: worker processes (default: one per core)")
+                   help="with -r: worker processes (default: one per core), or Ray actors (default 2)")
+    p.add_argument("--ray", nargs="?", const="", default=None, metavar="ADDRESS",
+                   help="with -r: code on a Ray cluster (ADDRESS, e.g. auto; none: a local one); "
+                        'needs pip install "lic[ray]"; outputs must be on storage every node sees')
     loud = p.add_mutually_exclusive_group()
     loud.add_argument("-v", "--verbose", action="store_true", help=verbose)
     loud.add_argument("--quiet", action="store_true", help="print errors only")

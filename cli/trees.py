@@ -52,8 +52,18 @@ def run_tree(args, kind: str, options: dict) -> int:
     os.makedirs(args.output, exist_ok=True)
     progress = TreeProgress(args.quiet)
     t0 = time.monotonic()
-    rows = batch.run(jobs, kind, options, workers=args.jobs or os.cpu_count() or 1, codec_args=codec_args,
-                     manifest=os.path.join(args.output, MANIFEST_NAME), progress=progress)
+    manifest = os.path.join(args.output, MANIFEST_NAME)
+    if args.ray is None:
+        rows = batch.run(jobs, kind, options, workers=args.jobs or os.cpu_count() or 1, codec_args=codec_args,
+                         manifest=manifest, progress=progress)
+    else:  # Ray reports when the whole dataset is done
+        from codec import ray_batch
+
+        rows = ray_batch.run_on_ray(jobs, kind, options, address=args.ray or None, actors=args.jobs or 2,
+                                    codec_args=codec_args)
+        batch.append_manifest(manifest, rows)
+        for k, row in enumerate(rows, 1):
+            progress(row, k, len(rows))
     progress.done()
     s = batch.summary(rows, time.monotonic() - t0)
     if not args.quiet:

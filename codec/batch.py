@@ -217,6 +217,12 @@ def run(jobs: list[Job], kind: str, options: dict | None = None, *, workers: int
     return [rows[i] for i in range(len(jobs))]
 
 
+def append_manifest(manifest: str | os.PathLike, rows: list[Row]) -> None:
+    """``rows`` appended to a JSON-lines manifest (what :func:`run` does file by file)."""
+    with open(manifest, "a") as log:
+        log.writelines(json.dumps(asdict(r)) + "\n" for r in rows)
+
+
 def summary(rows: list[Row], seconds: float) -> dict:
     """Totals of a run: files by status, bytes before and after, their ratio, wall time."""
     ok = [r for r in rows if r.status == "ok"]

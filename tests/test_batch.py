@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -85,3 +86,33 @@ def test_tree_arguments_are_checked(tree, tmp_path, capsys):
     assert "-r needs -o OUT_DIR" in capsys.readouterr().err
     assert main(["encode", "-r", str(tmp_path / "missing"), "-o", str(tmp_path / "o")]) == 1
     assert "no such file or directory" in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    """A local Ray cluster of 2 CPUs, started by the test (skipped, saying why, where Ray cannot run)."""
+    ray = pytest.importorskip("ray", reason='Ray is not installed (pip install "lic[ray]")')
+    try:
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    except Exception as exc:  # noqa: BLE001  (any start-up failure: this machine cannot host a cluster)
+        pytest.skip(f"a local Ray cluster cannot start here: {type(exc).__name__}: {exc}")
+    yield ray
+    ray.shutdown()
+
+
+def test_ray_codes_the_same_files_as_the_pool(tree, tmp_path, local_ray, capsys):
+    from codec import ray_batch
+
+    jobs = batch.plan([tree], tmp_path / "ray", "encode")
+    rows = ray_batch.run_on_ray(jobs, "encode", {"quality": 55}, actors=2)
+    assert [r.source for r in rows] == [str(j.source) for j in jobs]  # in the plan's order
+    statuses = {Path(r.source).name: r.status for r in rows}
+    assert statuses == {"one.png": "ok", "two.png": "ok", "broken.png": "failed", "three.jpg": "ok",
+                        "three.png": "failed"}
+    for j, r in zip(jobs, rows):
+        if r.status == "ok":
+            assert j.output.read_bytes() == codec.Codec().encode(Image.open(j.source), 55)
+    # and from the command line, resumed: what exists is skipped
+    assert main(["encode", "-r", str(tree), "-o", str(tmp_path / "ray"), "--ray", "-q", "55", "--quiet"]) == 1
+    manifest = _rows(tmp_path / "ray")
+    assert sorted(r["status"] for r in manifest) == ["failed", "failed", "skipped", "skipped", "skipped"]
