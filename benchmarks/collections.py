@@ -2,7 +2,8 @@
 
     python -m benchmarks.collections IMAGE_DIR [--workers 1,2] [--quality 75] [--rounds 1]
 
-Encodes every image of IMAGE_DIR (e.g. Kodak's 24) into a temporary directory per setup:
+Encodes every image of IMAGE_DIR (e.g. Kodak's 24) into a temporary directory per setup
+(``--ray N``: also on a local Ray cluster of N actors, cluster start-up included):
 ``loop`` (one loaded Codec, files one after another in this process, as ``lic encode`` of a
 file list does), then ``batch.run`` with each worker count (spawned processes, one Codec
 each; their start-up is counted). Prints images/s, MP/s and the speed-up over the loop.
@@ -31,6 +32,8 @@ def main(argv=None) -> int:
     p.add_argument("images")
     p.add_argument("--workers", default="1,2")
     p.add_argument("--quality", type=float, default=75.0)
+    p.add_argument("--ray", type=int, default=0, metavar="ACTORS",
+                   help="also codec.ray_batch on a local Ray cluster with this many actors (its start counted)")
     args = p.parse_args(argv)
     files = codec.find_images(args.images, recursive=False)
     megapixels = sum(Image.open(f).width * Image.open(f).height for f in files) / 1e6
@@ -47,6 +50,14 @@ def main(argv=None) -> int:
                              workers=n)
             assert all(r.status == "ok" for r in rows), [r.error for r in rows if r.status != "ok"]
             results.append((f"batch, {n} worker{'s' if n > 1 else ''}", time.perf_counter() - t))
+        if args.ray:
+            from codec import ray_batch
+
+            t = time.perf_counter()
+            rows = ray_batch.run_on_ray(batch.plan(files, Path(tmp) / "ray", "encode"), "encode",
+                                        {"quality": args.quality}, actors=args.ray)
+            assert all(r.status == "ok" for r in rows), [r.error for r in rows if r.status != "ok"]
+            results.append((f"Ray, local cluster, {args.ray} actors", time.perf_counter() - t))
     loop = results[0][1]
     print(f"{len(files)} images, {megapixels:.1f} MP, quality {args.quality:g}")
     print("| setup | seconds | images/s | MP/s | vs loop |\n|---|---|---|---|---|")

@@ -116,3 +116,32 @@ def test_ray_codes_the_same_files_as_the_pool(tree, tmp_path, local_ray, capsys)
     assert main(["encode", "-r", str(tree), "-o", str(tmp_path / "ray"), "--ray", "-q", "55", "--quiet"]) == 1
     manifest = _rows(tmp_path / "ray")
     assert sorted(r["status"] for r in manifest) == ["failed", "failed", "skipped", "skipped", "skipped"]
+
+
+def test_a_run_killed_with_sigkill_then_restarted_ends_complete(tmp_path, sample_image):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from .conftest import ROOT
+
+    src, out = tmp_path / "src", tmp_path / "out"
+    src.mkdir()
+    for k in range(12):
+        sample_image.crop((16 * k, 0, 16 * k + 128, 128)).save(src / f"img{k:02d}.png")
+    argv = [sys.executable, "-m", "cli.main", "encode", "-r", str(src), "-o", str(out), "-j", "1", "--quiet"]
+    run = subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and len(list(out.rglob("*.lic"))) < 3:
+        time.sleep(0.05)
+    os.kill(run.pid, signal.SIGKILL)  # part-way through, perhaps mid-write
+    run.wait()
+    assert 3 <= len(list(out.rglob("*.lic"))) < 12
+    assert subprocess.run(argv, cwd=ROOT, timeout=300).returncode == 0
+    assert sorted(p.name for p in out.iterdir() if p.name != "lic-manifest.jsonl") == [
+        f"img{k:02d}.lic" for k in range(12)]  # every file, and no temporary file left
+    lic = codec.Codec()
+    for k in range(12):
+        assert (out / f"img{k:02d}.lic").read_bytes() == lic.encode(Image.open(src / f"img{k:02d}.png"), 75)
