@@ -366,6 +366,10 @@ def main(argv: list[str] | None = None) -> int:
         from benchmarks.rd import main as bench_main
 
         return bench_main(argv[1:])
+    for flag, value in zip(argv, argv[1:]):  # argparse reads "-1,…" as an option and says nothing useful
+        if flag == "--crop" and value[:1] == "-" and value[1:2].isdigit():
+            print(f"{PROG}: error: argument --crop: {value!r}: X,Y,W,H must not be negative", file=sys.stderr)
+            return 2
     args = _parser().parse_args(argv)
     try:
         commands = {"encode": cmd_encode, "decode": cmd_decode, "info": cmd_info, "score": cmd_score,

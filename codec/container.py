@@ -199,7 +199,7 @@ def unpack(data: bytes, partial: bool = False) -> LicFile:
     broken: CorruptFileError | None = None
     while True:
         try:
-            kind, payload, pos = _next_chunk(data, pos, tolerate_crc=partial)
+            kind, payload, pos = _next_chunk(data, pos, tolerate_crc=True)
         except CorruptFileError as exc:
             if not (partial and TILE_GRID in chunks):
                 raise
@@ -208,6 +208,9 @@ def unpack(data: bytes, partial: bool = False) -> LicFile:
         if kind == END:
             break
         if kind == TILE:
+            if payload is None and not partial:
+                raise CorruptFileError(f"corrupt .lic file (tile {len(tiles)} in file order: CRC mismatch; "
+                                       "a partial decode paints it gray and decodes the others)")
             tiles.append(None if payload is None else _split_tile(payload, len(tiles), partial))
             continue
         if payload is None:  # a bad CRC outside the tiles is fatal even in a partial parse

@@ -319,3 +319,8 @@ def test_a_runtime_error_fails_its_input_and_the_batch_goes_on(tmp_path, small_p
     err = capsys.readouterr().err
     assert "RuntimeError: [enforce fail" in err and "more" not in err and err.count("\n") == 1
     assert (tmp_path / "out" / "second.lic").exists()
+
+
+def test_a_negative_crop_is_a_usage_error_that_says_so(tmp_path, capsys):
+    assert main(["decode", str(tmp_path / "x.lic"), "--crop", "-1,0,10,10"]) == 2
+    assert "X,Y,W,H must not be negative" in capsys.readouterr().err
