@@ -23,6 +23,7 @@ def tree(tmp_path, sample_image):
     sample_image.crop((0, 64, 64, 128)).save(src / "three.jpg", quality=95)
     sample_image.crop((0, 64, 64, 128)).save(src / "three.png")  # → three.lic too: refused
     (src / "a" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
+    (src / "a" / "b" / "notes.jpg").write_text("a text file named .jpg")
     return src
 
 
@@ -32,11 +33,12 @@ def _rows(out):
 
 def test_a_tree_is_mirrored_and_every_file_is_accounted_for(tree, tmp_path, capsys):
     out = tmp_path / "out"
-    assert main(["encode", "-r", str(tree), "-o", str(out), "-j", "1", "-q", "60"]) == 1  # two failed
+    assert main(["encode", "-r", str(tree), "-o", str(out), "-j", "1", "-q", "60"]) == 1  # three failed
     made = sorted(p.relative_to(out).as_posix() for p in out.rglob("*.lic"))
     assert made == ["a/b/two.lic", "a/one.lic", "three.lic"]
     rows = {r["source"]: r for r in _rows(out)}
-    assert rows[str(tree / "a" / "broken.png")]["status"] == "failed"
+    for bad in ("a/broken.png", "a/b/notes.jpg"):  # listed with their one-line error
+        assert rows[str(tree / bad)]["status"] == "failed" and "not a readable image" in rows[str(tree / bad)]["error"]
     collided = [r for r in rows.values() if "also the output of" in (r["error"] or "")]
     assert len(collided) == 1 and collided[0]["source"].endswith("three.png")
     for name in ("a/one", "a/b/two"):  # byte-identical to coding the file alone
@@ -44,7 +46,7 @@ def test_a_tree_is_mirrored_and_every_file_is_accounted_for(tree, tmp_path, caps
         assert (out / f"{name}.lic").read_bytes() == alone
         assert rows[str(tree / f"{name}.png")]["bytes_out"] == len(alone)
     err = capsys.readouterr().err
-    assert "2 failed" in err and "broken.png" in err
+    assert "3 failed" in err and "broken.png" in err
 
     # decode the tree back: images mirrored, pixels those of a plain decode
     back = tmp_path / "back"
@@ -74,11 +76,12 @@ def test_a_killed_run_restarts_where_it_stopped(tree, tmp_path):
 def test_a_pool_of_processes_gives_the_same_files(tree, tmp_path):
     jobs = [j for j in batch.plan([tree], tmp_path / "pool", "encode") if j.refused is None]
     rows = batch.run(jobs, "encode", {"quality": 50}, workers=2)
-    assert [r.status for r in rows] == ["ok" if "broken" not in str(j.source) else "failed" for j in jobs]
-    for j in jobs:
-        if j.output.exists():
+    bad = ("broken.png", "notes.jpg")
+    assert [r.status for r in rows] == ["failed" if j.source.name in bad else "ok" for j in jobs]
+    for j, r in zip(jobs, rows):
+        if r.status == "ok":
             assert j.output.read_bytes() == codec.Codec().encode(Image.open(j.source), 50)
-    assert batch.summary(rows, 1.0)["ok"] == len(jobs) - 1
+    assert batch.summary(rows, 1.0)["ok"] == len(jobs) - 2
 
 
 def test_tree_arguments_are_checked(tree, tmp_path, capsys):
@@ -108,14 +111,14 @@ def test_ray_codes_the_same_files_as_the_pool(tree, tmp_path, local_ray, capsys)
     assert [r.source for r in rows] == [str(j.source) for j in jobs]  # in the plan's order
     statuses = {Path(r.source).name: r.status for r in rows}
     assert statuses == {"one.png": "ok", "two.png": "ok", "broken.png": "failed", "three.jpg": "ok",
-                        "three.png": "failed"}
+                        "three.png": "failed", "notes.jpg": "failed"}
     for j, r in zip(jobs, rows):
         if r.status == "ok":
             assert j.output.read_bytes() == codec.Codec().encode(Image.open(j.source), 55)
     # and from the command line, resumed: what exists is skipped
     assert main(["encode", "-r", str(tree), "-o", str(tmp_path / "ray"), "--ray", "-q", "55", "--quiet"]) == 1
     manifest = _rows(tmp_path / "ray")
-    assert sorted(r["status"] for r in manifest) == ["failed", "failed", "skipped", "skipped", "skipped"]
+    assert sorted(r["status"] for r in manifest) == ["failed"] * 3 + ["skipped"] * 3
 
 
 def test_a_run_killed_with_sigkill_then_restarted_ends_complete(tmp_path, sample_image):
