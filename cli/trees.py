@@ -60,7 +60,7 @@ def run_tree(args, kind: str, options: dict) -> int:
         from codec import ray_batch
 
         rows = ray_batch.run_on_ray(jobs, kind, options, address=args.ray or None, actors=args.jobs or 2,
-                                    codec_args=codec_args)
+                                    codec_args=codec_args, num_gpus=1.0 if args.device.startswith("cuda") else 0.0)
         batch.append_manifest(manifest, rows)
         for k, row in enumerate(rows, 1):
             progress(row, k, len(rows))

@@ -142,9 +142,10 @@ def _start(codec_args: dict, kind: str, options: dict, threads: int) -> None:
     _worker.update(codec=Codec(**codec_args), kind=kind, options=options)
 
 
-def _code(job: Job) -> Row:
-    """One file, in a worker: read, code, write; any failure is the row's error."""
-    row = Row(str(job.source), str(job.output), "failed")
+def _code(job: Job, write: bool = True) -> Row | tuple[Row, bytes | None]:
+    """One file, in a worker: read, code, write; any failure is the row's error.  ``write``
+    False: (the row, the coded bytes or None) instead, nothing written (Ray's Parquet output)."""
+    row, out = Row(str(job.source), str(job.output), "failed"), None
     t0 = time.perf_counter()
     try:
         data = job.source.read_bytes()
@@ -162,12 +163,13 @@ def _code(job: Job) -> Row:
             image = lic.decode(data)
             out = encoded_image(image, job.output.suffix)  # the format the output's extension names
             row.bpp = round(8 * len(data) / (image.width * image.height), 4)
-        write_atomically(job.output, out)
+        if write:
+            write_atomically(job.output, out)
         row.bytes_out, row.status = len(out), "ok"
     except (CodecError, OSError, MemoryError, ValueError) as exc:
-        row.error = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        row.error, out = (str(exc).splitlines()[0] if str(exc) else type(exc).__name__), None
     row.seconds = round(time.perf_counter() - t0, 3)
-    return row
+    return row if write else (row, out)
 
 
 def run(jobs: list[Job], kind: str, options: dict | None = None, *, workers: int = 1,

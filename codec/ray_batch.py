@@ -26,24 +26,33 @@ from .errors import CodecError
 
 
 class _Coder:
-    """A Ray actor: one Codec, then each batch of jobs coded by codec.batch's worker code."""
+    """A Ray actor: one Codec, then each batch of jobs coded by codec.batch's worker code; with
+    ``keep_bytes`` the coded bytes go into the dataset (column ``data``) instead of files."""
 
-    def __init__(self, codec_args: dict, kind: str, options: dict, threads: int):
+    def __init__(self, codec_args: dict, kind: str, options: dict, threads: int, keep_bytes: bool = False):
         _start(codec_args, kind, options, threads)
+        self.keep_bytes = keep_bytes
 
     def __call__(self, batch: dict) -> dict:
-        rows = [_code(Job(Path(s), Path(o))) for s, o in zip(batch["source"], batch["output"])]
-        return {"index": batch["index"], "row": [asdict(r) for r in rows]}
+        jobs = [Job(Path(s), Path(o)) for s, o in zip(batch["source"], batch["output"])]
+        if not self.keep_bytes:
+            return {"index": batch["index"], "row": [asdict(_code(j)) for j in jobs]}
+        coded = [_code(j, write=False) for j in jobs]
+        return {"index": batch["index"], "row": [asdict(r) for r, _ in coded],
+                "source": batch["source"], "data": [b"" if d is None else d for _, d in coded]}
 
 
 def run_on_ray(jobs: list[Job], kind: str, options: dict | None = None, *, address: str | None = None,
-               actors: int = 2, codec_args: dict | None = None, num_gpus: float = 0.0) -> list[Row]:
+               actors: int = 2, codec_args: dict | None = None, num_gpus: float = 0.0,
+               parquet: str | os.PathLike | None = None) -> list[Row]:
     """Code ``jobs`` (codec.batch.plan) with ``actors`` Ray actors → one row per job, in order.
 
     ``address``: a running cluster (``"auto"``, ``"ray://host:10001"``); None starts a local
     one if none is running in this process.  ``num_gpus``: per actor (with ``device="cuda"``
     in ``codec_args``).  Jobs the plan refused come back as skipped / failed rows, as in
-    :func:`codec.batch.run`.
+    :func:`codec.batch.run`.  ``parquet``: instead of one file per job, a Parquet dataset in
+    that folder with a row per coded file (``source``, ``data``: the coded bytes; empty where
+    it failed) — the form data pipelines read, written by Ray.
     """
     try:
         import ray
@@ -66,8 +75,10 @@ def run_on_ray(jobs: list[Job], kind: str, options: dict | None = None, *, addre
         threads = max(1, cpus // max(1, actors))
         blocks = min(len(todo), 8 * max(1, actors))  # enough blocks to keep every actor busy
         coded = ray.data.from_items(todo, override_num_blocks=blocks).map_batches(
-            _Coder, fn_constructor_args=(codec_args or {}, kind, options or {}, threads), batch_size=1,
-            concurrency=actors, num_cpus=threads, num_gpus=num_gpus or None)
-        for record in coded.iter_rows():
+            _Coder, fn_constructor_args=(codec_args or {}, kind, options or {}, threads, parquet is not None),
+            batch_size=1, concurrency=actors, num_cpus=threads, num_gpus=num_gpus or None).materialize()
+        for record in coded.select_columns(["index", "row"]).iter_rows():
             rows[int(record["index"])] = Row(**record["row"])
+        if parquet is not None:
+            coded.select_columns(["source", "data"]).write_parquet(str(parquet))
     return [rows[i] for i in range(len(jobs))]

@@ -148,3 +148,20 @@ def test_a_run_killed_with_sigkill_then_restarted_ends_complete(tmp_path, sample
     lic = codec.Codec()
     for k in range(12):
         assert (out / f"img{k:02d}.lic").read_bytes() == lic.encode(Image.open(src / f"img{k:02d}.png"), 75)
+
+
+def test_ray_writes_a_parquet_column_of_lic_bytes(tree, tmp_path, local_ray):
+    import pyarrow.parquet as pq
+
+    from codec import ray_batch
+
+    jobs = batch.plan([tree], tmp_path / "unused", "encode")
+    rows = ray_batch.run_on_ray(jobs, "encode", {"quality": 45}, actors=2, parquet=tmp_path / "pq")
+    assert not (tmp_path / "unused").exists()  # the bytes went to Parquet, not to files
+    table = pq.read_table(tmp_path / "pq").to_pydict()
+    coded = dict(zip(table["source"], table["data"]))
+    for j, r in zip(jobs, rows):
+        if r.status == "ok":
+            assert coded[str(j.source)] == codec.Codec().encode(Image.open(j.source), 45)
+        elif j.refused is None:  # failed while coding: an empty cell
+            assert coded[str(j.source)] == b""
