@@ -165,3 +165,21 @@ def test_ray_writes_a_parquet_column_of_lic_bytes(tree, tmp_path, local_ray):
             assert coded[str(j.source)] == codec.Codec().encode(Image.open(j.source), 45)
         elif j.refused is None:  # failed while coding: an empty cell
             assert coded[str(j.source)] == b""
+
+
+def test_an_unreadable_file_is_listed_with_its_error(tree, tmp_path, monkeypatch):
+    """(Tests run as root here, where file modes do not stop reads: the read itself is made to fail.)"""
+    from pathlib import Path as P
+
+    real = P.read_bytes
+
+    def read_bytes(self):
+        if self.name == "one.png":
+            raise PermissionError(13, "Permission denied", str(self))
+        return real(self)
+
+    monkeypatch.setattr(P, "read_bytes", read_bytes)
+    rows = batch.run(batch.plan([tree], tmp_path / "out", "encode"), "encode", {"quality": 30})
+    row = next(r for r in rows if r.source.endswith("one.png"))
+    assert row.status == "failed" and "Permission denied" in row.error
+    assert {P(r.source).name for r in rows if r.status == "ok"} == {"two.png", "three.jpg"}  # the others coded
