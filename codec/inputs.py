@@ -31,7 +31,8 @@ def codec_call(method):
             raise CodecError("not enough memory") from None
         except RuntimeError as exc:
             first = (str(exc).strip().splitlines() or [""])[0]
-            if isinstance(exc, torch.OutOfMemoryError) or "not enough memory" in first or "out of memory" in first:
+            words = first.lower()  # torch's CPU allocator: "not enough memory" / "can't allocate memory"
+            if isinstance(exc, torch.OutOfMemoryError) or ("memory" in words and ("alloc" in words or "out of" in words)):
                 raise CodecError(f"not enough memory ({first})") from None
             raise
     return call

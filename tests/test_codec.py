@@ -286,6 +286,14 @@ def test_a_failed_allocation_is_a_codec_error_and_other_bugs_are_not(lic, small_
     monkeypatch.setattr(lic.transforms, "synthesis", huge)
     with pytest.raises(CodecError, match="not enough memory"):
         lic.decode(data)
+
+    def refused(*args, **kwargs):  # the wording when the address space is capped (ulimit -v)
+        raise RuntimeError("[enforce fail at alloc_cpu.cpp:127] err == 0. DefaultCPUAllocator: can't allocate "
+                           "memory: you tried to allocate 943718400 bytes. Error code 12")
+
+    monkeypatch.setattr(lic.transforms, "synthesis", refused)
+    with pytest.raises(CodecError, match="can't allocate memory"):
+        lic.decode(data)
     monkeypatch.setattr(lic.transforms, "synthesis", lambda *a, **k: 1 / 0)
     with pytest.raises(ZeroDivisionError):  # a bug stays a bug
         lic.decode(data)
