@@ -80,7 +80,8 @@ def list_images(folder: Path, limit: int = 0) -> list[Path]:
     return paths[:limit] if limit else paths
 
 
-def load_previous(path: Path, codecs: list[BenchCodec], restart: bool) -> tuple[list[dict], list[str], dict]:
+def load_previous(path: Path, codecs: list[BenchCodec], restart: bool, folder: Path,
+                  images: list[Path]) -> tuple[list[dict], list[str], dict]:
     """Rows of an earlier run to resume from, minus those of codecs whose setup has changed or
     is not recorded; and the recorded entries of codecs not measured now, kept as they were."""
     if restart or not path.exists():
@@ -98,8 +99,9 @@ def load_previous(path: Path, codecs: list[BenchCodec], restart: bool) -> tuple[
             was = described.get(c.name, "an unrecorded setup")
             notes.append(f"{c.name} changed ({was} -> {c.description}): measured again")
     measured_now = {c.name for c in codecs}
-    kept = {k: v for k, v in old["codecs"].items()
-            if k not in measured_now and any(r["codec"] == k for r in rows)}
+    same_set = old.get("images") == [p.name for p in images] and old.get("dataset") == str(folder)
+    kept = {k: v for k, v in old["codecs"].items()  # averages over this run's images only
+            if same_set and k not in measured_now and any(r["codec"] == k for r in rows)}
     return rows, notes, kept
 
 
@@ -128,7 +130,7 @@ def run(folder: Path, out: Path, codec_names: list[str], qualities: dict[str, tu
         log(f"skipping {name}: {why}")
     out.mkdir(parents=True, exist_ok=True)
     results_path = out / "results.json"
-    rows, notes, kept = load_previous(results_path, codecs, restart)
+    rows, notes, kept = load_previous(results_path, codecs, restart, folder, images)
     for note in notes:
         log(note)
     done = {(r["image"], r["codec"], r["quality"]) for r in rows}

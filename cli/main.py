@@ -135,7 +135,7 @@ def _batch_options(p: argparse.ArgumentParser, verbose: str) -> None:
                    help="code whole directory trees into -o OUT_DIR, mirrored, in parallel; outputs that "
                         "exist are skipped, so a restarted run finishes the rest (OUT_DIR/lic-manifest.jsonl)")
     p.add_argument("-j", "--jobs", type=number(int, 1), default=None,
-                   help="with -r: worker processes (default: one per core), or Ray actors (default 2)")
+                   help="with -r: worker processes (default: one per core, at most 8), or Ray actors (default 2)")
     p.add_argument("--ray", nargs="?", const="", default=None, metavar="ADDRESS",
                    help="with -r: code on a Ray cluster (ADDRESS, e.g. auto; none: a local one); "
                         'needs pip install "lic[ray]"; outputs must be on storage every node sees')
@@ -211,8 +211,8 @@ def _print_json(args, rows: list, one_per_input: bool = True) -> None:
 def cmd_encode(args) -> int:
     if args.recursive:
         return run_tree(args, "encode", {"quality": args.quality, "target_bpp": args.target_bpp,
-                                         "target_size": args.target_size, "strip": args.strip,
-                                         "tile": args.tile, "verify": args.verify, "effort": args.effort})
+                                         "target_size": args.target_size, "strip": args.strip, "tile": args.tile,
+                                         "verify": args.verify, "effort": args.effort, "best_effort": args.best_effort})
 
     def encode(lic, inp: str, out: str, progress: Progress) -> dict:
         source = read_input(inp)
@@ -277,7 +277,9 @@ def _describe(row: dict) -> str:
 
 def cmd_decode(args) -> int:
     if args.recursive:
-        return run_tree(args, "decode", {})
+        if args.crop:
+            raise CodecError("--crop decodes a region of one file; it does not go with -r")
+        return run_tree(args, "decode", {"partial": args.partial})
 
     def decode(lic, inp: str, out: str, progress: Progress) -> None:
         source = read_input(inp)

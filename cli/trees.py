@@ -17,6 +17,7 @@ from codec import CodecError
 from .io import Progress
 
 MANIFEST_NAME = "lic-manifest.jsonl"
+DEFAULT_MAX_WORKERS = 8  # each worker holds torch and the weights (~0.45 GB): a 64-core host is not 64 of them
 
 
 class TreeProgress(Progress):
@@ -54,7 +55,8 @@ def run_tree(args, kind: str, options: dict) -> int:
     t0 = time.monotonic()
     manifest = os.path.join(args.output, MANIFEST_NAME)
     if args.ray is None:
-        rows = batch.run(jobs, kind, options, workers=args.jobs or os.cpu_count() or 1, codec_args=codec_args,
+        workers = args.jobs or min(os.cpu_count() or 1, DEFAULT_MAX_WORKERS)
+        rows = batch.run(jobs, kind, options, workers=workers, codec_args=codec_args,
                          manifest=manifest, progress=progress)
     else:  # Ray reports when the whole dataset is done
         from codec import ray_batch

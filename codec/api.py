@@ -106,18 +106,18 @@ class Codec:
 
     def entropy_encode(self, lat: Latents) -> list[tuple[bytes, bytes]]:
         """Entropy-coding stage: latents → one (z stream, y stream) per tile."""
-        return [encode_tile(self.model, self.paths[lat.profile], t) for t in lat.tiles]
+        return [encode_tile((lic := self._codec_for(lat.weights)).model, lic.paths[lat.profile], t) for t in lat.tiles]
 
     @codec_call
     def entropy_decode(self, data, tiles: list[int] | None = None, partial: bool = False) -> Latents:
         """Container + entropy-decoding stage: .lic bytes → latents (of ``tiles``; all by default)."""
         parsed = container.unpack(read_bytes(data), partial)
-        return self._codec_for(parsed.header)._entropy_decode(parsed, tiles, partial)[0]
+        return self._codec_for(parsed.header.weights_sha256)._entropy_decode(parsed, tiles, partial)[0]
 
     @codec_call
     def synthesise(self, lat: Latents, region: Box | None = None) -> np.ndarray:
         """Transform stage of decoding: latents → RGB pixels of ``region``, uint8 (h, w, 3)."""
-        return self._synthesis(lat, region).permute(1, 2, 0).cpu().numpy()
+        return self._codec_for(lat.weights)._synthesis(lat, region).permute(1, 2, 0).cpu().numpy()
 
     @codec_call
     def encode(self, image, quality: float = DEFAULT_QUALITY, *, target_bpp: float | None = None,
@@ -180,13 +180,13 @@ class Codec:
         self._check_pixels(h.width, h.height)
         grid = self._grid(parsed)
         tiles, damaged = decode_tiles(self.model, path_for(self.paths, h), grid, parsed.tiles, wanted, partial)
-        return Latents(tiles, grid, h.quality, h.profile), damaged
+        return Latents(tiles, grid, h.quality, h.profile, self.model.sha256), damaged
 
-    def _codec_for(self, header: container.Header) -> Codec:
-        """The Codec whose weights made a file: this one, or (shipped weights) the shipped ones named."""
-        if self._others is None or header.made_with(self.model.sha256):
+    def _codec_for(self, weights: bytes) -> Codec:
+        """The Codec of the weights a header's id or a Latents' sha names: this one or a shipped one."""
+        if self._others is None or not weights or self.model.sha256[: len(weights)] == weights:
             return self
-        return self._others.get(header.weights_sha256, f"{self.model.name}, {self.model.sha256.hex()[:12]}")
+        return self._others.get(weights, f"{self.model.name}, {self.model.sha256.hex()[:12]}")
 
     def _synthesis(self, lat: Latents, region: Box | None = None) -> torch.Tensor:
         """g_s over halo windows → uint8 (3, h, w) of ``region`` (default: all)."""
@@ -202,9 +202,9 @@ class Codec:
         tiles are painted mid-gray and reported with a :class:`DamagedTilesWarning` instead
         of failing the whole image.
         """
-        parsed = container.unpack(read_bytes(data), partial=partial)
-        if self._codec_for(parsed.header) is not self:
-            return self._codec_for(parsed.header).decode(data, crop=crop, partial=partial)
+        parsed = container.unpack(data := read_bytes(data), partial=partial)  # read once: file objects
+        if (lic := self._codec_for(parsed.header.weights_sha256)) is not self:
+            return lic.decode(data, crop=crop, partial=partial)
         h = parsed.header
         self._check_pixels(h.width, h.height)
         region = crop_box(crop, h.width, h.height)
@@ -232,7 +232,7 @@ class Codec:
     def decode_tensor(self, data) -> torch.Tensor:
         """.lic bytes → RGB float tensor (3, H, W) in 0..1 on this codec's device (no alpha)."""
         data = read_bytes(data)
-        lic = self._codec_for(container.read_header(data))
+        lic = self._codec_for(container.read_header(data).weights_sha256)
         return lic._synthesis(lic.entropy_decode(data)).float().div_(255)
 
 

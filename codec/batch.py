@@ -24,7 +24,7 @@ import stat
 import tempfile
 import time
 from collections.abc import Callable, Iterable
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -150,24 +150,32 @@ def _code(job: Job, write: bool = True) -> Row | tuple[Row, bytes | None]:
     try:
         data = job.source.read_bytes()
         row.bytes_in = len(data)
-        lic, options = _worker["codec"], _worker["options"]
+        lic, options = _worker["codec"], dict(_worker["options"])
         if _worker["kind"] == "encode":
-            out = lic.encode(data, **options)
-            from .container import read_header
+            from .container import SIGNATURE, read_header
 
+            if data.startswith(SIGNATURE):
+                raise CodecError("is already a .lic file (re-encoding would lose quality again)")
+            best_effort = options.pop("best_effort", False)
+            out = lic.encode(data, **options)
             header = read_header(out)
             row.bpp, row.quality = round(8 * len(out) / (header.width * header.height), 4), header.quality
+            target = options.get("target_size") or (options.get("target_bpp") or 0) * header.width * header.height / 8
+            if target and len(out) > target and not best_effort:
+                raise CodecError(f"cannot fit {int(target)} bytes: the smallest file is {len(out)} bytes (quality 0)")
         else:
             from .images import encoded_image
 
-            image = lic.decode(data)
+            image = lic.decode(data, partial=options.get("partial", False))
             out = encoded_image(image, job.output.suffix)  # the format the output's extension names
             row.bpp = round(8 * len(data) / (image.width * image.height), 4)
         if write:
             write_atomically(job.output, out)
         row.bytes_out, row.status = len(out), "ok"
-    except (CodecError, OSError, MemoryError, ValueError) as exc:
-        row.error, out = (str(exc).splitlines()[0] if str(exc) else type(exc).__name__), None
+    except Exception as exc:  # noqa: BLE001  (whatever one file does, the others go on: it is its row's error)
+        text = (str(exc).strip().splitlines() or [""])[0]
+        named = isinstance(exc, (CodecError, OSError))
+        row.error, out = (text if named and text else f"{type(exc).__name__}: {text}"), None
     row.seconds = round(time.perf_counter() - t0, 3)
     return row if write else (row, out)
 
@@ -178,7 +186,8 @@ def run(jobs: list[Job], kind: str, options: dict | None = None, *, workers: int
     """Code ``jobs`` (from :func:`plan`) with ``workers`` processes → one row per job, in
     ``jobs`` order; each row also appended to ``manifest`` (JSON lines) as it finishes.
 
-    ``options``: the keywords of :meth:`Codec.encode` (encode); ``codec_args``: those of
+    ``options``: the keywords of :meth:`Codec.encode` (encode; ``best_effort=True`` also keeps
+    a file larger than its target) or ``partial`` (decode); ``codec_args``: those of
     :class:`Codec` (weights, device, max_pixels); ``progress(row, done, total)`` after each file.
     """
     options, codec_args = options or {}, codec_args or {}
@@ -202,17 +211,25 @@ def run(jobs: list[Job], kind: str, options: dict | None = None, *, workers: int
                 skipped = j.refused == "skipped"
                 record(i, Row(str(j.source), str(j.output), "skipped" if skipped else "failed",
                               error=None if skipped else j.refused))
-        if workers == 1 or len(todo) <= 1:
-            _start(*init)
-            for i in todo:
-                record(i, _code(jobs[i]))
-        else:
+        if todo and (workers == 1 or len(todo) == 1):
+            import torch
+
+            threads = torch.get_num_threads()
+            try:
+                _start(*init)
+                for i in todo:
+                    record(i, _code(jobs[i]))
+            finally:  # the caller's process as it was
+                torch.set_num_threads(threads)
+                _worker.clear()
+        elif todo:
             import multiprocessing
 
             context = multiprocessing.get_context("spawn")  # torch does not survive fork
             with ProcessPoolExecutor(workers, context, initializer=_start, initargs=init) as pool:
-                for i, row in zip(todo, pool.map(_code, [jobs[i] for i in todo], chunksize=1)):
-                    record(i, row)
+                pending = {pool.submit(_code, jobs[i]): i for i in todo}
+                for done in as_completed(pending):  # rows as files finish: the manifest never lags
+                    record(pending[done], done.result())
     finally:
         if log:
             log.close()

@@ -40,7 +40,7 @@ def quantise(model, path: ProbabilityPath, y: torch.Tensor, grid: TileGrid, qual
         codes = walk(refine(y, *_whole(y, grid, codes)))
     out = [TileLatents(z[0].to(torch.int32).cpu().numpy(), code.y, code.index, code.mean)
            for z, code in zip(tiles, codes)]
-    return Latents(out, grid, quality, path.profile)
+    return Latents(out, grid, quality, path.profile, model.sha256)
 
 
 def _z_tile(z_sym: torch.Tensor, box: Box) -> torch.Tensor:

@@ -37,6 +37,7 @@ class Latents:
     grid: TileGrid
     quality: float
     profile: str = "int"  # determinism profile of the probability path that made y_index, y_mean
+    weights: bytes = b""  # id (SHA-256 or its first 8 bytes) of the weights that made them; b"": unknown
 
     def digest(self) -> str:
         """SHA-256 of every decoded symbol (z and y of each tile, ``-`` for a missing tile)."""

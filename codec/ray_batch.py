@@ -72,7 +72,8 @@ def run_on_ray(jobs: list[Job], kind: str, options: dict | None = None, *, addre
             for i, j in enumerate(jobs) if j.refused is None]
     if todo:
         cpus = int(ray.cluster_resources().get("CPU", os.cpu_count() or 1))
-        threads = max(1, cpus // max(1, actors))
+        actors = max(1, min(actors, cpus))  # a fixed pool larger than the cluster would never all start
+        threads = max(1, cpus // actors)
         blocks = min(len(todo), 8 * max(1, actors))  # enough blocks to keep every actor busy
         coded = ray.data.from_items(todo, override_num_blocks=blocks).map_batches(
             _Coder, fn_constructor_args=(codec_args or {}, kind, options or {}, threads, parquet is not None),

@@ -1,6 +1,7 @@
 """Whole collections (codec.batch, lic encode|decode -r): mirrored trees, resumable, a manifest."""
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 
@@ -183,3 +184,22 @@ def test_an_unreadable_file_is_listed_with_its_error(tree, tmp_path, monkeypatch
     row = next(r for r in rows if r.source.endswith("one.png"))
     assert row.status == "failed" and "Permission denied" in row.error
     assert {P(r.source).name for r in rows if r.status == "ok"} == {"two.png", "three.jpg"}  # the others coded
+
+
+def test_whatever_one_file_raises_is_its_row_and_targets_hold_in_trees(tree, tmp_path, monkeypatch):
+    real = codec.Codec.encode
+
+    def buggy(self, data, *args, **kwargs):
+        if Image.open(io.BytesIO(data)).width == 128:  # two.png, the one 128 px wide
+            raise ZeroDivisionError("a bug")
+        return real(self, data, *args, **kwargs)
+
+    monkeypatch.setattr(codec.Codec, "encode", buggy)
+    rows = batch.run(batch.plan([tree], tmp_path / "out", "encode"), "encode", {"quality": 30})
+    row = next(r for r in rows if r.source.endswith("two.png"))
+    assert row.status == "failed" and row.error == "ZeroDivisionError: a bug"
+    assert {Path(r.source).name for r in rows if r.status == "ok"} == {"one.png", "three.jpg"}
+    monkeypatch.setattr(codec.Codec, "encode", real)
+    jobs = [j for j in batch.plan([tree], tmp_path / "tight", "encode") if j.source.name == "one.png"]
+    assert batch.run(jobs, "encode", {"target_size": 10})[0].error.startswith("cannot fit 10 bytes")
+    assert batch.run(jobs, "encode", {"target_size": 10, "best_effort": True})[0].status == "ok"

@@ -273,6 +273,11 @@ def test_shipped_weights_are_listed_default_first_and_each_decodes_its_files(sma
         assert codec.read_header(data).version == (1, 2)
         assert codec.weights_info(header=codec.read_header(data))["sha256"] == codec.weights_info(path)["sha256"]
         assert codec.decode(data).size == small_image.size
+        lic = codec.Codec()  # a file object is read once, and the stages follow the file's weights
+        assert np.array_equal(np.asarray(lic.decode(io.BytesIO(data))), np.asarray(codec.Codec(path).decode(data)))
+        latents = lic.entropy_decode(data)
+        assert np.array_equal(lic.synthesise(latents), np.asarray(codec.Codec(path).decode(data)))
+        assert lic.entropy_encode(latents) == codec.Codec(path).entropy_encode(latents)
 
 
 def test_a_failed_allocation_is_a_codec_error_and_other_bugs_are_not(lic, small_image, monkeypatch):
