@@ -17,7 +17,7 @@ from pathlib import Path
 
 from .container import FORMAT_MAJOR, FORMAT_MINOR, MAX_PIXELS, Header
 from .errors import CodecError, CorruptFileError, WeightsError, WeightsMismatchError
-from .shipped import DEFAULT_WEIGHTS, MANIFEST, WEIGHTS_DIR, manifest_hash, read_metadata, shipped_weights
+from .shipped import DEFAULT_WEIGHTS, WEIGHTS_DIR, manifest_hash, read_metadata, shipped_manifest, shipped_weights
 from .tiling import DEFAULT_TILE
 
 __version__ = "0.1.0"
@@ -97,8 +97,8 @@ def weights_info(path: str | os.PathLike | None = None, *, header: Header | None
 
 def weights_files() -> list[Path]:
     """The weights files the package ships, the default first; the others decode older files."""
-    listed = json.loads(MANIFEST.read_text()) if MANIFEST.exists() else {}
-    return [DEFAULT_WEIGHTS] + [WEIGHTS_DIR / n for n in sorted(listed) if n != DEFAULT_WEIGHTS.name]
+    others = sorted(n for n in shipped_manifest() if n != DEFAULT_WEIGHTS.name)
+    return [DEFAULT_WEIGHTS] + [WEIGHTS_DIR / n for n in others]
 
 
 def __getattr__(name: str):

@@ -32,8 +32,8 @@ from .latents import Latents
 from .lic_file import finish_image, pack_image
 from .probability import path_for, probability_paths
 from .refine import refiner
-from .tiled import TiledTransforms, native_bf16
 from .shipped import OtherShipped
+from .tiled import TiledTransforms, native_bf16
 from .tiling import DEFAULT_TILE, Box, TileGrid
 from .weights import FrozenModel, load_weights
 

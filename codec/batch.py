@@ -58,6 +58,13 @@ class Row:
     error: str | None = None
 
 
+def refused_row(job: Job) -> Row:
+    """The row of a job the plan refused: skipped (its output exists) or failed (the reason)."""
+    skipped = job.refused == "skipped"
+    return Row(str(job.source), str(job.output), "skipped" if skipped else "failed",
+               error=None if skipped else job.refused)
+
+
 def plan(sources: Iterable[str | os.PathLike], out_dir: str | os.PathLike, kind: str,
          suffix: str = ".lic", force: bool = False) -> list[Job]:
     """Every file to code → its output under ``out_dir``: a directory's files keep their path
@@ -208,9 +215,7 @@ def run(jobs: list[Job], kind: str, options: dict | None = None, *, workers: int
 
         for i, j in enumerate(jobs):
             if j.refused is not None:
-                skipped = j.refused == "skipped"
-                record(i, Row(str(j.source), str(j.output), "skipped" if skipped else "failed",
-                              error=None if skipped else j.refused))
+                record(i, refused_row(j))
         if todo and (workers == 1 or len(todo) == 1):
             import torch
 

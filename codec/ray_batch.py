@@ -21,7 +21,7 @@ import os
 from dataclasses import asdict
 from pathlib import Path
 
-from .batch import Job, Row, _code, _start
+from .batch import Job, Row, _code, _start, refused_row
 from .errors import CodecError
 
 
@@ -65,9 +65,7 @@ def run_on_ray(jobs: list[Job], kind: str, options: dict | None = None, *, addre
     rows: dict[int, Row] = {}
     for i, j in enumerate(jobs):
         if j.refused is not None:
-            skipped = j.refused == "skipped"
-            rows[i] = Row(str(j.source), str(j.output), "skipped" if skipped else "failed",
-                          error=None if skipped else j.refused)
+            rows[i] = refused_row(j)
     todo = [{"index": i, "source": str(j.source), "output": str(j.output)}
             for i, j in enumerate(jobs) if j.refused is None]
     if todo:

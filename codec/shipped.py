@@ -31,11 +31,16 @@ def manifest_hash(path: str | os.PathLike) -> str | None:
     return json.loads(manifest.read_text()).get(path.name)
 
 
+def shipped_manifest() -> dict[str, str]:
+    """The package's manifest: weights file name → SHA-256 (hex); empty where there is none."""
+    return json.loads(MANIFEST.read_text()) if MANIFEST.exists() else {}
+
+
 def shipped_weights(weights_id: bytes) -> Path | None:
     """The shipped weights file whose SHA-256 begins with ``weights_id`` (a header's), if any."""
-    if not MANIFEST.exists() or len(weights_id) < 8:
+    if len(weights_id) < 8:
         return None
-    for name, digest in sorted(json.loads(MANIFEST.read_text()).items()):
+    for name, digest in sorted(shipped_manifest().items()):
         if bytes.fromhex(digest).startswith(weights_id):
             return WEIGHTS_DIR / name
     return None
@@ -57,8 +62,7 @@ class OtherShipped:
         if key not in self.made:
             found = shipped_weights(key)
             if found is None:
-                shipped = json.loads(MANIFEST.read_text()) if MANIFEST.exists() else {}
-                listed = ", ".join(digest[:12] for digest in sorted(shipped.values())) or loaded
+                listed = ", ".join(digest[:12] for digest in sorted(shipped_manifest().values())) or loaded
                 raise WeightsMismatchError(f"file was made with weights {weights_id.hex()[:12]}, which are not "
                                            f"installed (this lic ships {listed})")
             self.made[key] = self.make(found)
