@@ -125,7 +125,7 @@ def lic_codec(weights=None, profile: str = "int", effort: int = 0) -> BenchCodec
 
     name = lic_name(profile, effort)
     # the format version is part of the setup: a header change alone changes every file size
-    setup = (f"lic {codec.__version__}, format {codec.FORMAT_VERSION}, weights {lic.model.sha256.hex()[:12]}, "
+    setup = (f"lic {codec.__version__}, format {codec.FORMAT_VERSION}, weights {lic.weights.sha256.hex()[:12]}, "
              f"profile {profile}")
     if effort:
         setup += f", effort {effort} ({codec.effort_schedule(effort)})"

@@ -1,6 +1,6 @@
 """Quick Kodak RD check: lic over a quality sweep vs JPEG (Pillow, optimize=True), one run.
 
-    python -m benchmarks.quick_rd ../shared/data/kodak [--limit N]
+    python -m benchmarks.quick_rd ../shared/data/kodak [--limit N] [--backend torch|onnxruntime]
 
 Prints the average curves, BD-rate vs JPEG (PSNR on RGB; ``--others webp,avif``
 adds those codecs, measured in the same run) and, at quality 75,
@@ -45,13 +45,14 @@ def main(argv=None) -> int:
     p.add_argument("images")
     p.add_argument("--limit", type=int, default=0)
     p.add_argument("--weights", default=None)
+    p.add_argument("--backend", default=None, choices=codec.BACKENDS, help="what runs the transforms (default: as Codec)")
     p.add_argument("--json", default=None, help="also write the curves here")
     p.add_argument("--others", default="", help="also measure these, e.g. webp,avif")
     args = p.parse_args(argv)
     paths = sorted(Path(args.images).glob("*.png"))
     if args.limit:
         paths = paths[: args.limit]
-    lic = codec.Codec(args.weights)
+    lic = codec.Codec(args.weights, backend=args.backend, bf16=False)
     ours = np.zeros((len(paths), len(LIC_QUALITIES), 2))
     jpeg = np.zeros((len(paths), len(JPEG_QUALITIES), 2))
     others = {name: np.zeros((len(paths), len(CLASSIC[name][2]), 2))

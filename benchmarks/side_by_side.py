@@ -1,11 +1,11 @@
-"""Encode and decode times of several weights files and synthesis precisions, in one run.
+"""Encode and decode times of both runtimes, several weights files and synthesis precisions, in one run.
 
     python -m benchmarks.side_by_side [IMAGE] [--weights A.safetensors,B.safetensors] [--rounds 9]
 
 Why: the machine's speed drifts from day to day (a shared 2-core VM), so a change is
 judged by setups timed side by side in one process, rounds interleaved, never against
-a figure from another day.  Default: the shipped default weights in fp32 and (where the
-CPU has native bf16) in bf16 synthesis, beside every other shipped weights file in fp32,
+a figure from another day.  Default: the shipped default weights on onnxruntime (fp32) and torch (fp32; where the
+CPU has native bf16, bf16 synthesis too), beside every other shipped weights file on both,
 on Kodak's kodim23 (or the repository's sample cropped to 768×512), quality 75, 2 threads.
 Prints the median ms of ``Codec.encode``, ``Codec.decode``, ``entropy_decode`` (container,
 ANS and the probability path) and ``synthesise`` (g_s) per setup.
@@ -35,12 +35,14 @@ def _image(path: str | None) -> Image.Image:
     return Image.open(ROOT / "samples" / "boothbay.png").convert("RGB").crop((0, 0, 768, 512))
 
 
-def _setups(weights: list[str] | None) -> list[tuple[str, Path | None, bool]]:
+def _setups(weights: list[str] | None) -> list[tuple[str, Path | None, str, bool]]:
+    """(name, weights, backend, bf16): each runtime on the default weights, then the older weights."""
     if weights:
-        return [(Path(w).name, Path(w), False) for w in weights]
-    setups = [("default, fp32", None, False)]
-    setups += [("default, bf16 g_s", None, True)] if codec.Codec().transforms.bf16 else []
-    return setups + [(f"{path.name}, fp32", path, False) for path in codec.weights_files()[1:]]
+        return [(Path(w).name, Path(w), None, False) for w in weights]
+    setups = [("default, onnxruntime fp32", None, "onnxruntime", False), ("default, torch fp32", None, "torch", False)]
+    setups += [("default, torch bf16 g_s", None, "torch", True)] if codec.Codec(backend="torch").backend.bf16 else []
+    return setups + [(f"{path.name}, {b} fp32", path, b, False) for path in codec.weights_files()[1:]
+                     for b in ("onnxruntime", "torch")]
 
 
 def main(argv=None) -> int:
@@ -54,8 +56,8 @@ def main(argv=None) -> int:
     torch.set_num_threads(2)
     img = _image(args.image)
     runs = []
-    for name, weights, bf16 in _setups(args.weights.split(",") if args.weights else None):
-        lic = codec.Codec(weights, bf16=bf16)
+    for name, weights, backend, bf16 in _setups(args.weights.split(",") if args.weights else None):
+        lic = codec.Codec(weights, bf16=bf16, backend=backend, threads=2)
         data = lic.encode(img, args.quality)
         lat = lic.entropy_decode(data)
         stages = {"encode": lambda lic=lic: lic.encode(img, args.quality),  # bound now, not at the last setup
@@ -63,7 +65,7 @@ def main(argv=None) -> int:
                   "entropy_decode": lambda lic=lic, data=data: lic.entropy_decode(data),
                   "synthesise": lambda lic=lic, lat=lat: lic.synthesise(lat)}
         stages["decode"]()  # warm-up
-        runs.append((name, lic.model.sha256.hex()[:12], stages, {k: [] for k in stages}))
+        runs.append((name, lic.weights.sha256.hex()[:12], stages, {k: [] for k in stages}))
     for _ in range(args.rounds):  # interleaved: drift in the machine's speed hits every setup alike
         for _, _, stages, times in runs:
             for stage, run in stages.items():

@@ -62,7 +62,7 @@ def _parser() -> argparse.ArgumentParser:
                      help="0: one analysis pass (default); 1, 2, 3: refine the latent for this image by "
                           "20 / 60 / 200 gradient steps: smaller files at the same quality, slower "
                           "encoding (~2 / 5 / 29 s per Kodak image on 2 CPU cores); decoding unchanged")
-    _add(enc, "device")
+    _add(enc, "device", "backend")
     enc.add_argument("--strip", action="store_true", help="drop ICC profile, EXIF and XMP")
     enc.add_argument("--verify", action="store_true",
                      help="decode the streams after encoding and check the latents are identical")
@@ -73,7 +73,7 @@ def _parser() -> argparse.ArgumentParser:
 
     dec = sub.add_parser("decode", help="decompress .lic files (format from the output extension)")
     _add(dec, "inputs", metavar="IN", help=".lic files, or - for stdin")
-    _add(dec, "output", "device")
+    _add(dec, "output", "device", "backend")
     dec.add_argument("--crop", type=crop, metavar="X,Y,W,H", help="decode only this region")
     dec.add_argument("--partial", action="store_true",
                      help="decode what is intact of a damaged file, damaged tiles gray")
@@ -83,7 +83,7 @@ def _parser() -> argparse.ArgumentParser:
     _add(score, "inputs", metavar="IMAGE")
     _add(score, "quality", help="the level the latents are scored at, 0..100 (default 75)")
     _add(score, "json", help="a JSON list of {path, bpp}")
-    _add(score, "weights", "device")
+    _add(score, "weights", "device", "backend")
     _add(score, "max-pixels", help=argparse.SUPPRESS)
 
     smp = sub.add_parser("sample", help="draw an image from the learned prior")
@@ -93,7 +93,7 @@ def _parser() -> argparse.ArgumentParser:
                      help="the random draw (default 0): the same seed gives the same image")
     _add(smp, "quality", help="the level sampled at, 0..100 (default 75): higher, more detail")
     _add(smp, "force", help="overwrite an existing output")
-    _add(smp, "weights", "device")
+    _add(smp, "weights", "device", "backend")
     _add(smp, "max-pixels", help=argparse.SUPPRESS)
 
     info = sub.add_parser("info", help="print a .lic header (no decoding)")
@@ -112,6 +112,8 @@ OPTIONS: dict[str, tuple[tuple[str, ...], dict]] = {
     "output": (("-o", "--output"), {"help": "output file (one input) or directory; - for stdout"}),
     "quality": (("-q", "--quality"), {"type": number(float, 0, 100), "default": 75.0}),
     "device": (("--device",), {"default": "cpu", "choices": ["cpu", "cuda"]}),
+    "backend": (("--backend",), {"default": None, "choices": list(codec.BACKENDS),
+                                 "help": "what runs the transforms (default: torch where installed, else onnxruntime)"}),
     "weights": (("--weights",), {"help": argparse.SUPPRESS}),
     "max-pixels": (("--max-pixels",), {
         "type": number(int, 0), "default": None, "metavar": "N",
@@ -150,7 +152,7 @@ def _error(msg: str) -> None:
 
 def _make_codec(args):
     limit = codec.MAX_PIXELS if args.max_pixels is None else (args.max_pixels or None)
-    return codec.Codec(weights=args.weights, device=args.device, max_pixels=limit)
+    return codec.Codec(weights=args.weights, device=args.device, max_pixels=limit, backend=args.backend)
 
 
 def _each(args, work, bar: bool = True) -> tuple[int, list]:

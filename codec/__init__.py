@@ -23,7 +23,7 @@ from .tiling import DEFAULT_TILE
 __version__ = "0.1.0"
 FORMAT_VERSION = f"{FORMAT_MAJOR}.{FORMAT_MINOR}"
 
-__all__ = ["Codec", "CodecError", "CorruptFileError", "EncodeOptions", "FORMAT_VERSION", "Header",
+__all__ = ["BACKENDS", "Codec", "CodecError", "CorruptFileError", "EncodeOptions", "FORMAT_VERSION", "Header",
            "IMAGE_SUFFIXES", "Latents", "MAX_PIXELS", "WeightsError", "WeightsMismatchError", "decode",
            "effort_schedule", "encode", "find_images", "psnr", "read_header", "weights_files", "weights_info",
            "__version__"]
@@ -48,7 +48,7 @@ def effort_schedule(effort: int) -> str:
 
     For reports that must tell two encoders apart, such as ``lic bench``'s codec setups.
     """
-    from .refine import TAU_END, schedule_for
+    from .efforts import TAU_END, schedule_for
 
     s = schedule_for(effort)
     return "no refinement" if s is None else f"{s.steps} steps, lr {s.lr:g}, τ {s.tau_start:g}→{TAU_END:g}"
@@ -102,6 +102,10 @@ def weights_files() -> list[Path]:
 
 
 def __getattr__(name: str):
+    if name == "BACKENDS":  # stdlib only: the CLI's --backend choices cost no import
+        from .backends import BACKENDS
+
+        return BACKENDS
     if name == "psnr":
         from .metrics import psnr
 

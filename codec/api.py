@@ -17,58 +17,55 @@ import threading
 import warnings
 
 import numpy as np
-import torch
 from PIL import Image
 
 from . import container, images
 from .container import MAX_PIXELS
 from .errors import CodecError, DamagedTilesWarning, WeightsMismatchError
-from .inputs import (
-    DEFAULT_QUALITY, EncodeOptions, bisect_quality, checked_device, checked_profile, codec_call, crop_box, read_bytes,
-    tensor_pixels,
-)
+from .backends import frozen_weights, make_backend
+from .inputs import DEFAULT_QUALITY, EncodeOptions, bisect_quality, checked_profile, codec_call, crop_box, read_bytes
 from .latent_coding import check_round_trip, decode_tiles, dequantised, encode_tile, level, quantise, where
 from .latents import Latents
 from .lic_file import finish_image, pack_image
 from .probability import path_for, probability_paths
-from .refine import refiner
 from .shipped import OtherShipped
-from .tiled import TiledTransforms, native_bf16
+from .tiled import TiledTransforms, image_size, window
 from .tiling import DEFAULT_TILE, Box, TileGrid
-from .weights import FrozenModel, load_weights
 
 
 class Codec:
-    """A frozen model loaded on one device, for repeated encode/decode calls.
+    """Frozen weights loaded on one runtime and device, for repeated encode/decode calls.
 
-    Thread-safe: the model is read-only and every call builds its own tensors.  ``max_pixels``
+    Thread-safe: the weights are read-only and every call builds its own arrays.  ``max_pixels``
     (None: no limit) refuses larger images before allocating anything.
     ``profile``: the determinism profile files are encoded with: ``"int"`` (default; exact
     integers, :mod:`codec.exact`) or ``"float"`` (format 1.0's float32 path, hyperprior weights
     only).  Decoding follows the header's profile; a Codec of the shipped weights also decodes
     files of the other shipped weights (earlier releases'), loading them on first use.
-    ``tile_batch``: tiles of equal shape run through a transform together, this many at a
-    time (default 8 on CUDA, 1 on the CPU, where batching gains nothing).  ``bf16``: g_s in
-    bf16 (None: where the CPU computes it natively); pixels move ~0.01 dB, latents never.
+    ``backend``: ``"torch"`` or ``"onnxruntime"`` (None: torch where installed, :mod:`codec.backends`);
+    ``threads``: onnxruntime's threads (torch's are process-wide: ``torch.set_num_threads``).
+    ``tile_batch``: tiles of equal shape per transform call (default 8 on CUDA, 1 on the CPU, where
+    batching gains nothing).  ``bf16``: torch's g_s in bf16 (None: where the CPU computes it
+    natively); pixels move ~0.01 dB, latents never.
     """
 
-    def __init__(self, weights: str | os.PathLike | FrozenModel | None = None, device: str = "cpu",
-                 max_pixels: int | None = MAX_PIXELS, profile: str = "int", tile_batch: int | None = None,
-                 bf16: bool | None = None):
-        self.device, self.profile = checked_device(device), checked_profile(profile)
-        if isinstance(weights, torch.nn.Module) and not isinstance(weights, FrozenModel):
-            raise CodecError("Codec needs a frozen model: freeze a trained one with codec.training.freeze")
-        model = weights if isinstance(weights, FrozenModel) else load_weights(weights)
+    def __init__(self, weights=None, device: str = "cpu", max_pixels: int | None = MAX_PIXELS,
+                 profile: str = "int", tile_batch: int | None = None, bf16: bool | None = None,
+                 backend: str | None = None, threads: int | None = None):
+        self.profile = checked_profile(profile)
+        self.weights, source = frozen_weights(weights)
         self._others = None if weights is not None else OtherShipped(  # earlier releases' files
-            lambda path: Codec(path, device, max_pixels, profile, tile_batch, bf16))
-        self.model = model.to(device)
-        for transform in (self.model.g_a, self.model.g_s):  # oneDNN's fastest layout (PERFORMANCE.md)
-            transform.to(memory_format=torch.channels_last)
-        self.max_pixels = max_pixels
-        self.tile_batch = max(1, tile_batch or (8 if self.device.type == "cuda" else 1))
-        self.paths = probability_paths(self.model, self.device, profile)  # the walk both directions share
-        bf16 = native_bf16(self.device) if bf16 is None else bf16
-        self.transforms = TiledTransforms(self.model, self.device, self.tile_batch, bf16)
+            lambda path: Codec(path, device, max_pixels, profile, tile_batch, bf16, backend, threads))
+        self.backend = make_backend(source, backend, device, bf16, threads)
+        self.device, self.max_pixels = str(self.backend.device), max_pixels
+        self.backend.batch = max(1, tile_batch or self.backend.batch)
+        self.paths = probability_paths(self.weights, profile, self.backend.hyper_params)
+        self.transforms = TiledTransforms(self.backend, self.weights.config.M)
+
+    @property
+    def model(self):
+        """The torch FrozenModel (torch backend only; AttributeError on the others)."""
+        return self.backend.model
 
     def _check_pixels(self, width: int, height: int) -> None:
         if self.max_pixels is not None and width * height > self.max_pixels:
@@ -76,23 +73,25 @@ class Codec:
 
     # -- encode -----------------------------------------------------------------------------------
     def _source(self, image, strip: bool = False):
-        """Any input → (mode/alpha/metadata, or None for tensors; pixels: uint8 HWC array or tensor)."""
-        if isinstance(image, torch.Tensor):
+        """Any input → (mode/alpha/metadata, or None for tensors; pixels: uint8 HWC or float CHW array)."""
+        if type(image).__module__.partition(".")[0] == "torch":
+            from .torch_backend import tensor_pixels
+
             self._check_pixels(image.shape[-1], image.shape[-2])
-            return None, tensor_pixels(image).to(self.device)
+            return None, tensor_pixels(image)
         src = images.prepare(image, strip=strip)
         self._check_pixels(src.rgb.shape[1], src.rgb.shape[0])
         return src, src.rgb
 
     def _grid_for(self, pixels, tile: int | None) -> TileGrid:
-        size = pixels.shape[1::-1] if isinstance(pixels, np.ndarray) else pixels.shape[:-3:-1]
-        return TileGrid.for_image(*size, tile, self.model.config.halos)
+        return TileGrid.for_image(*image_size(pixels), tile, self.weights.config.halos)
 
-    def _quantise(self, y0: torch.Tensor, quality: float, grid: TileGrid, pixels, effort: int) -> Latents:
+    def _quantise(self, y0: np.ndarray, quality: float, grid: TileGrid, pixels, effort: int) -> Latents:
         """y of the padded image → latents; ``effort`` ≥ 1 refines y' against ``pixels`` first."""
-        t = level(self.model, quality, self.device)
-        refine = effort and refiner(self.model, t, grid, lambda box: self.transforms.window(pixels, box), effort)
-        return quantise(self.model, self.paths[self.profile], y0 * self.model.gains.gain(t), grid, quality, refine)
+        t = level(self.weights, quality)
+        refine = effort and self.backend.refiner(t, grid, lambda box: window(pixels, box), effort)
+        y = y0 * self.backend.gain(t)[None, :, None, None]
+        return quantise(self.weights, self.backend, self.paths[self.profile], y, grid, quality, refine)
 
     # -- stages, public for profiling and research; encode/decode are built from them -------------
     @codec_call
@@ -106,7 +105,7 @@ class Codec:
 
     def entropy_encode(self, lat: Latents) -> list[tuple[bytes, bytes]]:
         """Entropy-coding stage: latents → one (z stream, y stream) per tile."""
-        return [encode_tile((lic := self._codec_for(lat.weights)).model, lic.paths[lat.profile], t) for t in lat.tiles]
+        return [encode_tile((lic := self._codec_for(lat.weights)).weights, lic.paths[lat.profile], t) for t in lat.tiles]
 
     @codec_call
     def entropy_decode(self, data, tiles: list[int] | None = None, partial: bool = False) -> Latents:
@@ -117,7 +116,7 @@ class Codec:
     @codec_call
     def synthesise(self, lat: Latents, region: Box | None = None) -> np.ndarray:
         """Transform stage of decoding: latents → RGB pixels of ``region``, uint8 (h, w, 3)."""
-        return self._codec_for(lat.weights)._synthesis(lat, region).permute(1, 2, 0).cpu().numpy()
+        return self._codec_for(lat.weights)._synthesis(lat, region)
 
     @codec_call
     def encode(self, image, quality: float = DEFAULT_QUALITY, *, target_bpp: float | None = None,
@@ -149,7 +148,7 @@ class Codec:
             lat = self._quantise(y0, q, grid, pixels, opts.effort)
             if verify:
                 digests[q] = lat.digest()
-            return pack_image(self.model, src, lat, self.entropy_encode(lat))
+            return pack_image(self.weights, src, lat, self.entropy_encode(lat))
 
         if opts.target_bpp is None and opts.target_size is None:
             data = at(opts.quality)
@@ -165,34 +164,34 @@ class Codec:
     def _grid(self, parsed: container.LicFile) -> TileGrid:
         h = parsed.header
         if parsed.tile_size is None:
-            return TileGrid.for_image(h.width, h.height, None, self.model.config.halos)
-        return TileGrid(h.width, h.height, *parsed.tile_size, *self.model.config.halos)
+            return TileGrid.for_image(h.width, h.height, None, self.weights.config.halos)
+        return TileGrid(h.width, h.height, *parsed.tile_size, *self.weights.config.halos)
 
     def _entropy_decode(self, parsed: container.LicFile, wanted: list[int] | None,
                         partial: bool) -> tuple[Latents, list[int]]:
         """Streams → latents of the ``wanted`` tiles, and the tiles found damaged (``partial``)."""
         h = parsed.header
-        if not h.made_with(self.model.sha256):
+        if not h.made_with(self.weights.sha256):
             made = f"{h.model_name}, " if h.model_name else ""
             raise WeightsMismatchError(
                 f"file was made with other weights ({made}{h.weights_sha256.hex()[:12]}); "
-                f"loaded {self.model.name} ({self.model.sha256.hex()[:12]})")
+                f"loaded {self.weights.name} ({self.weights.sha256.hex()[:12]})")
         self._check_pixels(h.width, h.height)
         grid = self._grid(parsed)
-        tiles, damaged = decode_tiles(self.model, path_for(self.paths, h), grid, parsed.tiles, wanted, partial)
-        return Latents(tiles, grid, h.quality, h.profile, self.model.sha256), damaged
+        tiles, damaged = decode_tiles(self.weights, path_for(self.paths, h), grid, parsed.tiles, wanted, partial)
+        return Latents(tiles, grid, h.quality, h.profile, self.weights.sha256), damaged
 
     def _codec_for(self, weights: bytes) -> Codec:
         """The Codec of the weights a header's id or a Latents' sha names: this one or a shipped one."""
-        if self._others is None or not weights or self.model.sha256[: len(weights)] == weights:
+        if self._others is None or not weights or self.weights.sha256[: len(weights)] == weights:
             return self
-        return self._others.get(weights, f"{self.model.name}, {self.model.sha256.hex()[:12]}")
+        return self._others.get(weights, f"{self.weights.name}, {self.weights.sha256.hex()[:12]}")
 
-    def _synthesis(self, lat: Latents, region: Box | None = None) -> torch.Tensor:
-        """g_s over halo windows → uint8 (3, h, w) of ``region`` (default: all)."""
+    def _synthesis(self, lat: Latents, region: Box | None = None) -> np.ndarray:
+        """g_s over halo windows → uint8 (h, w, 3) of ``region`` (default: all)."""
         region = region or Box(0, 0, lat.width, lat.height)
         lost = [i for i, t in enumerate(lat.tiles) if t is None]
-        return self.transforms.synthesis(dequantised(self.model, lat, self.device), lat.grid, region, lost)
+        return self.transforms.synthesis(dequantised(self.weights, self.backend, lat), lat.grid, region, lost)
 
     @codec_call
     def decode(self, data, *, crop: tuple[int, int, int, int] | None = None, partial: bool = False) -> Image.Image:
@@ -214,7 +213,7 @@ class Codec:
         if damaged:
             places = ", ".join(where(grid, i) for i in damaged)
             warnings.warn(f"{len(damaged)} damaged tile(s) painted gray: {places}", DamagedTilesWarning, stacklevel=2)
-        return finish_image(parsed, self._synthesis(lat, region).permute(1, 2, 0).cpu().numpy(), region)
+        return finish_image(parsed, self._synthesis(lat, region), region)
 
     def score(self, image, quality: float = DEFAULT_QUALITY) -> float:
         """Bits per pixel the learned prior needs for ``image``: how typical it is (codec.prior)."""
@@ -229,11 +228,12 @@ class Codec:
         return sample(self, width, height, seed, quality)
 
     @codec_call
-    def decode_tensor(self, data) -> torch.Tensor:
-        """.lic bytes → RGB float tensor (3, H, W) in 0..1 on this codec's device (no alpha)."""
-        data = read_bytes(data)
-        lic = self._codec_for(container.read_header(data).weights_sha256)
-        return lic._synthesis(lic.entropy_decode(data)).float().div_(255)
+    def decode_tensor(self, data):
+        """.lic bytes → RGB float torch tensor (3, H, W) in 0..1 on this codec's device (no alpha)."""
+        import torch
+
+        lic = self._codec_for(container.read_header(data := read_bytes(data)).weights_sha256)
+        return torch.from_numpy(lic._synthesis(lic.entropy_decode(data))).permute(2, 0, 1).to(self.device).div(255.0)
 
 
 _default: Codec | None = None

@@ -141,12 +141,17 @@ _worker: dict = {}  # per process: the Codec and what to do with each file
 
 
 def _start(codec_args: dict, kind: str, options: dict, threads: int) -> None:
-    import torch
-
+    """A worker's Codec on ``threads`` threads: onnxruntime's per session, torch's per process
+    (the previous count kept in ``_worker["torch_threads"]`` for an in-process run to restore)."""
     from .api import Codec
 
-    torch.set_num_threads(threads)
-    _worker.update(codec=Codec(**codec_args), kind=kind, options=options)
+    lic = Codec(**codec_args, threads=threads)
+    if lic.backend.name == "torch":
+        import torch
+
+        _worker["torch_threads"] = torch.get_num_threads()
+        torch.set_num_threads(threads)
+    _worker.update(codec=lic, kind=kind, options=options)
 
 
 def _code(job: Job, write: bool = True) -> Row | tuple[Row, bytes | None]:
@@ -217,15 +222,15 @@ def run(jobs: list[Job], kind: str, options: dict | None = None, *, workers: int
             if j.refused is not None:
                 record(i, refused_row(j))
         if todo and (workers == 1 or len(todo) == 1):
-            import torch
-
-            threads = torch.get_num_threads()
             try:
                 _start(*init)
                 for i in todo:
                     record(i, _code(jobs[i]))
             finally:  # the caller's process as it was
-                torch.set_num_threads(threads)
+                if "torch_threads" in _worker:
+                    import torch
+
+                    torch.set_num_threads(_worker["torch_threads"])
                 _worker.clear()
         elif todo:
             import multiprocessing

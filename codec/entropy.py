@@ -17,6 +17,8 @@ Two families of tables, one layout (:class:`TableSet`):
 
 Every table covers ``[-radius, radius]`` plus one escape entry for values
 outside; escaped values travel beside the stream (see :mod:`codec.coder`).
+The differentiable densities training needs live in :mod:`codec.densities` (torch):
+nothing here needs torch, so a decoder without it reads the tables.
 """
 from __future__ import annotations
 
@@ -24,7 +26,6 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-import torch
 
 PRECISION = 16  # bits of the integer frequency tables
 SCALE_TABLE_SIZE = 64
@@ -91,31 +92,19 @@ def stack_tables(rows: list[np.ndarray], radius: list[int]) -> TableSet:
     return TableSet(freqs, np.array(radius, dtype=np.int32))
 
 
+def normal_cdf(x: np.ndarray) -> np.ndarray:
+    """Φ(x) in float64, from the C library's erfc (no scipy, no torch)."""
+    return 0.5 * np.asarray(np.frompyfunc(math.erfc, 1, 1)(-np.asarray(x, np.float64) / math.sqrt(2)), np.float64)
+
+
 def gaussian_tables() -> TableSet:
-    """Tables of a zero-mean discretised Gaussian for every σ of :func:`scale_grid`."""
+    """Tables of a zero-mean discretised Gaussian for every σ of :func:`scale_grid` (used when
+    freezing a model; a decoder reads the tables stored in the weights, never recomputes them)."""
     rows, radii = [], []
     for sigma in scale_grid():
         r = min(MAX_RADIUS, int(math.ceil(GAUSS_TAIL_SIGMAS * sigma)) + 1)
-        k = torch.arange(-r, r + 1, dtype=torch.float64)
-        pmf = torch.special.ndtr((k + 0.5) / sigma) - torch.special.ndtr((k - 0.5) / sigma)
-        tail = 2 * float(torch.special.ndtr(torch.tensor(-(r + 0.5) / sigma, dtype=torch.float64)))
-        rows.append(quantize_pmf(pmf.numpy(), tail))
+        k = np.arange(-r, r + 1, dtype=np.float64)
+        pmf = normal_cdf((k + 0.5) / sigma) - normal_cdf((k - 0.5) / sigma)
+        rows.append(quantize_pmf(pmf, 2 * float(normal_cdf(-(r + 0.5) / sigma))))
         radii.append(r)
     return stack_tables(rows, radii)
-
-
-def gaussian_likelihood(values: torch.Tensor, scales: torch.Tensor) -> torch.Tensor:
-    """P(v − ½ < Y < v + ½) for Y ~ N(0, σ): the density the y tables discretise, differentiable.
-
-    Computed on the upper tail (|v|), where the normal CDF keeps its precision; floored at
-    1e-9 so that −log2 stays finite.  Training's rate estimate and the encoder's latent
-    refinement both use it.
-    """
-    v = values.abs()
-    return (torch.special.ndtr((0.5 - v) / scales) - torch.special.ndtr((-0.5 - v) / scales)).clamp_min(1e-9)
-
-
-def scale_to_index(scale: torch.Tensor) -> torch.Tensor:
-    """Index of the smallest grid σ ≥ ``scale`` (the last one for larger scales)."""
-    grid = torch.as_tensor(scale_grid(), dtype=scale.dtype, device=scale.device)
-    return torch.bucketize(scale, grid).clamp_(max=SCALE_TABLE_SIZE - 1)

@@ -16,16 +16,18 @@ side of the hyperprior is evaluated on integers only:
     mean  = mean_q / 2^A
 
 Every product and partial sum is an integer of magnitude below 2^53 (checked
-when the path is built from the weights), so float64 convolution computes it
-exactly in any summation order; it runs on the CPU whatever device the rest of
-the codec uses.  The fp16/fp32 values of the weights file are converted to
-integers exactly, so every machine derives the same integer network.
+when the path is built from the weights), so float64 arithmetic computes it
+exactly in any summation order, BLAS and thread count included.  That is why it
+is numpy on the host CPU, whatever device or runtime runs the transforms: torch
+is not needed to decode.  The weights come as arrays named by the weights
+file's keys (``h_s.0.weight`` …); their fp16/fp32 values convert to integers
+exactly, so every machine derives the same integer network.
 """
 from __future__ import annotations
 
-import torch
-import torch.nn.functional as F
-from torch import nn
+from collections.abc import Mapping
+
+import numpy as np
 
 from .entropy import SCALE_TABLE_SIZE
 
@@ -38,81 +40,119 @@ EXACT_LIMIT = 2**53
 
 # floor(σ_k · 2^ACT_BITS) for the 64 grid scales σ_k of codec.entropy.scale_grid(), written out
 # because they are part of the format (docs/FORMAT.md) and must not depend on a libm's exp().
-SCALE_THRESHOLDS = (
+SCALE_THRESHOLDS = np.array((
     112, 127, 144, 162, 184, 208, 235, 266, 301, 340, 385, 436,
     493, 557, 630, 713, 806, 912, 1031, 1167, 1319, 1492, 1688, 1909,
     2159, 2441, 2761, 3123, 3532, 3994, 4518, 5109, 5778, 6535, 7391, 8359,
     9453, 10691, 12091, 13675, 15465, 17491, 19781, 22371, 25301, 28614, 32361, 36598,
     41391, 46811, 52941, 59873, 67713, 76580, 86608, 97949, 110776, 125281, 141686, 160240,
     181223, 204953, 231791, 262143,
-)
+), dtype=np.float64)
+
+# h_s of codec.transforms.hyper_synthesis, layer by layer: (kind, weights key, stride, padding,
+# output padding).  Part of the format; a test checks it against the nn modules.
+H_S_LAYERS = (("deconv", "h_s.0", 2, 2, 1), ("leaky",), ("deconv", "h_s.2", 2, 2, 1), ("leaky",),
+              ("conv", "h_s.4", 1, 1, 0))
+
+Weights = Mapping[str, np.ndarray]  # weights-file key → array (any float dtype)
 
 
-def integer_weights(module: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
-    """A convolution's (w_q, b_q): w·2^W and b·2^(W+A) rounded, float64 on the CPU (exact integers)."""
-    w = torch.round(module.weight.detach().double().cpu() * 2**WEIGHT_BITS)
-    b = torch.round(module.bias.detach().double().cpu() * 2 ** (WEIGHT_BITS + ACT_BITS))
+def integer_weights(weights: Weights, key: str) -> tuple[np.ndarray, np.ndarray]:
+    """A convolution's (w_q, b_q): w·2^W and b·2^(W+A) rounded, float64 (exact integers)."""
+    w = np.round(np.asarray(weights[f"{key}.weight"], dtype=np.float64) * 2**WEIGHT_BITS)
+    b = np.round(np.asarray(weights[f"{key}.bias"], dtype=np.float64) * 2 ** (WEIGHT_BITS + ACT_BITS))
     return w, b
 
 
-def check_exact(name: str, weights: list[torch.Tensor], bias: torch.Tensor, transposed: bool = False) -> None:
+def check_exact(name: str, weights: list[np.ndarray], bias: np.ndarray, transposed: bool = False) -> None:
     """Refuse a layer whose sums could leave float64's exact integers: Σ|w_q|·ACT_MAX + |b_q| < 2^53."""
-    per_output = sum(w.abs().sum((0, 2, 3)) if transposed else w.abs().sum((1, 2, 3)) for w in weights)
-    bound = float((per_output * ACT_MAX + bias.abs()).max())
+    per_output = sum(np.abs(w).sum((0, 2, 3) if transposed else (1, 2, 3)) for w in weights)
+    bound = float((per_output * ACT_MAX + np.abs(bias)).max())
     if bound >= EXACT_LIMIT:
         raise ValueError(f"{name} layer exceeds exact float64 range ({bound:.3g} ≥ 2^53)")
 
 
-def activation(s: torch.Tensor) -> torch.Tensor:
+def activation(s: np.ndarray) -> np.ndarray:
     """A layer's sum (at 2^(W+A)) → its activation at 2^A: floor(s / 2^W), clamped to ±ACT_MAX (in place)."""
-    return s.div_(2**WEIGHT_BITS).floor_().clamp_(-ACT_MAX, ACT_MAX)
+    s /= 2**WEIGHT_BITS
+    np.floor(s, out=s)
+    return np.clip(s, -ACT_MAX, ACT_MAX, out=s)
 
 
-def leaky(a: torch.Tensor) -> torch.Tensor:
+def leaky(a: np.ndarray) -> np.ndarray:
     """LeakyReLU(0.01) on integers: a if a ≥ 0, else floor(a·41 / 4096)."""
-    return torch.where(a >= 0, a, torch.floor(a * LEAKY_NUM / 2**LEAKY_SHIFT))
+    return np.where(a >= 0, a, np.floor(a * LEAKY_NUM / 2**LEAKY_SHIFT))
 
 
-def table_index(scale_q: torch.Tensor, thresholds: torch.Tensor) -> torch.Tensor:
-    """|σ_q| → the index of the smallest grid scale at or above it (63 beyond the grid)."""
-    return torch.bucketize(scale_q.abs().contiguous(), thresholds).clamp_(max=SCALE_TABLE_SIZE - 1)
+def table_index(scale_q: np.ndarray) -> np.ndarray:
+    """|σ_q| → the index of the smallest grid scale at or above it (63 beyond the grid), int64."""
+    return np.minimum(np.searchsorted(SCALE_THRESHOLDS, np.abs(scale_q), side="left"), SCALE_TABLE_SIZE - 1)
+
+
+def conv2d(a: np.ndarray, w: np.ndarray, b: np.ndarray | None, stride: int = 1, padding: int = 0) -> np.ndarray:
+    """(C, H, W) ⊛ (O, C, k, k) + b → (O, H', W'), as one matrix product over k×k windows."""
+    C, k = a.shape[0], w.shape[-1]
+    if padding:
+        a = np.pad(a, ((0, 0), (padding, padding), (padding, padding)))
+    if k == 1:
+        windows = a[:, ::stride, ::stride]
+        out_h, out_w = windows.shape[1:]
+        s = w.reshape(len(w), C) @ windows.reshape(C, -1)
+    else:
+        windows = np.lib.stride_tricks.sliding_window_view(a, (k, k), axis=(1, 2))[:, ::stride, ::stride]
+        out_h, out_w = windows.shape[1:3]
+        s = w.reshape(len(w), -1) @ windows.transpose(0, 3, 4, 1, 2).reshape(C * k * k, -1)
+    if b is not None:
+        s += b[:, None]
+    return s.reshape(len(w), out_h, out_w)
+
+
+def conv_transpose2d(a: np.ndarray, w: np.ndarray, b: np.ndarray, stride: int, padding: int,
+                     output_padding: int) -> np.ndarray:
+    """(C, H, W) transposed-convolved with (C, O, k, k) + b, as torch's conv_transpose2d: one
+    matrix product gives every input's k×k contribution, which are then added at stride."""
+    C, H, W = a.shape
+    O, k = w.shape[1], w.shape[-1]
+    parts = (w.reshape(C, O * k * k).T @ a.reshape(C, H * W)).reshape(O, k, k, H, W)
+    full = np.zeros((O, (H - 1) * stride + k, (W - 1) * stride + k))
+    for i in range(k):
+        for j in range(k):
+            full[:, i : i + (H - 1) * stride + 1 : stride, j : j + (W - 1) * stride + 1 : stride] += parts[:, i, j]
+    out_h = (H - 1) * stride - 2 * padding + k + output_padding
+    out_w = (W - 1) * stride - 2 * padding + k + output_padding
+    return full[:, padding : padding + out_h, padding : padding + out_w] + b[:, None, None]
 
 
 class ExactHyperSynthesis:
-    """h_s as an integer network, built once from a frozen model's h_s and z medians."""
+    """h_s as an integer network, built once from the weights' h_s and z medians (``z_medians``)."""
 
-    def __init__(self, h_s: nn.Sequential, medians: torch.Tensor):
+    def __init__(self, weights: Weights):
         self.layers = []
-        for module in h_s:
-            if isinstance(module, nn.LeakyReLU):
-                self.layers.append(("leaky",))
+        for kind, *spec in H_S_LAYERS:
+            if kind == "leaky":
+                self.layers.append((kind,))
                 continue
-            w, b = integer_weights(module)
-            transposed = isinstance(module, nn.ConvTranspose2d)
-            check_exact("h_s", [w], b, transposed)
-            self.layers.append(("deconv" if transposed else "conv", w, b, module.stride, module.padding,
-                                getattr(module, "output_padding", (0, 0))))
-        self.medians_q = torch.round(medians.detach().double().cpu().view(1, -1, 1, 1) * 2**ACT_BITS)
-        self.thresholds = torch.tensor(SCALE_THRESHOLDS, dtype=torch.float64)
+            key, stride, padding, output_padding = spec
+            w, b = integer_weights(weights, key)
+            check_exact("h_s", [w], b, kind == "deconv")
+            self.layers.append((kind, w, b, stride, padding, output_padding))
+        self.medians_q = np.round(np.asarray(weights["z_medians"], np.float64).reshape(-1, 1, 1) * 2**ACT_BITS)
 
-    @torch.inference_mode()
-    def integer(self, z_sym: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """z symbols (1, N, h, w), any device → (mean_q, scale_q) at 2^A, float64 integers on the CPU."""
-        a = z_sym.detach().to("cpu", torch.float64).clamp(-Z_MAX, Z_MAX) * 2**ACT_BITS + self.medians_q
-        for layer in self.layers:
-            if layer[0] == "leaky":
+    def integer(self, z_sym: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """z symbols (N, h, w) → (mean_q, scale_q), each (M, 4h, 4w) float64 integers at 2^A."""
+        a = np.clip(np.asarray(z_sym, np.float64), -Z_MAX, Z_MAX) * 2**ACT_BITS + self.medians_q
+        for kind, *spec in self.layers:
+            if kind == "leaky":
                 a = leaky(a)
-                continue
-            kind, w, b, stride, padding, output_padding = layer
-            if kind == "deconv":
-                s = F.conv_transpose2d(a, w, b, stride=stride, padding=padding, output_padding=output_padding)
+            elif kind == "deconv":
+                a = activation(conv_transpose2d(a, *spec))
             else:
-                s = F.conv2d(a, w, b, stride=stride, padding=padding)
-            a = activation(s)
-        scale_q, mean_q = a.chunk(2, dim=1)
+                w, b, stride, padding, _ = spec
+                a = activation(conv2d(a, w, b, stride, padding))
+        scale_q, mean_q = np.split(a, 2)
         return mean_q, scale_q
 
-    def __call__(self, z_sym: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """z symbols (1, N, h, w), any device → (mean float32, table index int64), both on the CPU."""
+    def __call__(self, z_sym: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """z symbols (N, h, w) → (mean float32, table index int64), each (M, 4h, 4w)."""
         mean_q, scale_q = self.integer(z_sym)
-        return mean_q.div(2**ACT_BITS).float(), table_index(scale_q, self.thresholds)
+        return (mean_q / 2**ACT_BITS).astype(np.float32), table_index(scale_q)

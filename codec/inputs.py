@@ -9,30 +9,28 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
-
 from . import container
 from .errors import CodecError
-from .refine import schedule_for
+from .efforts import schedule_for
 from .tiling import DEFAULT_TILE, STRIDE, Box
 
 DEFAULT_QUALITY = 75.0
 
 
 def codec_call(method):
-    """An API call: in inference mode, and a failed allocation (a file claiming a huge image,
-    say) a CodecError like any other bad input rather than torch's RuntimeError or MemoryError."""
+    """An API call: a failed allocation (a file claiming a huge image, say) is a CodecError like
+    any other bad input rather than the runtime's RuntimeError or MemoryError."""
     @functools.wraps(method)
     def call(*args, **kwargs):
         try:
-            with torch.inference_mode():
-                return method(*args, **kwargs)
+            return method(*args, **kwargs)
         except MemoryError:
             raise CodecError("not enough memory") from None
         except RuntimeError as exc:
             first = (str(exc).strip().splitlines() or [""])[0]
-            words = first.lower()  # torch's CPU allocator: "not enough memory" / "can't allocate memory"
-            if isinstance(exc, torch.OutOfMemoryError) or ("memory" in words and ("alloc" in words or "out of" in words)):
+            words = first.lower()  # torch's CPU allocator: "not enough memory" / "can't allocate memory";
+            # onnxruntime's: "Failed to allocate memory"; torch's CUDA: OutOfMemoryError
+            if type(exc).__name__ == "OutOfMemoryError" or ("memory" in words and ("alloc" in words or "out of" in words)):
                 raise CodecError(f"not enough memory ({first})") from None
             raise
     return call
@@ -61,15 +59,6 @@ class EncodeOptions:
         schedule_for(self.effort)
         if self.tile is not None and (self.tile < STRIDE or self.tile % STRIDE):
             raise CodecError(f"tile size must be a positive multiple of {STRIDE}, got {self.tile}")
-
-
-def checked_device(device: str) -> torch.device:
-    """``"cpu"`` or ``"cuda[:n]"`` (where CUDA is available) as a torch device; CodecError otherwise."""
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise CodecError("--device cuda requested but CUDA is not available")
-    if device not in ("cpu",) and not device.startswith("cuda"):
-        raise CodecError(f"unknown device {device!r} (use cpu or cuda)")
-    return torch.device(device)
 
 
 def checked_profile(profile: str) -> str:
@@ -102,19 +91,6 @@ def crop_box(crop, width: int, height: int) -> Box:
     if w < 1 or h < 1 or x < 0 or y < 0 or x + w > width or y + h > height:
         raise CodecError(f"crop {x},{y},{w},{h} is not inside the {width}x{height} image")
     return Box(x, y, x + w, y + h)
-
-
-def tensor_pixels(t: torch.Tensor) -> torch.Tensor:
-    """A (3, H, W) or (1, 3, H, W) tensor, uint8 or float in 0..1 → (1, 3, H, W) float."""
-    if t.dim() == 3:
-        t = t[None]
-    if t.dim() != 4 or t.shape[:2] != (1, 3) or min(t.shape[2:]) < 1:
-        raise CodecError(f"tensor input must be (3, H, W) or (1, 3, H, W), got {tuple(t.shape)}")
-    if t.dtype == torch.uint8:
-        return t.float().div(255).contiguous()
-    if not t.dtype.is_floating_point:
-        raise CodecError(f"tensor input must be uint8 or floating point, got {t.dtype}")
-    return t.float().clamp(0, 1).contiguous()
 
 
 def bisect_quality(encode_at, budget: int) -> bytes:

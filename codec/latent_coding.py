@@ -10,7 +10,6 @@ differ only in the visit (round the encoder's latent / read the stream)::
 from __future__ import annotations
 
 import numpy as np
-import torch
 
 from .coder import SymbolReader, SymbolWriter, decode_symbols, encode_symbols
 from .errors import CodecError, CorruptFileError
@@ -19,37 +18,31 @@ from .probability import CodingStep, ProbabilityPath, z_groups
 from .tiling import LATENT, STRIDE, Box, TileGrid
 
 
-def quantise(model, path: ProbabilityPath, y: torch.Tensor, grid: TileGrid, quality: float,
+def quantise(weights, backend, path: ProbabilityPath, y: np.ndarray, grid: TileGrid, quality: float,
              refine=None) -> Latents:
-    """y' = y × gain of the padded image → the latents of every tile.
+    """y' = y × gain (1, M, h, w) of the padded image → the latents of every tile.
 
     ``refine(y', means, indexes)`` (encoder effort ≥ 1) may move y' before it is rounded, given
     the means and tables of the unrefined latent's walk; z stays as it is.  With a context model
     the walk of the refined y' then recomputes them, as the decoder will.
     """
-    z_sym = torch.round(model.h_a(y) - model.z_medians.view(1, -1, 1, 1))
-    tiles = [_z_tile(z_sym, grid.box(i)) for i in range(len(grid))]
+    z_sym = np.round(backend.hyper_analysis(y) - weights.z_medians[None, :, None, None])[0].astype(np.int32)
+    tiles = [np.ascontiguousarray(z_sym[(slice(None), *grid.box(i).scaled(STRIDE).slices)]) for i in range(len(grid))]
 
-    def walk(y: torch.Tensor) -> list:
-        crops = [y[(Ellipsis, *grid.box(i).scaled(LATENT).slices)] for i in range(len(grid))]
-        return [path.walk(z, lambda step, c=c: torch.round(c - step.mean)[0].to(torch.int32).cpu().numpy())
-                for z, c in zip(tiles, crops)]
+    def walk(y: np.ndarray) -> list:
+        crops = [y[(0, slice(None), *grid.box(i).scaled(LATENT).slices)] for i in range(len(grid))]
+        return [path.walk(z, lambda step, c=c: np.round(c - step.mean[0]).astype(np.int32)) for z, c in zip(tiles, crops)]
 
     codes = walk(y)
     if refine:  # the means and tables of the amortised latent's own walk, then walked again
         codes = walk(refine(y, *_whole(y, grid, codes)))
-    out = [TileLatents(z[0].to(torch.int32).cpu().numpy(), code.y, code.index, code.mean)
-           for z, code in zip(tiles, codes)]
-    return Latents(out, grid, quality, path.profile, model.sha256)
+    out = [TileLatents(z, code.y, code.index, code.mean) for z, code in zip(tiles, codes)]
+    return Latents(out, grid, quality, path.profile, weights.sha256)
 
 
-def _z_tile(z_sym: torch.Tensor, box: Box) -> torch.Tensor:
-    return z_sym[(Ellipsis, *box.scaled(STRIDE).slices)]
-
-
-def _whole(y: torch.Tensor, grid: TileGrid, codes) -> tuple[torch.Tensor, np.ndarray]:
+def _whole(y: np.ndarray, grid: TileGrid, codes) -> tuple[np.ndarray, np.ndarray]:
     """Per-tile means and table indexes assembled over the padded image."""
-    mean = torch.empty_like(y)
+    mean = np.empty_like(y)
     index = np.empty(y.shape[1:], dtype=np.int64)
     for i, code in enumerate(codes):
         rows, cols = grid.box(i).scaled(LATENT).slices
@@ -58,21 +51,21 @@ def _whole(y: torch.Tensor, grid: TileGrid, codes) -> tuple[torch.Tensor, np.nda
     return mean, index
 
 
-def encode_tile(model, path: ProbabilityPath, tile: TileLatents) -> tuple[bytes, bytes]:
+def encode_tile(weights, path: ProbabilityPath, tile: TileLatents) -> tuple[bytes, bytes]:
     """One tile's latents → (z stream, y stream), y written in the path's coding steps."""
-    writer = SymbolWriter(model.y_tables)
+    writer = SymbolWriter(weights.y_tables)
     for where in path.step_masks(tile.y.shape):
         writer.write(*((tile.y, tile.y_index) if where is None else (tile.y[where], tile.y_index[where])))
-    return encode_symbols(tile.z, z_groups(tile.z.shape), model.z_tables), writer.finish()
+    return encode_symbols(tile.z, z_groups(tile.z.shape), weights.z_tables), writer.finish()
 
 
-def decode_tile(model, path: ProbabilityPath, streams: tuple[bytes, bytes], box: Box) -> TileLatents:
+def decode_tile(weights, path: ProbabilityPath, streams: tuple[bytes, bytes], box: Box) -> TileLatents:
     """(z stream, y stream) of the tile at ``box`` (pixels) → its latents."""
     zb, yb = box.scaled(STRIDE), box.scaled(LATENT)
-    z_shape = (model.config.N, zb.y1 - zb.y0, zb.x1 - zb.x0)
-    z = decode_symbols(streams[0], z_groups(z_shape), model.z_tables)
-    y_shape = (model.config.M, yb.y1 - yb.y0, yb.x1 - yb.x0)
-    reader = SymbolReader(streams[1], model.y_tables, y_shape[0] * y_shape[1] * y_shape[2])
+    z_shape = (weights.config.N, zb.y1 - zb.y0, zb.x1 - zb.x0)
+    z = decode_symbols(streams[0], z_groups(z_shape), weights.z_tables)
+    y_shape = (weights.config.M, yb.y1 - yb.y0, yb.x1 - yb.x0)
+    reader = SymbolReader(streams[1], weights.y_tables, y_shape[0] * y_shape[1] * y_shape[2])
 
     def read(step: CodingStep) -> np.ndarray:
         if step.index.shape != y_shape:
@@ -83,7 +76,7 @@ def decode_tile(model, path: ProbabilityPath, streams: tuple[bytes, bytes], box:
         symbols[step.where] = reader.read(step.index[step.where])
         return symbols
 
-    code = path.walk(torch.from_numpy(z)[None].to(model.z_medians.device), read)
+    code = path.walk(z, read)
     reader.finish()
     return TileLatents(z, code.y, code.index, code.mean)
 
@@ -104,7 +97,7 @@ def where(grid: TileGrid, index: int) -> str:
     return f"tile {index} (row {r}, column {c})"
 
 
-def decode_tiles(model, path: ProbabilityPath, grid: TileGrid, streams: list, wanted: list[int] | None,
+def decode_tiles(weights, path: ProbabilityPath, grid: TileGrid, streams: list, wanted: list[int] | None,
                  partial: bool) -> tuple[list[TileLatents | None], list[int]]:
     """Streams → latents of the ``wanted`` tiles (all by default), and those found damaged.
 
@@ -116,7 +109,7 @@ def decode_tiles(model, path: ProbabilityPath, grid: TileGrid, streams: list, wa
         try:
             if streams[i] is None:
                 raise CorruptFileError("damaged chunk")
-            tiles[i] = decode_tile(model, path, streams[i], grid.box(i))
+            tiles[i] = decode_tile(weights, path, streams[i], grid.box(i))
         except CorruptFileError as exc:
             if not partial:
                 raise exc if grid.single else CorruptFileError(where(grid, i) + f": {exc}") from None
@@ -124,16 +117,16 @@ def decode_tiles(model, path: ProbabilityPath, grid: TileGrid, streams: list, wa
     return tiles, damaged
 
 
-def dequantised(model, lat: Latents, device: torch.device) -> torch.Tensor:
-    """ŷ = (y_sym + mean) × inv_gain over the padded image; zeros where a tile is missing."""
+def dequantised(weights, backend, lat: Latents) -> np.ndarray:
+    """ŷ = (y_sym + mean) × inv_gain (1, M, h, w) float32 over the padded image; zeros where a tile is missing."""
     full = lat.grid.padded_box.scaled(LATENT)
-    y_hat = torch.zeros(1, model.config.M, full.y1, full.x1, device=device)
+    y_hat = np.zeros((1, weights.config.M, full.y1, full.x1), dtype=np.float32)
     for i, t in enumerate(lat.tiles):
         if t is not None:
-            y_hat[(Ellipsis, *lat.grid.box(i).scaled(LATENT).slices)] = torch.from_numpy(t.y).to(device)[None] + t.y_mean
-    return y_hat * model.gains.inv_gain(level(model, lat.quality, device))
+            y_hat[(Ellipsis, *lat.grid.box(i).scaled(LATENT).slices)] = t.y[None].astype(np.float32) + t.y_mean
+    return y_hat * backend.inv_gain(level(weights, lat.quality))[None, :, None, None]
 
 
-def level(model, quality: float, device: torch.device) -> torch.Tensor:
+def level(weights, quality: float) -> float:
     """The continuous rate level t = quality / 100 × (levels − 1) that the gains interpolate at."""
-    return torch.tensor([quality / 100 * (model.config.levels - 1)], device=device)
+    return quality / 100 * (weights.config.levels - 1)

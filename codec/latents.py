@@ -11,7 +11,6 @@ import hashlib
 from dataclasses import dataclass
 
 import numpy as np
-import torch
 
 from .tiling import TileGrid
 
@@ -23,7 +22,7 @@ class TileLatents:
     z: np.ndarray         # (N, h/64, w/64) int32 symbols
     y: np.ndarray         # (M, h/16, w/16) int32 symbols: round(y' − mean)
     y_index: np.ndarray   # (M, h/16, w/16) probability-table index of each y symbol
-    y_mean: torch.Tensor  # (1, M, h/16, w/16) the mean the decoder adds back to y
+    y_mean: np.ndarray    # (1, M, h/16, w/16) float32: the mean the decoder adds back to y
 
 
 @dataclass(frozen=True)

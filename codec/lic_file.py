@@ -17,16 +17,16 @@ from .latents import Latents
 from .tiling import Box
 
 
-def pack_image(model, src: images.SourceImage | None, lat: Latents, streams: list[tuple[bytes, bytes]]) -> bytes:
+def pack_image(weights, src: images.SourceImage | None, lat: Latents, streams: list[tuple[bytes, bytes]]) -> bytes:
     """Latents' streams + the source's mode, alpha and metadata → the bytes of a .lic file.
 
     ``src`` None (a tensor input): an RGB image with nothing beside the pixels.  Weights with a
     context model write format 1.3; hyperprior weights keep writing 1.2, which 1.2 readers read.
     """
     grid = lat.grid
-    version = container.CONTEXT_SINCE if model.context is not None else container.HYPERPRIOR_VERSION
+    version = container.CONTEXT_SINCE if weights.config.groups else container.HYPERPRIOR_VERSION
     header = container.Header(grid.width, grid.height, "RGB" if src is None else src.mode, lat.quality,
-                              model.name, model.sha256, lat.profile, version)
+                              weights.name, weights.sha256, lat.profile, version)
     chunks = {} if src is None else src.metadata.to_chunks()
     if src is not None and src.alpha is not None:
         chunks[container.ALPHA] = images.pack_alpha(src.alpha)

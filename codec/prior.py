@@ -15,7 +15,6 @@ tables, p(ŷ | ẑ) from the Gaussian tables the probability path selects.
 from __future__ import annotations
 
 import numpy as np
-import torch
 
 from .entropy import PRECISION, TableSet
 from .errors import CodecError
@@ -42,8 +41,8 @@ def score(lic, image, quality: float = 75.0) -> float:
     lat = lic.to_latents(image, quality)
     bits = 0.0
     for t in lat.tiles:
-        bits += _code_length(t.z, z_groups(t.z.shape), lic.model.z_tables)
-        bits += _code_length(t.y, t.y_index, lic.model.y_tables)
+        bits += _code_length(t.z, z_groups(t.z.shape), lic.weights.z_tables)
+        bits += _code_length(t.y, t.y_index, lic.weights.y_tables)
     return bits / (lat.width * lat.height)
 
 
@@ -60,7 +59,6 @@ def _draw(rng: np.random.Generator, groups: np.ndarray, tables: TableSet) -> np.
     return out.reshape(np.shape(groups))
 
 
-@torch.inference_mode()
 def sample(lic, width: int, height: int, seed: int = 0, quality: float = 75.0):
     """A new image of ``width`` × ``height`` drawn from the learned prior (a PIL RGB image)."""
     from PIL import Image
@@ -69,13 +67,13 @@ def sample(lic, width: int, height: int, seed: int = 0, quality: float = 75.0):
     if width < 1 or height < 1:
         raise CodecError(f"sample size must be positive, got {width}x{height}")
     rng = np.random.default_rng(seed)
-    grid = TileGrid.for_image(width, height, None, lic.model.config.halos)
+    grid = TileGrid.for_image(width, height, None, lic.weights.config.halos)
     box = grid.box(0)
-    N = lic.model.config.N
+    N = lic.weights.config.N
     z_shape = (N, box.y1 // STRIDE, box.x1 // STRIDE)
-    z = _draw(rng, z_groups(z_shape), lic.model.z_tables).astype(np.int32)
+    z = _draw(rng, z_groups(z_shape), lic.weights.z_tables).astype(np.int32)
     path = lic.paths["int"]
-    code = path.walk(torch.from_numpy(z)[None], lambda step: _draw(rng, step.index, lic.model.y_tables))
+    code = path.walk(z, lambda step: _draw(rng, step.index, lic.weights.y_tables))
     assert code.y.shape[1:] == (box.y1 // LATENT, box.x1 // LATENT)
     lat = Latents([TileLatents(z, code.y, code.index, code.mean)], grid, float(quality), path.profile)
     return Image.fromarray(lic.synthesise(lat))

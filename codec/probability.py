@@ -22,15 +22,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
-import torch
 
-from .context import anchor_mask
-from .entropy import scale_to_index
 from .container import CONTEXT_SINCE
 from .errors import CodecError, CorruptFileError
-from .exact import ACT_BITS, ExactHyperSynthesis
-from .exact_context import ExactContext, cross_neighbours, decoded_q
-from .transforms import split_hyper_params
+from .exact import ACT_BITS, ExactHyperSynthesis, Weights
+from .exact_context import ExactContext, anchor_mask, cross_neighbours, decoded_q
 
 
 def z_groups(shape: tuple[int, ...]) -> np.ndarray:
@@ -42,7 +38,7 @@ def z_groups(shape: tuple[int, ...]) -> np.ndarray:
 class CodingStep:
     """y elements whose tables are known: all of them (``where`` None) or those ``where`` is True."""
 
-    mean: torch.Tensor  # (1, M, h, w) on the codec's device: the mean each symbol is coded around
+    mean: np.ndarray  # (1, M, h, w) float32: the mean each symbol is coded around
     index: np.ndarray  # (M, h, w) table index of each element
     where: np.ndarray | None = None  # (M, h, w) bool: the elements this step codes
 
@@ -52,7 +48,7 @@ class TileCode:
     """What the walk of one tile gives: y symbols and the mean and table index of each."""
 
     y: np.ndarray  # (M, h, w) int32
-    mean: torch.Tensor  # (1, M, h, w)
+    mean: np.ndarray  # (1, M, h, w) float32
     index: np.ndarray  # (M, h, w)
 
 
@@ -72,11 +68,11 @@ class ProbabilityPath:
         """The elements of a (M, h, w) y that each step codes, in coding order (None: all)."""
         return [None]
 
-    def hyper(self, z_sym: torch.Tensor) -> tuple[torch.Tensor, np.ndarray]:
-        """z symbols (1, N, h, w) → (mean (1, M, 4h, 4w) on the device, table index (M, 4h, 4w))."""
+    def hyper(self, z_sym: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """z symbols (N, h, w) → (mean (1, M, 4h, 4w) float32, table index (M, 4h, 4w))."""
         raise NotImplementedError
 
-    def walk(self, z_sym: torch.Tensor, visit: Visit) -> TileCode:
+    def walk(self, z_sym: np.ndarray, visit: Visit) -> TileCode:
         """Every coding step of one tile in order, ``visit`` giving each step's symbols.
 
         Here every step's means and tables come from ẑ alone (the hyperprior); a context
@@ -94,17 +90,21 @@ class ProbabilityPath:
 
 
 class FloatPath(ProbabilityPath):
-    """Format 1.0's path: h_s in float32 on the codec's device (exact only on one machine)."""
+    """Format 1.0's path: h_s in float32 (exact only on one machine); ``hyper_params(ẑ)`` is the
+    runtime's float h_s: ẑ (N, h, w) → (mean, |scale|), each (M, 4h, 4w) float32."""
 
     profile = "float"
 
-    def __init__(self, model):
-        self.model = model  # read at every call: h_s runs on whatever device the model is on
+    def __init__(self, hyper_params: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]):
+        self.hyper_params = hyper_params
 
-    def hyper(self, z_sym: torch.Tensor) -> tuple[torch.Tensor, np.ndarray]:
-        medians = self.model.z_medians.view(1, -1, 1, 1)
-        mean, scale = split_hyper_params(self.model.h_s(z_sym.float() + medians))
-        return mean, scale_to_index(scale)[0].cpu().numpy()
+    def hyper(self, z_sym: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        from .entropy import scale_grid
+
+        mean, scale = self.hyper_params(z_sym)
+        grid = scale_grid().astype(np.float32)  # the smallest grid σ ≥ scale (float32 compares)
+        index = np.minimum(np.searchsorted(grid, scale, side="left"), len(grid) - 1)
+        return mean[None], index
 
 
 class ExactPath(ProbabilityPath):
@@ -112,27 +112,25 @@ class ExactPath(ProbabilityPath):
 
     profile = "int"
 
-    def __init__(self, h_s: torch.nn.Module, medians: torch.Tensor, device: torch.device):
-        self.network, self.device = ExactHyperSynthesis(h_s, medians), device
+    def __init__(self, weights: Weights):
+        self.network = ExactHyperSynthesis(weights)
 
-    def hyper(self, z_sym: torch.Tensor) -> tuple[torch.Tensor, np.ndarray]:
+    def hyper(self, z_sym: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         mean, index = self.network(z_sym)
-        return mean.to(self.device), index[0].numpy()
+        return mean[None], index
 
 
-class ContextPath(ProbabilityPath):
+class ContextPath(ExactPath):
     """The ``int`` profile of a model with a context model (format 1.3): exact h_s, then per channel
     group k two steps, k's anchors then k's other positions, each step's means and tables computed
     from the steps before it by the group's integer network (:mod:`codec.exact_context`)."""
 
-    profile = "int"
-
-    def __init__(self, model, device: torch.device):
-        self.network = ExactHyperSynthesis(model.h_s, model.z_medians)  # as ExactPath's
-        self.context, self.device = ExactContext(model.context), device
+    def __init__(self, weights: Weights, groups: tuple[int, ...]):
+        super().__init__(weights)
+        self.context = ExactContext(weights, groups)
 
     def step_masks(self, shape: tuple[int, int, int]) -> list[np.ndarray]:
-        anchor = anchor_mask(*shape[1:]).numpy()[0]
+        anchor = anchor_mask(*shape[1:])
         masks = []
         for start, end in self.context.bounds:
             for half in (anchor, ~anchor):
@@ -141,42 +139,39 @@ class ContextPath(ProbabilityPath):
                 masks.append(mask)
         return masks
 
-    def hyper(self, z_sym: torch.Tensor) -> tuple[torch.Tensor, np.ndarray]:
-        mean, index = self.network(z_sym)  # the hyperprior's own answer, before any context
-        return mean.to(self.device), index[0].numpy()
-
-    def walk(self, z_sym: torch.Tensor, visit: Visit) -> TileCode:
+    def walk(self, z_sym: np.ndarray, visit: Visit) -> TileCode:
         """The steps of :meth:`step_masks` in order; each step's means and tables from ẑ and the
         symbols visited before it (the encoder, decoder and sampler all come through here)."""
         hyper_mean, hyper_scale = self.network.integer(z_sym)
-        hyper_scale = hyper_scale.abs()
-        _, M, h, w = hyper_mean.shape
+        hyper_scale = np.abs(hyper_scale)
+        M, h, w = hyper_mean.shape
         anchor = anchor_mask(h, w)
-        halves = [torch.nonzero(half.flatten()).flatten() for half in (anchor, ~anchor)]  # flat positions
+        halves = [np.flatnonzero(half) for half in (anchor, ~anchor)]  # flat positions
         cross = cross_neighbours(h, w, halves[1])
-        mean_q = torch.zeros(M, h * w, dtype=torch.float64)
+        mean_q = np.zeros((M, h * w))
         index = np.zeros((M, h * w), dtype=np.int64)
         y = np.zeros((M, h, w), dtype=np.int32)
         masks = iter(self.step_masks((M, h, w)))
         decoded = []
         for k, (start, end) in enumerate(self.context.bounds):
-            m_k, s_k = hyper_mean[:, start:end], hyper_scale[:, start:end]
-            shared = self.context.nets[k].shared(torch.cat(decoded, 1) if decoded else None, m_k, s_k)
+            m_k, s_k = hyper_mean[start:end].reshape(end - start, -1), hyper_scale[start:end].reshape(end - start, -1)
+            shared = self.context.nets[k].shared(np.concatenate(decoded) if decoded else None,
+                                                 hyper_mean[start:end], hyper_scale[start:end])
             anchors_q = None
             for at in halves:
-                step_mean, step_index = self.context.params(k, shared, at, anchors_q, cross, m_k, s_k)
-                mean_q[start:end, at] = step_mean
-                index[start:end, at.numpy()] = step_index.numpy()
+                mean_q[start:end, at], index[start:end, at] = self.context.params(k, shared, at, anchors_q, cross,
+                                                                                   m_k, s_k)
                 where = next(masks)
                 symbols = visit(CodingStep(self._mean(mean_q, h, w), index.reshape(M, h, w), where))
                 y[where] = np.asarray(symbols, dtype=np.int32)[where]
-                y_k = decoded_q(torch.from_numpy(y[start:end])[None], mean_q[start:end].view(1, -1, h, w))
+                y_k = decoded_q(y[start:end], mean_q[start:end].reshape(-1, h, w))
                 anchors_q = y_k * anchor  # pass 1 sees k's anchors; the others are still zero
             decoded.append(y_k)
         return TileCode(y, self._mean(mean_q, h, w), index.reshape(M, h, w))
 
-    def _mean(self, mean_q: torch.Tensor, h: int, w: int) -> torch.Tensor:
-        return mean_q.view(1, -1, h, w).div(2**ACT_BITS).float().to(self.device)
+    @staticmethod
+    def _mean(mean_q: np.ndarray, h: int, w: int) -> np.ndarray:
+        return (mean_q / 2**ACT_BITS).astype(np.float32).reshape(1, -1, h, w)
 
 
 def path_for(paths: dict[str, ProbabilityPath], header) -> ProbabilityPath:
@@ -188,16 +183,20 @@ def path_for(paths: dict[str, ProbabilityPath], header) -> ProbabilityPath:
     return path
 
 
-def probability_paths(model, device: torch.device, profile: str = "int") -> dict[str, ProbabilityPath]:
-    """One path per determinism profile for a frozen ``model`` on ``device``, by profile name.
+def probability_paths(weights, profile: str = "int", float_hyper: Callable | None = None
+                      ) -> dict[str, ProbabilityPath]:
+    """One path per determinism profile of ``weights`` (:class:`codec.frozen.FrozenWeights`), by name.
 
-    A model with a context model has the ``int`` profile only: its steps exist only on integers.
+    A model with a context model (``groups``) has the ``int`` profile only: its steps exist only
+    on integers.  Without, the ``float`` profile needs the runtime's float h_s (``float_hyper``).
     CodecError if ``profile`` (the one a Codec encodes with) is not among them.
     """
-    if getattr(model, "context", None) is not None:
-        paths = {"int": ContextPath(model, device)}
+    if weights.config.groups:
+        paths: dict[str, ProbabilityPath] = {"int": ContextPath(weights.arrays, weights.config.groups)}
     else:
-        paths = {p.profile: p for p in (FloatPath(model), ExactPath(model.h_s, model.z_medians, device))}
+        paths = {"int": ExactPath(weights.arrays)}
+        if float_hyper is not None:
+            paths["float"] = FloatPath(float_hyper)
     if profile not in paths:
-        raise CodecError(f"weights {model.name} code only with the profile {', '.join(paths)}, not {profile}")
+        raise CodecError(f"weights {weights.name} code only with the profile {', '.join(paths)}, not {profile}")
     return paths

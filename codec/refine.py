@@ -32,46 +32,17 @@ other (equally valid) symbols.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
 import torch
 
-from .entropy import gaussian_likelihood, scale_grid
-from .errors import CodecError
+from .densities import gaussian_likelihood
+from .entropy import scale_grid
+from .efforts import TAU_END, RefineSchedule
 from .tiling import LATENT, Box, TileGrid
-from .transforms import interp_lambda
 
 WINDOW = 1024  # px per side of the pieces g_s is differentiated over (+0.6 GiB peak RSS at 1024², measured)
-TAU_END = 0.05  # SGA temperature at the last step (annealed geometrically from the schedule's start)
-
-
-@dataclass(frozen=True)
-class RefineSchedule:
-    steps: int
-    lr: float  # Adam's step on y', in quantisation bins; cosine-annealed to 0
-    tau_start: float = 0.5  # SGA temperature of the first step
-
-
-# Tuned on 384² centre crops of training images (never Kodak) by real file bits and PSNR.
-# At 60 steps a bolder start (lr 0.05, τ from 1.5) beats lr 0.02, τ from 0.5: BD-rate against
-# effort 0 over lic's 8 qualities −13.9 % vs −12.4 % (4 crops), RD cost at quality 10 and 60
-# −0.3 to −1.5 % (8 crops).  At 20 steps it was a wash (RD cost −0.5 %, BD-rate +0.4 point)
-# and at 200 steps within 0.3 %, so efforts 1 and 3 keep the first schedule (a τ start of
-# 0.3 was worse everywhere).  Encode time grows with the steps: ~2, 5, 29 s per Kodak image.
-EFFORTS = {0: None, 1: RefineSchedule(20, 0.02, 0.5), 2: RefineSchedule(60, 0.05, 1.5),
-           3: RefineSchedule(200, 0.02, 0.5)}
-
-
-def schedule_for(effort) -> RefineSchedule | None:
-    """The schedule of encode ``effort`` (None for 0); CodecError for anything but 0–3."""
-    try:
-        if not isinstance(effort, bool) and effort in EFFORTS:
-            return EFFORTS[effort]
-    except TypeError:  # unhashable
-        pass
-    raise CodecError(f"effort must be one of {', '.join(map(str, EFFORTS))}, got {effort!r}")
 
 
 def soft_round(v: torch.Tensor, tau: float, generator: torch.Generator) -> torch.Tensor:
@@ -83,15 +54,6 @@ def soft_round(v: torch.Tensor, tau: float, generator: torch.Generator) -> torch
     uniform = torch.rand(logits.shape, generator=generator, device=v.device).clamp_(1e-10, 1 - 1e-10)
     weights = torch.softmax((logits - torch.log(-torch.log(uniform))) / tau, dim=0)
     return lower + weights[1]
-
-
-def refiner(model, t: torch.Tensor, grid: TileGrid, target: Callable[[Box], torch.Tensor], effort: int):
-    """The encoder's refinement at level ``t``: ``refine(y', mean, index)`` → refined y' (for quantise)."""
-    lam, schedule = float(interp_lambda(model.config.lambdas, t.cpu())), schedule_for(effort)
-
-    def refine(y: torch.Tensor, mean: torch.Tensor, index: np.ndarray) -> torch.Tensor:
-        return refine_latent(model.g_s, y, mean, index, model.gains.inv_gain(t), lam, grid, target, schedule)
-    return refine
 
 
 def refine_latent(g_s: torch.nn.Module, y: torch.Tensor, mean: torch.Tensor, index: np.ndarray,

@@ -27,11 +27,12 @@ Only nn modules live here: no entropy coding, no probability tables.
 from __future__ import annotations
 
 from collections import OrderedDict
-from dataclasses import asdict, dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from .config import ModelConfig  # noqa: F401  (the architecture's widths; long imported from here)
 
 
 class _Bound(nn.Module):
@@ -72,61 +73,6 @@ class FrozenGDN(nn.Module):
         return x * (torch.sqrt(norm) if self.inverse else torch.rsqrt(norm))
 
 
-@dataclass(frozen=True)
-class ModelConfig:
-    """Widths and rate range of a model; stored in the weights file."""
-
-    N: int = 64  # channels of the hidden layers at 1/2 and 1/4 scale, and of z
-    M: int = 128  # channels of the latent y
-    deep: int = 0  # channels of the 1/8-scale hidden layer of g_a and g_s; 0: N (format 1.0 weights)
-    res_blocks: int = 0  # residual blocks in g_a and g_s, at the deepest hidden scales first (0–3)
-    lambdas: tuple[float, ...] = (
-        0.00045, 0.0009, 0.0018, 0.0035, 0.0067, 0.013, 0.025, 0.0483, 0.0932, 0.18, 0.36)
-    groups: tuple[int, ...] = ()  # channels per context group of y (codec.context); () none
-
-    def __post_init__(self):
-        if self.groups and (sum(self.groups) != self.M or min(self.groups) < 1):
-            raise ValueError(f"context groups {self.groups} must be positive and sum to M = {self.M}")
-
-    @property
-    def deep_channels(self) -> int:
-        """Width at 1/8 scale, where a layer of N channels carries 8×8×3 = 192 pixel values.
-
-        Widening only there (and M) adds capacity where the channels-per-value ratio is
-        tightest, at a fraction of the cost of widening the 1/2- and 1/4-scale layers.
-        """
-        return self.deep or self.N
-
-    @property
-    def levels(self) -> int:
-        return len(self.lambdas)
-
-    @property
-    def halos(self) -> tuple[int, int]:
-        """(analysis halo in pixels, synthesis halo in latents) that tiles need to show no seams.
-
-        Four 5×5 stride-2 layers: a latent sees ±30 px, a pixel ±2 latents.  A residual
-        block (two 3×3 convolutions) at scale 1/s adds ±2·s px to both reaches.
-        """
-        extra = sum(2 * s for s in _BLOCK_SCALES[: self.res_blocks])
-        analysis_halo = -(-(30 + extra) // 16) * 16  # whole latents keep the stride phase
-        return analysis_halo, 2 + -(-extra // 16)
-
-    def to_dict(self) -> dict:
-        d = asdict(self)
-        for key in ("deep", "res_blocks", "groups"):  # files written before these fields stay byte-identical
-            if not d[key]:
-                del d[key]
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "ModelConfig":
-        return cls(N=int(d["N"]), M=int(d["M"]), deep=int(d.get("deep", 0)),
-                   res_blocks=int(d.get("res_blocks", 0)), lambdas=tuple(float(v) for v in d["lambdas"]),
-                   groups=tuple(int(g) for g in d.get("groups", ())))
-
-
-_BLOCK_SCALES = (8, 4, 2)  # where residual blocks go, deepest first (1/8, 1/4, 1/2 of the image side)
 
 
 class ResidualBlock(nn.Module):

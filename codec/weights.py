@@ -23,12 +23,12 @@ from .container import sha256_file
 from .context import ChannelContext
 from .entropy import TableSet
 from .errors import WeightsError
-from .shipped import DEFAULT_WEIGHTS, MANIFEST, WEIGHTS_DIR, manifest_hash  # noqa: F401  (MANIFEST: export's)
+from .frozen import FORMAT_TAG, FrozenWeights, flat_tables, read_weights
+from .shipped import DEFAULT_WEIGHTS, MANIFEST  # noqa: F401  (export's)
 from .transforms import (
-    FrozenGDN, GainUnits, ModelConfig, analysis, hyper_analysis, hyper_synthesis, synthesis,
+    FrozenGDN, GainUnits, ModelConfig, analysis, hyper_analysis, hyper_synthesis, split_hyper_params, synthesis,
 )
 
-FORMAT_TAG = "lic-weights-1"
 TRANSFORM_KEYS = ("g_a", "g_s", "h_a", "h_s", "gains", "context")  # what a frozen model keeps of a trained one
 
 
@@ -51,21 +51,33 @@ class FrozenModel(nn.Module):
         self.sha256 = b"\0" * 32  # set by load_weights: identifies the weights in file headers
         self.requires_grad_(False).eval()
 
+    def arrays(self) -> dict[str, np.ndarray]:
+        """Every tensor as a host numpy array by weights-file key: what the exact path reads."""
+        return {k: v.detach().cpu().numpy() for k, v in self.state_dict().items()}
 
-def _flat(tables: TableSet) -> tuple[torch.Tensor, torch.Tensor]:
-    rows = [tables.freqs[k, : 2 * int(r) + 2] for k, r in enumerate(tables.radius)]
-    return torch.from_numpy(np.concatenate(rows)), torch.from_numpy(tables.radius.copy())
+    @classmethod
+    def from_weights(cls, weights: FrozenWeights) -> FrozenModel:
+        """The torch modules of a weights file read with :func:`codec.frozen.read_weights`."""
+        frozen = cls(weights.config, weights.name, weights.z_tables, weights.y_tables, weights.z_medians)
+        try:
+            frozen.load_state_dict({k: torch.from_numpy(np.asarray(v, np.float32)) for k, v in weights.arrays.items()},
+                                   strict=True)
+        except RuntimeError as exc:
+            name = weights.path.name if weights.path else weights.name
+            raise WeightsError(f"weights file {name} is unreadable: {exc}") from None
+        frozen.sha256 = weights.sha256
+        return frozen
 
+    def frozen_weights(self) -> FrozenWeights:
+        """These modules as the runtime-neutral :class:`~codec.frozen.FrozenWeights`."""
+        return FrozenWeights(self.name, self.config, self.z_tables, self.y_tables, self.arrays(), self.sha256)
 
-def _unflat(flat: torch.Tensor, radius: torch.Tensor) -> TableSet:
-    flat_np, radius_np = flat.numpy().astype(np.int32), radius.numpy().astype(np.int32)
-    lengths = 2 * radius_np.astype(np.int64) + 2
-    if (radius_np < 0).any() or lengths.sum() != len(flat_np):
-        raise WeightsError("weights file: probability tables are malformed")
-    freqs = np.zeros((len(radius_np), int(lengths.max())), dtype=np.int32)
-    for k, start in enumerate(np.concatenate([[0], np.cumsum(lengths)[:-1]])):
-        freqs[k, : lengths[k]] = flat_np[start : start + lengths[k]]
-    return TableSet(freqs, radius_np)
+    @torch.inference_mode()
+    def hyper_params(self, z_sym: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Format 1.0's float h_s on the model's device: ẑ symbols (N, h, w) → (mean, |scale|) float32."""
+        z = torch.from_numpy(np.asarray(z_sym))[None].to(self.z_medians.device).float()
+        mean, scale = split_hyper_params(self.h_s(z + self.z_medians.view(1, -1, 1, 1)))
+        return mean[0].cpu().numpy(), scale[0].cpu().numpy()
 
 
 def save_weights(frozen: FrozenModel, path: str | os.PathLike, extra: dict | None = None) -> bytes:
@@ -80,8 +92,8 @@ def save_weights(frozen: FrozenModel, path: str | os.PathLike, extra: dict | Non
     params = dict(frozen.named_parameters())  # learned weights go fp16; buffers (GDN bounds,
     tensors = {k: v.detach().to(torch.float16 if k in params else torch.float32).contiguous()
                for k, v in frozen.state_dict().items()}  # medians) stay fp32: they are tiny
-    tensors["tables.z.freqs"], tensors["tables.z.radius"] = _flat(frozen.z_tables)
-    tensors["tables.y.freqs"], tensors["tables.y.radius"] = _flat(frozen.y_tables)
+    for prefix, tables in (("tables.z", frozen.z_tables), ("tables.y", frozen.y_tables)):
+        tensors[f"{prefix}.freqs"], tensors[f"{prefix}.radius"] = map(torch.from_numpy, flat_tables(tables))
     meta = {"format": FORMAT_TAG, "name": frozen.name, "config": json.dumps(frozen.config.to_dict()),
             "extra": json.dumps(extra or {})}
     path = Path(path)
@@ -102,33 +114,8 @@ def _canonical(blob: bytes) -> bytes:
 
 
 def load_weights(path: str | os.PathLike | None = None, verify: bool = True) -> FrozenModel:
-    """Read a weights file; for files listed in the manifest, the SHA-256 must match."""
-    from safetensors import safe_open
-
-    path = Path(path) if path is not None else DEFAULT_WEIGHTS
-    if not path.is_file():
-        raise WeightsError(f"weights file not found: {path}")
-    digest = sha256_file(path)
-    expected = manifest_hash(path) if verify and path.parent == WEIGHTS_DIR else None
-    if expected is not None and digest.hex() != expected:
-        raise WeightsError(f"weights file {path.name} is corrupt (SHA-256 does not match the manifest)")
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            meta = f.metadata() or {}
-            tensors = {k: f.get_tensor(k) for k in f.keys()}
-        if meta.get("format") != FORMAT_TAG:
-            raise WeightsError(f"{path.name} is not a lic weights file")
-        config = ModelConfig.from_dict(json.loads(meta["config"]))
-        z_tables = _unflat(tensors.pop("tables.z.freqs"), tensors.pop("tables.z.radius"))
-        y_tables = _unflat(tensors.pop("tables.y.freqs"), tensors.pop("tables.y.radius"))
-        frozen = FrozenModel(config, meta["name"], z_tables, y_tables, tensors["z_medians"].numpy())
-        frozen.load_state_dict({k: v.float() for k, v in tensors.items()}, strict=True)
-    except WeightsError:
-        raise
-    except Exception as exc:  # safetensors/json/state-dict errors all mean a bad file
-        raise WeightsError(f"weights file {path.name} is unreadable: {exc}") from None
-    frozen.sha256 = digest
-    return frozen
+    """Read a weights file (:func:`codec.frozen.read_weights`) into a torch FrozenModel."""
+    return FrozenModel.from_weights(read_weights(path, verify))
 
 
 @dataclass(frozen=True)

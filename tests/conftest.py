@@ -19,6 +19,15 @@ def lic():
 
 
 @pytest.fixture(scope="session")
+def torch_lic():
+    """The default weights on the torch backend, fp32 synthesis: for tests of the torch modules
+    themselves (the default Codec runs onnxruntime where it is installed)."""
+    import codec
+
+    return codec.Codec(backend="torch", bf16=False)
+
+
+@pytest.fixture(scope="session")
 def hyperprior_lic():
     """A Codec of the hyperprior weights (no context model) that are still shipped for old files."""
     import codec

@@ -136,7 +136,7 @@ def test_foreign_weights_are_refused(lic, small_image, tmp_path):
     save_weights(load_weights(), other_path, extra={"variant": "foreign"})
     other = codec.Codec(other_path)
     data = other.encode(small_image, 50)
-    with pytest.raises(WeightsMismatchError, match=f"weights {other.model.sha256.hex()[:12]}, which are not installed"):
+    with pytest.raises(WeightsMismatchError, match=f"weights {other.weights.sha256.hex()[:12]}, which are not installed"):
         lic.decode(data)  # the shipped codec looks for them among the shipped weights
     assert other.decode(data).size == small_image.size
     with pytest.raises(WeightsMismatchError, match="other weights"):
@@ -186,7 +186,7 @@ def test_unfrozen_model_is_refused():
 
 
 def test_corrupt_weights_file_is_rejected_by_hash(tmp_path, monkeypatch):
-    from codec import weights
+    from codec import frozen, weights
 
     bad_dir = tmp_path / "weights"
     bad_dir.mkdir()
@@ -194,8 +194,7 @@ def test_corrupt_weights_file_is_rejected_by_hash(tmp_path, monkeypatch):
     blob[-100] ^= 0xFF
     (bad_dir / weights.DEFAULT_WEIGHTS.name).write_bytes(bytes(blob))
     (bad_dir / "MANIFEST.json").write_text(weights.MANIFEST.read_text())
-    monkeypatch.setattr(weights, "WEIGHTS_DIR", bad_dir)
-    monkeypatch.setattr(weights, "MANIFEST", bad_dir / "MANIFEST.json")
+    monkeypatch.setattr(frozen, "WEIGHTS_DIR", bad_dir)
     with pytest.raises(codec.WeightsError, match="SHA-256"):
         weights.load_weights(bad_dir / weights.DEFAULT_WEIGHTS.name)
 
@@ -253,10 +252,10 @@ def test_module_level_functions_take_the_codec_options(small_image):
 
 
 def test_bf16_synthesis_moves_pixels_a_little_and_latents_not_at_all(small_image):
-    from codec.tiled import native_bf16
+    from codec.torch_backend import native_bf16
 
-    fast, exact = codec.Codec(bf16=True), codec.Codec(bf16=False)
-    assert codec.Codec().transforms.bf16 == native_bf16(torch.device("cpu"))
+    fast, exact = codec.Codec(bf16=True, backend="torch"), codec.Codec(bf16=False, backend="torch")
+    assert codec.Codec(backend="torch").backend.bf16 == native_bf16(torch.device("cpu"))
     data = exact.encode(small_image, 60)
     assert fast.encode(small_image, 60) == data  # the encoder never runs g_s
     assert fast.entropy_decode(data).digest() == exact.entropy_decode(data).digest()

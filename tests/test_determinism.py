@@ -8,7 +8,7 @@ from torch import nn
 
 import codec
 from codec import container
-from codec.exact import ACT_BITS, ExactHyperSynthesis
+from codec.exact import ACT_BITS, H_S_LAYERS, ExactHyperSynthesis
 
 
 class Noisy(nn.Module):
@@ -34,7 +34,7 @@ HYPERPRIOR = codec.shipped.WEIGHTS_DIR / "lic-ms-n64r2m192.safetensors"  # the f
 
 
 def _perturbed_codec(profile: str) -> codec.Codec:
-    c = codec.Codec(HYPERPRIOR if profile == "float" else None, profile=profile)
+    c = codec.Codec(HYPERPRIOR if profile == "float" else None, profile=profile, backend="torch")
     for name in ("g_a", "g_s", "h_a", "h_s"):
         setattr(c.model, name, Noisy(getattr(c.model, name)))
     return c
@@ -97,17 +97,50 @@ def test_scale_thresholds_are_the_grid_in_fixed_point():
 
 def test_exact_path_is_integer_valued_and_guards_its_range(lic, photo):
     lat = lic.to_latents(photo, 50)
-    z = torch.from_numpy(lat.tiles[0].z)[None]
+    z = lat.tiles[0].z
     mean, index = lic.paths["int"].network(z)
-    scaled = mean.double() * 2**ACT_BITS
-    assert torch.equal(scaled, scaled.round())  # fixed point, no float residue
-    assert index.dtype == torch.int64 and 0 <= int(index.min()) and int(index.max()) <= 63
-    extreme = torch.full_like(z, 2**31 - 1)  # hostile symbols are clamped, never overflow
-    assert torch.isfinite(lic.paths["int"].network(extreme)[0]).all()
-    h_s = nn.Sequential(nn.Conv2d(4, 8, 3, padding=1))
-    nn.init.constant_(h_s[0].weight, 1e6)
+    scaled = mean.astype(np.float64) * 2**ACT_BITS
+    assert np.array_equal(scaled, scaled.round())  # fixed point, no float residue
+    assert index.dtype == np.int64 and 0 <= int(index.min()) and int(index.max()) <= 63
+    extreme = np.full_like(z, 2**31 - 1)  # hostile symbols are clamped, never overflow
+    assert np.isfinite(lic.paths["int"].network(extreme)[0]).all()
+    huge = {k: np.ones_like(v) * (1e6 if k == "h_s.4.weight" else 1) for k, v in lic.weights.arrays.items()}
     with pytest.raises(ValueError, match="2\\^53"):
-        ExactHyperSynthesis(h_s, torch.zeros(4))
+        ExactHyperSynthesis(huge)
+
+
+def test_the_exact_layers_are_the_modules_of_h_s(torch_lic):
+    """H_S_LAYERS, the integer network's layout, is the nn h_s's: kinds, strides, paddings."""
+    lic = torch_lic
+    layers = [m for m in lic.model.h_s]
+    assert len(layers) == len(H_S_LAYERS)
+    for module, (kind, *spec) in zip(layers, H_S_LAYERS):
+        if kind == "leaky":
+            assert isinstance(module, nn.LeakyReLU) and module.negative_slope == 0.01
+            continue
+        key, stride, padding, output_padding = spec
+        assert isinstance(module, nn.ConvTranspose2d if kind == "deconv" else nn.Conv2d)
+        assert lic.model.get_submodule(key) is module
+        assert module.stride == (stride, stride) and module.padding == (padding, padding)
+        assert getattr(module, "output_padding", (0, 0)) == (output_padding, output_padding)
+
+
+def test_numpy_convolutions_are_torch_s():
+    """The exact path's convolutions (numpy, float64) give torch's float64 results on integers."""
+    import torch.nn.functional as F
+    from codec.exact import conv2d, conv_transpose2d
+
+    rng = np.random.default_rng(0)
+    a = rng.integers(-2**20, 2**20, (6, 7, 9)).astype(np.float64)
+    for k, stride, padding in ((3, 1, 1), (5, 2, 2), (1, 1, 0)):
+        w = rng.integers(-2**14, 2**14, (4, 6, k, k)).astype(np.float64)
+        b = rng.integers(-2**24, 2**24, 4).astype(np.float64)
+        ref = F.conv2d(torch.from_numpy(a)[None], torch.from_numpy(w), torch.from_numpy(b), stride, padding)[0]
+        assert np.array_equal(conv2d(a, w, b, stride, padding), ref.numpy())
+    w = rng.integers(-2**14, 2**14, (6, 4, 5, 5)).astype(np.float64)
+    b = rng.integers(-2**24, 2**24, 4).astype(np.float64)
+    ref = F.conv_transpose2d(torch.from_numpy(a)[None], torch.from_numpy(w), torch.from_numpy(b), 2, 2, 1)[0]
+    assert np.array_equal(conv_transpose2d(a, w, b, 2, 2, 1), ref.numpy())
 
 
 def test_verify_checks_the_round_trip(lic, photo, monkeypatch):

@@ -84,7 +84,7 @@ def test_mutated_files_decode_or_raise_codec_error(lic, valid, valid_tiled, data
        alpha=st.binary(max_size=64))
 def test_well_formed_containers_with_garbage_streams(lic, width, height, quality, mode, z, y, alpha):
     """CRCs all valid, so the garbage reaches the entropy decoder and the alpha inflater."""
-    header = container.Header(width, height, mode, quality, lic.model.name, lic.model.sha256)
+    header = container.Header(width, height, mode, quality, lic.weights.name, lic.weights.sha256)
     chunks = {container.ALPHA: alpha} if mode in ("LA", "RGBA") else {}
     image = _decode_or_codec_error(lic, container.pack(container.LicFile(header, chunks, [(z, y)])))
     if image is not None:
@@ -109,7 +109,7 @@ def test_pillow_open_of_damaged_files_raises_pillows_errors(valid, data):
 
 def test_header_sizes_beyond_the_limit_are_refused_before_allocating(lic):
     # A few dozen bytes claiming 2^20 × 2^20 pixels: refused from the header alone.
-    header = container.Header(1 << 20, 1 << 20, "RGB", 50, lic.model.name, lic.model.sha256)
+    header = container.Header(1 << 20, 1 << 20, "RGB", 50, lic.weights.name, lic.weights.sha256)
     data = container.pack(container.LicFile(header, {}, [(b"", b"")]))
     assert len(data) < 200
     with pytest.raises(codec.CodecError, match="exceeds the limit"):
@@ -134,7 +134,7 @@ def test_escape_count_is_bounded_by_the_symbol_count(lic):
     groups = np.zeros((2, 2), dtype=np.int32)
     huge_count = bytes([0xFF, 0xFF, 0xFF, 0xFF, 0x0F])  # varint 2^32 − 1 escapes for 4 symbols
     with pytest.raises(codec.CorruptFileError, match="more escapes"):
-        decode_symbols(huge_count, groups, lic.model.z_tables)
+        decode_symbols(huge_count, groups, lic.weights.z_tables)
 
 
 def test_long_run_harness_runs_and_finds_nothing_in_a_short_run():

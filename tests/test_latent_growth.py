@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from codec.training.latent_growth import NewLatents, UpdateBoost, mix_rate
-from codec.entropy import gaussian_likelihood
+from codec.densities import gaussian_likelihood
 from codec.training.model import LicModel
 from codec.training.checkpoint import load_checkpoint
 from codec.training.train import main as train_main

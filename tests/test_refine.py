@@ -15,8 +15,8 @@ def rd_cost(lic, image, data: bytes) -> float:
     src = np.asarray(image, dtype=np.float64)
     out = np.asarray(lic.decode(data), dtype=np.float64)
     header = codec.read_header(data)
-    t = torch.tensor([header.quality / 100 * (lic.model.config.levels - 1)])
-    lam = float(interp_lambda(lic.model.config.lambdas, t))
+    t = torch.tensor([header.quality / 100 * (lic.weights.config.levels - 1)])
+    lam = float(interp_lambda(lic.weights.config.lambdas, t))
     bpp = 8 * len(data) / (header.width * header.height)
     return bpp + lam * np.mean((src - out) ** 2)
 
@@ -69,7 +69,7 @@ def test_the_module_level_encode_takes_an_effort(lic, photo):
 
 def test_each_effort_is_described_apart():
     """lic bench keys its resumable rows on these words: a retuned schedule must read differently."""
-    from codec.refine import EFFORTS
+    from codec.efforts import EFFORTS
 
     words = [codec.effort_schedule(e) for e in EFFORTS]
     assert len(set(words)) == len(EFFORTS)

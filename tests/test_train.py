@@ -55,15 +55,15 @@ def test_train_resume_export_and_code(tmp_path):
     img = np.random.default_rng(0).integers(0, 256, (20, 30, 3), dtype=np.uint8)
     data = lic.encode(img, 50)
     assert codec.read_header(data).weights_sha256 == bytes.fromhex(digest)[:8]  # the 1.2 header's weights id
-    assert lic.model.name == "tiny"
+    assert lic.weights.name == "tiny"
     assert lic.decode(data).size == (30, 20)
 
     # y tables refitted on the training images: other tables, same radii, same pixels
     fitted = tmp_path / "fitted.safetensors"
     assert export(tmp_path / "ckpt.pt", fitted, name="tiny", fit=FitOptions(tmp_path / "data", crops=1)) != digest
     refit = codec.Codec(fitted)
-    assert np.array_equal(refit.model.y_tables.radius, lic.model.y_tables.radius)
-    assert not np.array_equal(refit.model.y_tables.freqs, lic.model.y_tables.freqs)
+    assert np.array_equal(refit.weights.y_tables.radius, lic.weights.y_tables.radius)
+    assert not np.array_equal(refit.weights.y_tables.freqs, lic.weights.y_tables.freqs)
     assert np.array_equal(np.asarray(refit.decode(refit.encode(img, 50))), np.asarray(lic.decode(data)))
     nowhere = tmp_path / "nowhere.safetensors"
     assert export_main(["--checkpoint", str(tmp_path / "ckpt.pt"), "--out", str(nowhere),

@@ -54,7 +54,7 @@ def test_widened_model_computes_the_same_function_and_keeps_training(trained, tm
     weights = tmp_path / "wide.safetensors"
     export(tmp_path / "ckpt.pt", weights)
     lic = codec.Codec(weights)
-    assert lic.model.config.deep_channels == 16 and lic.model.name == "lic-ms-n8d16m20"
+    assert lic.weights.config.deep_channels == 16 and lic.weights.name == "lic-ms-n8d16m20"
     img = np.random.default_rng(0).integers(0, 256, (40, 70, 3), dtype=np.uint8)
     assert lic.decode(lic.encode(img, 60)).size == (70, 40)
 

@@ -3,7 +3,8 @@
 Takes the EMA weights of the checkpoint, freezes the probability tables (the
 y tables then refitted on training crops, :mod:`codec.training.tablefit`), stores the
 transforms in fp16 and records the file's SHA-256 in the manifest that
-:func:`codec.weights.load_weights` checks.
+:func:`codec.weights.load_weights` checks; then exports the transforms' ONNX graphs beside
+it (:mod:`codec.training.export_onnx`), which the light runtime needs.
 """
 from __future__ import annotations
 
@@ -28,6 +29,10 @@ def export(checkpoint: str | Path, out: str | Path = DEFAULT_WEIGHTS, name: str 
     """Checkpoint → weights file; ``fit`` (None: Gaussian y tables) says what the y tables are fitted on."""
     if fit is not None and not find_images(fit.data):  # before the checkpoint is loaded and frozen
         raise FileNotFoundError(f"no training images under {fit.data} to fit the y tables on")
+    try:
+        from .export_onnx import export_graphs
+    except ImportError as exc:
+        raise ImportError(f"exporting weights writes their ONNX graphs too: pip install 'lic[export]' ({exc})") from None
     ckpt = load_checkpoint(Path(checkpoint))
     config = ModelConfig.from_dict(ckpt["config"])
     model = LicModel(config)
@@ -47,6 +52,7 @@ def export(checkpoint: str | Path, out: str | Path = DEFAULT_WEIGHTS, name: str 
         manifest = json.loads(MANIFEST.read_text()) if MANIFEST.exists() else {}
         manifest[out.name] = digest
         MANIFEST.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+    export_graphs(out)
     return digest
 
 

@@ -22,7 +22,8 @@ import warnings
 import torch
 from torch import nn
 
-from ..entropy import SCALE_MIN, gaussian_likelihood
+from ..densities import gaussian_likelihood
+from ..entropy import SCALE_MIN
 from ..transforms import (
     GainUnits, ModelConfig, analysis, hyper_analysis, hyper_synthesis, interp_lambda,
     split_hyper_params, synthesis,

@@ -2,7 +2,7 @@
 
 Why: training prices y' with a density (a Gaussian of the predicted σ, convolved with the
 uniform noise that stands in for rounding), while the coder codes round(y' − mean) with the
-table of the grid σ just above the predicted one (:func:`codec.entropy.scale_to_index`).
+table of the grid σ just above the predicted one (:func:`codec.densities.scale_to_index`).
 Every σ of a grid step shares one table, and the symbols real images give at a table are
 not exactly that discretised Gaussian.  On held-out training crops, refitting each table to
 the histogram of the symbols it codes cut the y bits by 0.8–1.3 % (most at low rates), and on

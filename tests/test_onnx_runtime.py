@@ -1,0 +1,112 @@
+"""The onnxruntime transforms (codec.onnx_runtime) against the torch modules they were exported from."""
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from .conftest import ROOT
+
+pytest.importorskip("onnxruntime")
+
+from codec.onnx_runtime import TRANSFORMS, OnnxGraphError, OnnxTransforms
+from codec.shipped import WEIGHTS_DIR
+
+SHIPPED = ["lic-default.safetensors", "lic-ms-n64r2m192.safetensors"]
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_matches_torch(name, sample_image):
+    """Each graph agrees with its fp32 torch module on realistic inputs: a photo crop for g_a, its y'
+    at a middle rate for h_a, the quantised ŷ for g_s and the quantised ẑ (medians added) for h_s
+    (to 1e-3 of the output's magnitude)."""
+    import torch
+
+    from codec.weights import load_weights
+
+    path = WEIGHTS_DIR / name
+    onnx_t, model = OnnxTransforms(path, threads=2), load_weights(path)
+    x = torch.from_numpy(np.asarray(sample_image.crop((100, 80, 292, 208)), np.float32) / 255).permute(2, 0, 1)[None]
+    t = torch.tensor([5.0])
+    medians = model.z_medians.view(1, -1, 1, 1)
+    with torch.no_grad():
+        y = model.g_a(x)
+        y_gained = y * model.gains.gain(t)
+        y_hat = torch.round(y_gained) * model.gains.inv_gain(t)
+        z = model.h_a(y_gained)
+        z_hat = torch.round(z - medians) + medians
+        cases = [("g_a", x, y), ("h_a", y_gained, z), ("g_s", y_hat, model.g_s(y_hat)),
+                 ("h_s", z_hat, model.h_s(z_hat))]
+    assert y.shape == (1, model.config.M, 8, 12) and z_hat.shape == (1, model.config.N, 2, 3)
+    for transform, inp, ref in cases:
+        out = getattr(onnx_t, transform)(inp.numpy())
+        assert out.dtype == np.float32 and out.shape == ref.shape, transform
+        scale = max(1.0, float(ref.abs().max()))
+        diff = float(np.abs(out - ref.numpy()).max())
+        assert diff < 1e-3 * scale, f"{name} {transform}: max abs diff {diff:.3g} (output scale {scale:.3g})"
+
+
+def test_runtime_does_not_import_torch():
+    """The decoder's transforms (h_s, g_s) run in a fresh interpreter without torch or safetensors,
+    and make only their own sessions."""
+    code = ("import sys, numpy as np\n"
+            "from codec.onnx_runtime import OnnxTransforms\n"
+            "o = OnnxTransforms(sys.argv[1], threads=1)\n"
+            "p = o.h_s(np.zeros((1, 64, 2, 3), np.float32))\n"
+            "assert p.shape == (1, 384, 8, 12), p.shape\n"
+            "x = o.g_s(np.zeros((1, 192, 2, 3), np.float32))\n"
+            "assert x.shape == (1, 3, 32, 48), x.shape\n"
+            "assert sorted(o.sessions) == ['g_s', 'h_s'], sorted(o.sessions)\n"
+            "print('torch' in sys.modules, 'safetensors' in sys.modules)\n")
+    out = subprocess.run([sys.executable, "-c", code, str(WEIGHTS_DIR / SHIPPED[0])], cwd=ROOT,
+                         capture_output=True, text=True, timeout=120, check=False)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "False False"
+
+
+def _copy_graphs(src_stem: str, dst_stem: str, folder):
+    for transform in TRANSFORMS:
+        shutil.copy(WEIGHTS_DIR / f"{src_stem}.{transform}.onnx", folder / f"{dst_stem}.{transform}.onnx")
+
+
+def test_refuses_graphs_of_other_weights(tmp_path):
+    """Same-shaped weights, other bytes: the graphs' recorded SHA-256 does not match, so they are refused
+    (here the other file is larger, so every external reference still lies inside it)."""
+    shutil.copy(WEIGHTS_DIR / "lic-default.safetensors", tmp_path / "lic-ms-n64r2m192.safetensors")
+    _copy_graphs("lic-ms-n64r2m192", "lic-ms-n64r2m192", tmp_path)
+    o = OnnxTransforms(tmp_path / "lic-ms-n64r2m192.safetensors")
+    for transform in TRANSFORMS:
+        with pytest.raises(OnnxGraphError, match="exported from weights 50c52d9893ff.*re-export"):
+            o.session(transform)
+    assert not o.sessions
+
+
+def test_refuses_graphs_reaching_past_the_weights(tmp_path):
+    """A smaller file of other weights: onnxruntime cannot read the references; still an OnnxGraphError."""
+    shutil.copy(WEIGHTS_DIR / "lic-ms-n64r2m192.safetensors", tmp_path / "lic-default.safetensors")
+    _copy_graphs("lic-default", "lic-default", tmp_path)
+    o = OnnxTransforms(tmp_path / "lic-default.safetensors")
+    with pytest.raises(OnnxGraphError, match="exported from weights 115d2fc5f855.*re-export"):
+        o.g_a(np.zeros((1, 3, 16, 16), np.float32))
+    with pytest.raises(OnnxGraphError, match="re-export"):
+        o.h_s(np.zeros((1, 64, 1, 1), np.float32))
+
+
+def test_missing_graph(tmp_path):
+    shutil.copy(WEIGHTS_DIR / SHIPPED[0], tmp_path / SHIPPED[0])
+    _copy_graphs("lic-default", "lic-default", tmp_path)
+    (tmp_path / "lic-default.h_a.onnx").unlink()
+    o = OnnxTransforms(tmp_path / SHIPPED[0])
+    assert o.g_s(np.zeros((1, 192, 1, 1), np.float32)).shape == (1, 3, 16, 16)  # the others still work
+    with pytest.raises(OnnxGraphError, match="h_a graph not found"):
+        o.h_a(np.zeros((1, 192, 4, 4), np.float32))
+
+
+def test_graphs_hold_no_weights():
+    """The weights ship once, in the safetensors file: each graph is operators and a few shape constants."""
+    for name in SHIPPED:
+        for transform in TRANSFORMS:
+            assert (WEIGHTS_DIR / name).with_suffix(f".{transform}.onnx").stat().st_size < 32 << 10
