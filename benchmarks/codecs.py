@@ -126,7 +126,7 @@ def lic_codec(weights=None, profile: str = "int", effort: int = 0) -> BenchCodec
     name = lic_name(profile, effort)
     # the format version is part of the setup: a header change alone changes every file size
     setup = (f"lic {codec.__version__}, format {codec.FORMAT_VERSION}, weights {lic.weights.sha256.hex()[:12]}, "
-             f"profile {profile}")
+             f"profile {profile}, runtime {lic.backend.name}{' (bf16 g_s)' if lic.backend.bf16 else ''}")
     if effort:
         setup += f", effort {effort} ({codec.effort_schedule(effort)})"
     return BenchCodec(name, setup, LIC_QUALITIES, encode, decode)

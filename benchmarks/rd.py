@@ -34,14 +34,18 @@ MS_SSIM_MIN_SIDE = 161  # MS-SSIM's five scales of an 11-px window need a side a
 
 
 def ms_ssim(ref: np.ndarray, out: np.ndarray) -> float | None:
-    """MS-SSIM on RGB (0..255, Wang et al. 2003 weights), None for images too small for it.
+    """MS-SSIM on RGB (0..255, Wang et al. 2003 weights), None for images too small for it and
+    where pytorch-msssim (torch) is not installed: the light runtime benches PSNR alone.
 
     pytorch-msssim's depthwise Gaussian convolutions run 3× faster here with oneDNN off.
     """
     if min(ref.shape[:2]) < MS_SSIM_MIN_SIDE:
         return None
-    import torch
-    from pytorch_msssim import ms_ssim as _ms_ssim
+    try:
+        import torch
+        from pytorch_msssim import ms_ssim as _ms_ssim
+    except ImportError:
+        return None
 
     a, b = (torch.from_numpy(np.array(v, np.float32)).permute(2, 0, 1)[None] for v in (ref, out))
     with warnings.catch_warnings():

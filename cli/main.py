@@ -34,17 +34,38 @@ PER_INPUT_ERRORS = (CodecError, OutputExists, OSError, MemoryError, RuntimeError
 
 
 def _version() -> str:
+    """Package, format, weights, and the runtimes installed (the first is the CPU's default)."""
+    from importlib.metadata import PackageNotFoundError, version
+
     try:
         w = codec.weights_info()
         weights = f"weights {w['name']} {w['sha256'][:12]}" + (f" (step {w['step']})" if w["step"] else "")
     except CodecError as exc:
         weights = f"weights unreadable: {exc}"
-    return f"lic {codec.__version__}, format {codec.FORMAT_VERSION}, {weights}"
+    runtimes = []
+    for name in ("onnxruntime", "torch"):
+        try:
+            runtimes.append(f"{name} {version(name)}")
+        except PackageNotFoundError:
+            pass
+    return (f"lic {codec.__version__}, format {codec.FORMAT_VERSION}, {weights}; "
+            f"runtimes {', '.join(runtimes) or 'none installed'}")
+
+
+class _VersionAction(argparse.Action):
+    """--version, worked out only when asked (it reads the weights' metadata and package versions)."""
+
+    def __init__(self, option_strings, dest, **kwargs):
+        super().__init__(option_strings, dest, nargs=0, help="print the versions and exit")
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        print(_version())
+        parser.exit()
 
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog=PROG, description="lic: a learned image codec")
-    p.add_argument("--version", action="version", version=_version())
+    p.add_argument("--version", action=_VersionAction)
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     enc = sub.add_parser("encode", help="compress images to .lic")

@@ -12,7 +12,6 @@ determinism profile; a file decodes only with the weights its header names.
 """
 from __future__ import annotations
 
-import os
 import threading
 import warnings
 

