@@ -204,6 +204,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="settings of a codec's own quality knob (repeatable)")
     p.add_argument("--limit", type=int, default=0, help="only the first N images (sorted by name)")
     p.add_argument("--restart", action="store_true", help="ignore rows of an earlier run in OUT_DIR")
+    p.add_argument("--pages", type=int, default=0, metavar="N",
+                   help="also write side-by-side pages at equal size for the first N images (OUT_DIR/pages/)")
     p.add_argument("--weights", help=argparse.SUPPRESS)
 
 
@@ -220,11 +222,19 @@ def execute(args, parser: argparse.ArgumentParser) -> int:
         qualities = parse_qualities(args.qualities, names)
     except argparse.ArgumentTypeError as exc:
         parser.error(str(exc))
-    if args.limit < 0:
-        parser.error("--limit must be >= 0")
+    if args.limit < 0 or args.pages < 0:
+        parser.error("--limit and --pages must be >= 0")
+    def log(message: str) -> None:
+        print(f"lic bench: {message}", file=sys.stderr)
+
     try:
-        result = run(args.images, args.out, names, qualities, args.limit, args.restart, args.weights,
-                     log=lambda m: print(f"lic bench: {m}", file=sys.stderr))
+        result = run(args.images, args.out, names, qualities, args.limit, args.restart, args.weights, log=log)
+        if args.pages:
+            from .pages import bench_pages
+
+            images = list_images(args.images, args.limit)[: args.pages]
+            result["summary"] += bench_pages(images, args.out / "pages", names, args.weights, log=log)
+            _atomic_write(args.out / "summary.md", result["summary"].encode())
     except codec.CodecError as exc:
         print(f"lic bench: error: {exc}", file=sys.stderr)
         return 1

@@ -1,4 +1,5 @@
-"""Argument types of the command line: numbers in a range, byte sizes, tile sizes, W×H, crops.
+"""Argument types of the command line: numbers in a range, byte sizes, tile sizes, W×H, crops;
+and ``--version``, worked out only when asked.
 
 Each raises ``argparse.ArgumentTypeError`` with the reason, which argparse prints as a usage
 error (exit 2) before anything heavy is imported.
@@ -6,6 +7,9 @@ error (exit 2) before anything heavy is imported.
 from __future__ import annotations
 
 import argparse
+
+import codec
+from codec import CodecError
 
 
 def number(kind, low: float, high: float = float("inf")):
@@ -58,3 +62,33 @@ def crop(text: str) -> tuple[int, int, int, int]:
     if w < 1 or h < 1:
         raise argparse.ArgumentTypeError("crop width and height must be at least 1")
     return x, y, w, h
+
+
+def _version() -> str:
+    """Package, format, weights, and the runtimes installed (the first is the CPU's default)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        w = codec.weights_info()
+        weights = f"weights {w['name']} {w['sha256'][:12]}" + (f" (step {w['step']})" if w["step"] else "")
+    except CodecError as exc:
+        weights = f"weights unreadable: {exc}"
+    runtimes = []
+    for name in ("onnxruntime", "torch"):
+        try:
+            runtimes.append(f"{name} {version(name)}")
+        except PackageNotFoundError:
+            pass
+    return (f"lic {codec.__version__}, format {codec.FORMAT_VERSION}, {weights}; "
+            f"runtimes {', '.join(runtimes) or 'none installed'}")
+
+
+class VersionAction(argparse.Action):
+    """--version, worked out only when asked (it reads the weights' metadata and package versions)."""
+
+    def __init__(self, option_strings, dest, **kwargs):
+        super().__init__(option_strings, dest, nargs=0, help="print the versions and exit")
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        print(_version())
+        parser.exit()

@@ -19,7 +19,7 @@ import warnings
 import codec
 from codec import CodecError
 
-from .arguments import byte_size, crop, number, size, tile_size
+from .arguments import VersionAction, byte_size, crop, number, size, tile_size
 from .io import (
     OutputExists, Progress, image_bytes, input_file, not_a_lic_name, not_an_image_name, plan_outputs, read_input,
     write_output,
@@ -33,39 +33,9 @@ PER_INPUT_ERRORS = (CodecError, OutputExists, OSError, MemoryError, RuntimeError
 # allocation failures (e.g. a file that claims a huge image), reported for that input like the rest
 
 
-def _version() -> str:
-    """Package, format, weights, and the runtimes installed (the first is the CPU's default)."""
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        w = codec.weights_info()
-        weights = f"weights {w['name']} {w['sha256'][:12]}" + (f" (step {w['step']})" if w["step"] else "")
-    except CodecError as exc:
-        weights = f"weights unreadable: {exc}"
-    runtimes = []
-    for name in ("onnxruntime", "torch"):
-        try:
-            runtimes.append(f"{name} {version(name)}")
-        except PackageNotFoundError:
-            pass
-    return (f"lic {codec.__version__}, format {codec.FORMAT_VERSION}, {weights}; "
-            f"runtimes {', '.join(runtimes) or 'none installed'}")
-
-
-class _VersionAction(argparse.Action):
-    """--version, worked out only when asked (it reads the weights' metadata and package versions)."""
-
-    def __init__(self, option_strings, dest, **kwargs):
-        super().__init__(option_strings, dest, nargs=0, help="print the versions and exit")
-
-    def __call__(self, parser, namespace, values, option_string=None):
-        print(_version())
-        parser.exit()
-
-
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog=PROG, description="lic: a learned image codec")
-    p.add_argument("--version", action=_VersionAction)
+    p.add_argument("--version", action=VersionAction)
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     enc = sub.add_parser("encode", help="compress images to .lic")
@@ -123,6 +93,8 @@ def _parser() -> argparse.ArgumentParser:
 
     sub.add_parser("train", help="train the model (see lic train --help)", add_help=False)
     sub.add_parser("bench", help="rate-distortion vs other codecs (see lic bench --help)", add_help=False)
+    sub.add_parser("compare", help="one image, every codec at lic's size, as an HTML page (see lic compare --help)",
+                   add_help=False)
     return p
 
 
@@ -391,6 +363,10 @@ def main(argv: list[str] | None = None) -> int:
         from benchmarks.rd import main as bench_main
 
         return bench_main(argv[1:])
+    if argv[:1] == ["compare"]:  # the other codecs' adapters live with the bench
+        from benchmarks.pages import main as compare_main
+
+        return compare_main(argv[1:])
     for flag, value in zip(argv, argv[1:]):  # argparse reads "-1,…" as an option and says nothing useful
         if flag == "--crop" and value[:1] == "-" and value[1:2].isdigit():
             print(f"{PROG}: error: argument --crop: {value!r}: X,Y,W,H must not be negative", file=sys.stderr)
