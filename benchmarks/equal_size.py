@@ -22,7 +22,7 @@ from .rd import ms_ssim
 
 # each codec's quality knob, (setting of its smallest file, setting of its largest), integers
 KNOBS = {"jpeg": (1, 100), "webp": (0, 100), "avif": (0, 100), "avif444": (0, 100), "heic": (0, 100),
-         "jxl": (0, 100), "jpeg2000": (2000, 2)}
+         "jxl": (0, 99), "jpeg2000": (2000, 2)}  # jxl: pillow-jxl-plugin refuses quality 100 (lossless needs its flag)
 CLOSE_ENOUGH = 0.03  # within 3 % below lic's bytes counts as equal size
 
 
@@ -101,11 +101,16 @@ def compare(img: Image.Image, lic: codec.Codec, others: list[BenchCodec], *, qua
     budget = len(coded[0].data)
     result = Comparison(img, coded)
     for c in others:
-        setting = setting_at_size(c, img, budget)
-        if setting is None:
-            result.left_out[c.name] = f"its smallest file is {len(c.encode(img, KNOBS[c.name][0]))} bytes, above {budget}"
+        try:
+            setting = setting_at_size(c, img, budget)
+            if setting is None:
+                result.left_out[c.name] = (f"its smallest file is {len(c.encode(img, KNOBS[c.name][0]))} bytes, "
+                                           f"above {budget}")
+                continue
+            one = _timed(c, img, setting, c.description)
+        except Exception as exc:  # a codec library's failure leaves that codec out, said, like a missing one
+            result.left_out[c.name] = f"failed: {type(exc).__name__}: {exc}"
             continue
-        one = _timed(c, img, setting, c.description)
         if len(one.data) < (1 - CLOSE_ENOUGH) * budget:
             one.note = f"nearest setting below: {len(one.data) / budget - 1:+.1%} bytes"
         coded.append(one)
