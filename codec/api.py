@@ -83,7 +83,7 @@ class Codec:
         return src, src.rgb
 
     def _grid_for(self, pixels, tile: int | None) -> TileGrid:
-        return TileGrid.for_image(*image_size(pixels), tile, self.weights.config.halos)
+        return TileGrid.for_image(*image_size(pixels), tile, self.weights.config.halos).checked()
 
     def _quantise(self, y0: np.ndarray, quality: float, grid: TileGrid, pixels, effort: int) -> Latents:
         """y of the padded image → latents; ``effort`` ≥ 1 refines y' against ``pixels`` first."""
@@ -163,8 +163,8 @@ class Codec:
     def _grid(self, parsed: container.LicFile) -> TileGrid:
         h = parsed.header
         if parsed.tile_size is None:
-            return TileGrid.for_image(h.width, h.height, None, self.weights.config.halos)
-        return TileGrid(h.width, h.height, *parsed.tile_size, *self.weights.config.halos)
+            return TileGrid.for_image(h.width, h.height, None, self.weights.config.halos).checked()
+        return TileGrid(h.width, h.height, *parsed.tile_size, *self.weights.config.halos).checked()
 
     def _entropy_decode(self, parsed: container.LicFile, wanted: list[int] | None,
                         partial: bool) -> tuple[Latents, list[int]]:

@@ -89,38 +89,50 @@ def table_index(scale_q: np.ndarray) -> np.ndarray:
     return np.minimum(np.searchsorted(SCALE_THRESHOLDS, np.abs(scale_q), side="left"), SCALE_TABLE_SIZE - 1)
 
 
+CHUNK = 1 << 22  # float64 elements of unfolded windows per matrix product (32 MB): memory stays bounded by it
+
+
 def conv2d(a: np.ndarray, w: np.ndarray, b: np.ndarray | None, stride: int = 1, padding: int = 0) -> np.ndarray:
-    """(C, H, W) ⊛ (O, C, k, k) + b → (O, H', W'), as one matrix product over k×k windows."""
+    """(C, H, W) ⊛ (O, C, k, k) + b → (O, H', W'): matrix products over k×k windows, a band of
+    output rows at a time so that the unfolded windows never exceed CHUNK elements."""
     C, k = a.shape[0], w.shape[-1]
     if padding:
         a = np.pad(a, ((0, 0), (padding, padding), (padding, padding)))
-    if k == 1:
-        windows = a[:, ::stride, ::stride]
-        out_h, out_w = windows.shape[1:]
-        s = w.reshape(len(w), C) @ windows.reshape(C, -1)
-    else:
-        windows = np.lib.stride_tricks.sliding_window_view(a, (k, k), axis=(1, 2))[:, ::stride, ::stride]
-        out_h, out_w = windows.shape[1:3]
-        s = w.reshape(len(w), -1) @ windows.transpose(0, 3, 4, 1, 2).reshape(C * k * k, -1)
+    windows = np.lib.stride_tricks.sliding_window_view(a, (k, k), axis=(1, 2))[:, ::stride, ::stride]
+    out_h, out_w = windows.shape[1:3]
+    kernel = w.reshape(len(w), -1)
+    out = np.empty((len(w), out_h, out_w))
+    rows = max(1, CHUNK // max(1, C * k * k * out_w))
+    for r in range(0, out_h, rows):
+        band = windows[:, r : r + rows]
+        out[:, r : r + rows] = (kernel @ band.transpose(0, 3, 4, 1, 2).reshape(C * k * k, -1)).reshape(len(w), -1, out_w)
     if b is not None:
-        s += b[:, None]
-    return s.reshape(len(w), out_h, out_w)
+        out += b[:, None, None]
+    return out
 
 
 def conv_transpose2d(a: np.ndarray, w: np.ndarray, b: np.ndarray, stride: int, padding: int,
                      output_padding: int) -> np.ndarray:
-    """(C, H, W) transposed-convolved with (C, O, k, k) + b, as torch's conv_transpose2d: one
-    matrix product gives every input's k×k contribution, which are then added at stride."""
+    """(C, H, W) transposed-convolved with (C, O, k, k) + b, as torch's conv_transpose2d: a matrix
+    product gives each input's k×k contributions, added at stride; a band of input rows at a
+    time, so that the contributions held never exceed CHUNK elements."""
     C, H, W = a.shape
     O, k = w.shape[1], w.shape[-1]
-    parts = (w.reshape(C, O * k * k).T @ a.reshape(C, H * W)).reshape(O, k, k, H, W)
+    kernel = w.reshape(C, O * k * k).T
     full = np.zeros((O, (H - 1) * stride + k, (W - 1) * stride + k))
-    for i in range(k):
-        for j in range(k):
-            full[:, i : i + (H - 1) * stride + 1 : stride, j : j + (W - 1) * stride + 1 : stride] += parts[:, i, j]
+    rows = max(1, CHUNK // max(1, O * k * k * W))
+    for r in range(0, H, rows):
+        n = min(rows, H - r)
+        parts = (kernel @ a[:, r : r + n].reshape(C, n * W)).reshape(O, k, k, n, W)
+        for i in range(k):
+            for j in range(k):
+                top = r * stride + i
+                full[:, top : top + (n - 1) * stride + 1 : stride, j : j + (W - 1) * stride + 1 : stride] += parts[:, i, j]
     out_h = (H - 1) * stride - 2 * padding + k + output_padding
     out_w = (W - 1) * stride - 2 * padding + k + output_padding
-    return full[:, padding : padding + out_h, padding : padding + out_w] + b[:, None, None]
+    out = full[:, padding : padding + out_h, padding : padding + out_w]  # a view: no second copy
+    out += b[:, None, None]
+    return out
 
 
 class ExactHyperSynthesis:

@@ -18,7 +18,7 @@ step (every element's table follows from ẑ alone); a context model
 """
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -64,7 +64,7 @@ class ProbabilityPath:
 
     profile: str
 
-    def step_masks(self, shape: tuple[int, int, int]) -> list[np.ndarray | None]:
+    def step_masks(self, shape: tuple[int, int, int]) -> Iterable[np.ndarray | None]:
         """The elements of a (M, h, w) y that each step codes, in coding order (None: all)."""
         return [None]
 
@@ -129,27 +129,26 @@ class ContextPath(ExactPath):
         super().__init__(weights)
         self.context = ExactContext(weights, groups)
 
-    def step_masks(self, shape: tuple[int, int, int]) -> list[np.ndarray]:
+    def step_masks(self, shape: tuple[int, int, int]) -> Iterator[np.ndarray]:
+        """One mask at a time (a generator): ten of a large tile's would each be as big as y."""
         anchor = anchor_mask(*shape[1:])
-        masks = []
         for start, end in self.context.bounds:
             for half in (anchor, ~anchor):
                 mask = np.zeros(shape, dtype=bool)
                 mask[start:end] = half
-                masks.append(mask)
-        return masks
+                yield mask
 
     def walk(self, z_sym: np.ndarray, visit: Visit) -> TileCode:
         """The steps of :meth:`step_masks` in order; each step's means and tables from ẑ and the
         symbols visited before it (the encoder, decoder and sampler all come through here)."""
         hyper_mean, hyper_scale = self.network.integer(z_sym)
-        hyper_scale = np.abs(hyper_scale)
+        np.abs(hyper_scale, out=hyper_scale)
         M, h, w = hyper_mean.shape
         anchor = anchor_mask(h, w)
         halves = [np.flatnonzero(half) for half in (anchor, ~anchor)]  # flat positions
         cross = cross_neighbours(h, w, halves[1])
         mean_q = np.zeros((M, h * w))
-        index = np.zeros((M, h * w), dtype=np.int64)
+        index = np.zeros((M, h * w), dtype=np.uint8)  # 64 tables: a byte each (a large tile's y is millions)
         y = np.zeros((M, h, w), dtype=np.int32)
         masks = iter(self.step_masks((M, h, w)))
         decoded = []

@@ -79,7 +79,9 @@ class TiledTransforms:
         out = np.empty((region.y1 - region.y0, region.x1 - region.x0, 3), dtype=np.uint8)
         pieces = TileGrid(grid.width, grid.height, min(grid.tile_w, DEFAULT_TILE), min(grid.tile_h, DEFAULT_TILE),
                           grid.analysis_halo, grid.synthesis_halo)
-        for batch in self._batches(pieces.covering(region), pieces.synthesis_window):
+        gone = set(lost)  # pieces wholly inside lost tiles are only painted: a broken file costs no synthesis
+        todo = [i for i in pieces.covering(region) if not gone or not set(grid.covering(pieces.box(i))) <= gone]
+        for batch in self._batches(todo, pieces.synthesis_window):
             windows = [pieces.synthesis_window(i) for i in batch]
             xs = self.backend.synthesis(np.concatenate([y_hat[(Ellipsis, *w.slices)] for w in windows]))
             for x, i, win in zip(xs, batch, windows):

@@ -19,11 +19,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .errors import CodecError
+
 STRIDE = 64  # total downsampling of z: tile sides and padded images are multiples of it
 LATENT = 16  # downsampling of y
 ANALYSIS_HALO = 32  # pixels (a multiple of LATENT keeps the stride phase of the whole image)
 SYNTHESIS_HALO = 2  # latents
 DEFAULT_TILE = 1024
+MAX_TILE_PIXELS = 4096 * 4096  # one tile at most: its probability path holds ~0.1 KB per pixel (measured ~1 GB at 4096²)
 
 
 def padded(size: int) -> int:
@@ -93,6 +96,21 @@ class TileGrid:
     @property
     def single(self) -> bool:
         return self.cols == 1 and self.rows == 1
+
+    @property
+    def tile_pixels(self) -> int:
+        """Pixels of the largest tile (padded): what one tile's probability path holds at once."""
+        limit = self.padded_box
+        return min(self.tile_w, limit.x1) * min(self.tile_h, limit.y1)
+
+    def checked(self) -> TileGrid:
+        """This grid; CodecError where a tile exceeds MAX_TILE_PIXELS, whose probability path
+        would hold more memory than the codec allows itself (docs/FORMAT.md, "Tiles")."""
+        if self.tile_pixels > MAX_TILE_PIXELS:
+            side = min(self.tile_w, self.padded_box.x1), min(self.tile_h, self.padded_box.y1)
+            raise CodecError(f"a tile of {side[0]}x{side[1]} pixels exceeds the limit of {MAX_TILE_PIXELS:,} "
+                             "pixels per tile (4096x4096): code large images in tiles")
+        return self
 
     @property
     def cols(self) -> int:

@@ -47,7 +47,7 @@ def test_files_round_trip_and_say_format_1_3(context_codec, photo, tile):
 
 
 def test_the_steps_are_each_groups_anchors_then_the_rest(context_codec):
-    masks = context_codec.paths["int"].step_masks((12, 5, 6))
+    masks = list(context_codec.paths["int"].step_masks((12, 5, 6)))
     assert len(masks) == 2 * len(GROUPS)
     assert np.array_equal(np.sum(masks, axis=0), np.ones((12, 5, 6)))  # every element exactly once
     anchor = anchor_mask(5, 6).numpy()[0, 0]
@@ -68,7 +68,7 @@ def test_a_step_depends_only_on_the_steps_before_it(context_codec, photo):
     path = context_codec.paths["int"]
     tile = context_codec.to_latents(photo, 40, tile=None).tiles[0]
     z = tile.z
-    masks = path.step_masks(tile.y.shape)
+    masks = list(path.step_masks(tile.y.shape))
     mean, index = _walk(path, z, tile.y)
     for j in (1, 2, 4):  # change the symbols of step j: steps ≤ j keep their tables and means
         changed = tile.y.copy()

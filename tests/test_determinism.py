@@ -125,22 +125,25 @@ def test_the_exact_layers_are_the_modules_of_h_s(torch_lic):
         assert getattr(module, "output_padding", (0, 0)) == (output_padding, output_padding)
 
 
-def test_numpy_convolutions_are_torch_s():
-    """The exact path's convolutions (numpy, float64) give torch's float64 results on integers."""
+@pytest.mark.parametrize("chunk", [1 << 22, 64])
+def test_numpy_convolutions_are_torch_s(monkeypatch, chunk):
+    """The exact path's convolutions (numpy, float64) give torch's float64 results on integers,
+    whether they run in one matrix product or in bands of rows (``chunk``: bounded memory)."""
     import torch.nn.functional as F
-    from codec.exact import conv2d, conv_transpose2d
+    from codec import exact
 
+    monkeypatch.setattr(exact, "CHUNK", chunk)
     rng = np.random.default_rng(0)
     a = rng.integers(-2**20, 2**20, (6, 7, 9)).astype(np.float64)
     for k, stride, padding in ((3, 1, 1), (5, 2, 2), (1, 1, 0)):
         w = rng.integers(-2**14, 2**14, (4, 6, k, k)).astype(np.float64)
         b = rng.integers(-2**24, 2**24, 4).astype(np.float64)
         ref = F.conv2d(torch.from_numpy(a)[None], torch.from_numpy(w), torch.from_numpy(b), stride, padding)[0]
-        assert np.array_equal(conv2d(a, w, b, stride, padding), ref.numpy())
+        assert np.array_equal(exact.conv2d(a, w, b, stride, padding), ref.numpy())
     w = rng.integers(-2**14, 2**14, (6, 4, 5, 5)).astype(np.float64)
     b = rng.integers(-2**24, 2**24, 4).astype(np.float64)
     ref = F.conv_transpose2d(torch.from_numpy(a)[None], torch.from_numpy(w), torch.from_numpy(b), 2, 2, 1)[0]
-    assert np.array_equal(conv_transpose2d(a, w, b, 2, 2, 1), ref.numpy())
+    assert np.array_equal(exact.conv_transpose2d(a, w, b, 2, 2, 1), ref.numpy())
 
 
 def test_verify_checks_the_round_trip(lic, photo, monkeypatch):

@@ -1,0 +1,80 @@
+"""Small files that claim big images: refused or decoded with bounded work (issue 34's reproductions).
+
+The limits tested here: one tile holds at most MAX_TILE_PIXELS (its probability path is
+evaluated at once), and a partial decode of a structurally broken file synthesises nothing
+for tiles it could not decode.
+"""
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import codec
+from codec import container
+from codec.errors import DamagedTilesWarning
+from codec.tiling import MAX_TILE_PIXELS
+
+
+def _claim(lic, width: int, height: int, tiles=None, tile: int | None = None) -> bytes:
+    header = container.Header(width, height, "RGB", 50, lic.weights.name, lic.weights.sha256, "int",
+                              container.CONTEXT_SINCE)
+    return container.pack(container.LicFile(header, {}, tiles or [(b"\0", b"\0")], tile and (tile, tile)))
+
+
+@pytest.mark.parametrize("side", [8192, 13000])
+def test_a_single_tile_beyond_the_limit_is_refused_from_the_header(lic, side):
+    data = _claim(lic, side, side)
+    assert len(data) < 100
+    with pytest.raises(codec.CodecError, match="per tile"):
+        lic.decode(data)
+    with pytest.raises(codec.CodecError, match="per tile"):
+        lic.entropy_decode(data, partial=True)
+    with Image.open(io.BytesIO(data)) as im:  # Pillow: its own error type, the same reason
+        assert im.size == (side, side)
+        with pytest.raises(OSError, match="per tile"):
+            im.load()
+
+
+def test_the_encoder_does_not_write_tiles_beyond_the_limit(lic):
+    side = 4160  # 65 × 64: one tile of it would exceed 4096 × 4096
+    assert side * side > MAX_TILE_PIXELS
+    pixels = np.zeros((side, side, 3), dtype=np.uint8)
+    with pytest.raises(codec.CodecError, match="code large images in tiles"):
+        lic.encode(pixels, 10, tile=None)
+    with pytest.raises(codec.CodecError, match="per tile"):
+        lic.encode(pixels, 10, tile=8192)
+
+
+def test_many_empty_tiles_fail_at_the_first(lic):
+    data = _claim(lic, 13000, 13000, [(b"", b"")] * 169, 1024)
+    assert len(data) < 4000
+    with pytest.raises(codec.CorruptFileError, match="tile 0"):
+        lic.decode(data)
+
+
+def test_a_broken_file_decoded_partially_synthesises_nothing_it_lost(lic, monkeypatch):
+    """The grid and one bare tile chunk claiming 4096²: every tile is lost, so no g_s runs at all
+    (the time is the gray image's, not a 16-megapixel synthesis)."""
+    full = _claim(lic, 4096, 4096, [(b"", b"")] * 16, 1024)
+    broken = full[: full.index(container.TILE) + 20]
+    calls = []
+    monkeypatch.setattr(lic.backend, "synthesis", lambda y: calls.append(y.shape) or np.zeros(0))
+    with pytest.warns(DamagedTilesWarning, match="16 damaged"):
+        image = lic.decode(broken, partial=True)
+    assert image.size == (4096, 4096) and calls == []
+    assert np.all(np.asarray(image.resize((8, 8))) == 128)
+
+
+def test_a_partly_lost_file_synthesises_only_what_survived(lic, sample_image, monkeypatch):
+    data = bytearray(lic.encode(sample_image.crop((0, 0, 256, 128)), 40, tile=128))
+    second = data.index(container.TILE, data.index(container.TILE) + 4)
+    data[second + 12] ^= 0xFF  # the second tile's CRC no longer matches
+    calls = []
+    synthesis = lic.backend.synthesis
+    monkeypatch.setattr(lic.backend, "synthesis", lambda y: calls.append(y.shape) or synthesis(y))
+    with pytest.warns(DamagedTilesWarning, match="tile 1"):
+        image = np.asarray(lic.decode(bytes(data), partial=True))
+    assert len(calls) == 1 and (image[:, 128:] == 128).all() and not (image[:, :128] == 128).all()
