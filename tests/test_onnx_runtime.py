@@ -110,3 +110,57 @@ def test_graphs_hold_no_weights():
     for name in SHIPPED:
         for transform in TRANSFORMS:
             assert (WEIGHTS_DIR / name).with_suffix(f".{transform}.onnx").stat().st_size < 32 << 10
+
+
+def test_g_s_has_no_transposed_convolutions():
+    """g_s's ConvTransposes are exported as sub-pixel convolutions (onnxruntime's ConvTranspose holds a
+    C_out·25 × H·W column buffer: ~120 MB more peak memory on a Kodak image), their kernels still the file's."""
+    onnx = pytest.importorskip("onnx")
+    for name in SHIPPED:
+        model = onnx.load(str(WEIGHTS_DIR / name.replace(".safetensors", ".g_s.onnx")), load_external_data=False)
+        ops = [n.op_type for n in model.graph.node]
+        assert "ConvTranspose" not in ops and ops.count("DepthToSpace") == 4, name
+        external = {i.name for i in model.graph.initializer if i.data_location == onnx.TensorProto.EXTERNAL}
+        assert {f"g_s.{i}.weight" for i in (0, 2, 4, 6)} <= external, name
+
+
+@pytest.mark.parametrize("stored", ["float16", "float32"])
+@pytest.mark.parametrize("bias", [True, False])
+def test_subpixel_rewrite_matches_conv_transpose(stored, bias):
+    """The rewrite computes torch's ConvTranspose2d(5, stride 2, padding 2, output_padding 1) to rounding,
+    from a kernel stored as fp16 (then Cast, as the exported graphs) or fp32."""
+    onnx = pytest.importorskip("onnx")
+    torch = pytest.importorskip("torch")
+    import onnxruntime as ort
+    from onnx import TensorProto, helper, numpy_helper
+
+    from codec.training.export_onnx import subpixel_deconvs
+
+    rng = np.random.default_rng(0)
+    cin, cout = 6, 5
+    w = rng.standard_normal((cin, cout, 5, 5)).astype(stored)
+    b = rng.standard_normal(cout).astype(np.float32)
+    x = rng.standard_normal((2, cin, 7, 4)).astype(np.float32)
+    inits, nodes, kernel = [numpy_helper.from_array(w, "w")], [], "w"
+    if stored == "float16":
+        nodes.append(helper.make_node("Cast", ["w"], ["w.float"], to=TensorProto.FLOAT))
+        kernel = "w.float"
+    inputs = ["x", kernel]
+    if bias:
+        inits.append(numpy_helper.from_array(b, "b"))
+        inputs.append("b")
+    nodes.append(helper.make_node("ConvTranspose", inputs, ["out"], name="deconv", kernel_shape=[5, 5], strides=[2, 2],
+                                  pads=[2, 2, 2, 2], output_padding=[1, 1]))
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, cin, None, None])],
+                              [helper.make_tensor_value_info("out", TensorProto.FLOAT, [None, cout, None, None])], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    assert subpixel_deconvs(model) == 1
+    onnx.checker.check_model(model, full_check=True)
+    ops = [n.op_type for n in model.graph.node]
+    assert "ConvTranspose" not in ops and ops.count("Cast") == (stored == "float16")
+    out = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+    ref = torch.nn.functional.conv_transpose2d(torch.from_numpy(x).double(), torch.from_numpy(w.astype(np.float64)),
+                                               torch.from_numpy(b).double() if bias else None,
+                                               stride=2, padding=2, output_padding=1).numpy()
+    assert out.shape == ref.shape == (2, cout, 14, 8)
+    assert np.abs(out - ref).max() < 1e-5 * np.abs(ref).max()

@@ -1,16 +1,20 @@
 """Long-running fuzzer for the .lic parser and decoder (not part of the quick suite).
 
-    python tests/fuzz/fuzz_decoder.py --minutes 10 [--seed 0] [--timeout 10] [--memory-gib 3]
+    python tests/fuzz/fuzz_decoder.py --minutes 10 [--seed 0] [--timeout 10] [--memory-gib 1.5]
 
 Inputs are made from valid seed files (L, LA, RGB, RGBA; several sizes and qualities) by
 byte-level mutations (flip, overwrite, truncate, insert, delete, splice two files) and by
 structure-aware ones whose CRCs are recomputed afterwards, so the damage reaches the
 entropy decoder, the alpha inflater and the header checks instead of stopping at a CRC:
 header fields (size, mode, quality, profile, name length), chunk payloads, chunk order,
-duplicated or dropped chunks.
+duplicated or dropped chunks; and claims: tiny files whose headers claim large images (up to
+the codec's pixel limit) with empty or few-byte streams, as one big tile or many empty tiles.
 
-Every input must end in success or ``codec.CodecError`` within ``--timeout`` seconds and
-under the address-space cap; anything else (another exception, a hang, MemoryError) is
+Each input goes through one of the decoder's entry points, chosen at random: ``decode``,
+``decode(partial=True)``, ``decode(crop=…)`` or Pillow's ``Image.open(…).load()``.  It must
+end in success or ``codec.CodecError`` (``OSError`` through Pillow) within ``--timeout``
+seconds plus 2 s per claimed megapixel (decoding time grows with the pixels, as PNG's does)
+and under the address-space cap; anything else (another exception, a hang, MemoryError) is
 saved to ``tests/fuzz/crashes/`` and counted.  The exit code is 1 if anything was found.
 """
 from __future__ import annotations
@@ -31,11 +35,9 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent.parent))
 
-import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
 
 import codec  # noqa: E402
-from codec.errors import DamagedTilesWarning  # noqa: E402
 
 
 class Hang(Exception):
@@ -116,13 +118,64 @@ def mutate(rng: random.Random, pool: list[bytes]) -> bytes:
     return bytes(data)
 
 
+def claim(rng: random.Random, lic: codec.Codec) -> bytes:
+    """A tiny, well-formed file claiming a large image: one tile (up to the tile limit and past
+    it) or a grid of empty or few-byte tiles (up to the pixel limit)."""
+    from codec import container
+
+    width, height = (rng.choice([rng.randint(1, 20000), 1 << rng.randint(6, 14)]) for _ in range(2))
+    if width * height > codec.MAX_PIXELS:
+        width = max(1, codec.MAX_PIXELS // height)
+    header = container.Header(width, height, rng.choice(container.MODES), rng.uniform(0, 100), lic.weights.name,
+                              lic.weights.sha256, "int", container.CONTEXT_SINCE)
+    junk = lambda: rng.randbytes(rng.choice([0, 1, 4, 9]))  # noqa: E731
+    chunks = {container.ALPHA: junk()} if header.mode in ("LA", "RGBA") else {}
+    if rng.random() < 0.4:
+        return container.pack(container.LicFile(header, chunks, [(junk(), junk())]))
+    tile = 64 * rng.randint(1, 64)
+    count = (-(-width // tile)) * (-(-height // tile))
+    if count > 4096:  # keep the file tiny: claim the grid, hold a few tiles (a structurally broken file)
+        data = container.pack(container.LicFile(header, chunks, [(b"", b"")] * count, (tile, tile)))
+        return data[: data.index(container.TILE) + rng.randint(0, 64)]
+    return container.pack(container.LicFile(header, chunks, [(junk(), junk())] * count, (tile, tile)))
+
+
+def claimed_pixels(data: bytes) -> int:
+    try:
+        h = codec.read_header(data)
+        return h.width * h.height
+    except codec.CodecError:
+        return 0
+
+
+def decode_one(lic: codec.Codec, data: bytes, entry: str):
+    """One input through one entry point: plain, partial, crop (a random region) or Pillow."""
+    if entry == "pillow":
+        import io
+
+        try:
+            with Image.open(io.BytesIO(data)) as im:
+                im.load()
+                return im.copy()
+        except (OSError, Image.DecompressionBombError, ValueError, SyntaxError) as exc:
+            raise codec.CodecError(f"Pillow: {type(exc).__name__}") from exc
+    if entry == "crop":
+        try:
+            h = codec.read_header(data)
+        except codec.CodecError:
+            return lic.decode(data)
+        x, y = random.randrange(h.width), random.randrange(h.height)
+        return lic.decode(data, crop=(x, y, random.randint(1, h.width - x), random.randint(1, h.height - y)))
+    return lic.decode(data, partial=entry == "partial")
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--minutes", type=float, default=10)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--inputs", type=int, default=None, help="stop after this many inputs (or --minutes)")
     p.add_argument("--timeout", type=int, default=10, help="seconds allowed per input")
-    p.add_argument("--memory-gib", type=float, default=3, help="address-space cap beyond start-up")
+    p.add_argument("--memory-gib", type=float, default=1.5, help="address-space cap beyond start-up")
     args = p.parse_args(argv)
     lic = codec.Codec()
     pool = seeds(lic)
@@ -140,16 +193,17 @@ def main(argv=None) -> int:
     found = 0
     crashes = HERE / "crashes"
     end = time.monotonic() + args.minutes * 60
+    entries = ["plain"] * 4 + ["partial"] * 3 + ["crop"] * 2 + ["pillow"]
     while time.monotonic() < end and (args.inputs is None or sum(outcomes.values()) < args.inputs):
-        data = mutate(rng, pool)
-        signal.alarm(args.timeout)
-        partial = rng.random() < 0.3
+        data = claim(rng, lic) if rng.random() < 0.05 else mutate(rng, pool)
+        entry = rng.choice(entries)
+        signal.alarm(args.timeout + 2 * claimed_pixels(data) // 10**6)
         try:
             with warnings.catch_warnings():
-                warnings.simplefilter("ignore", DamagedTilesWarning)
-                image = lic.decode(data, partial=partial)
-            outcomes["decoded"] += 1
-            assert isinstance(image, Image.Image) and np.asarray(image).size
+                warnings.simplefilter("ignore")  # damaged tiles, Pillow's bomb warning
+                image = decode_one(lic, data, entry)
+            outcomes[f"decoded ({entry})"] += 1
+            assert isinstance(image, Image.Image) and image.width * image.height  # no copy of a huge image
         except codec.CodecError as exc:
             outcomes[f"CodecError: {str(exc).split('(')[0].strip()[:50]}"] += 1
         except (Hang, MemoryError, Exception) as exc:  # everything else is a finding
@@ -157,8 +211,8 @@ def main(argv=None) -> int:
             crashes.mkdir(exist_ok=True)
             name = crashes / f"{hashlib.sha256(data).hexdigest()[:16]}.lic"
             name.write_bytes(data)
-            outcomes[f"FOUND {type(exc).__name__}"] += 1
-            print(f"found {type(exc).__name__}: {exc} -> {name}", file=sys.stderr)
+            outcomes[f"FOUND {type(exc).__name__} ({entry})"] += 1
+            print(f"found {type(exc).__name__} ({entry}): {exc} -> {name}", file=sys.stderr)
         finally:
             signal.alarm(0)
     total = sum(outcomes.values())
