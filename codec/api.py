@@ -23,7 +23,7 @@ from .container import MAX_PIXELS
 from .errors import CodecError, DamagedTilesWarning, WeightsMismatchError
 from .backends import frozen_weights, make_backend
 from .inputs import DEFAULT_QUALITY, EncodeOptions, bisect_quality, checked_profile, codec_call, crop_box, read_bytes
-from .latent_coding import check_round_trip, decode_tiles, dequantised, encode_tile, level, quantise, where
+from .latent_coding import TileSource, check_round_trip, decode_tiles, encode_tile, level, quantise, tile_decoder, where
 from .latents import Latents
 from .lic_file import finish_image, pack_image
 from .probability import path_for, probability_paths
@@ -166,9 +166,14 @@ class Codec:
             return TileGrid.for_image(h.width, h.height, None, self.weights.config.halos).checked()
         return TileGrid(h.width, h.height, *parsed.tile_size, *self.weights.config.halos).checked()
 
-    def _entropy_decode(self, parsed: container.LicFile, wanted: list[int] | None,
-                        partial: bool) -> tuple[Latents, list[int]]:
-        """Streams → latents of the ``wanted`` tiles, and the tiles found damaged (``partial``)."""
+    def _entropy_decode(self, parsed: container.LicFile, wanted, partial: bool) -> tuple[Latents, list[int]]:
+        """Streams → latents of the ``wanted`` tiles (all: None), and the tiles found damaged (``partial``)."""
+        grid, h = self._checked_grid(parsed), parsed.header
+        tiles, damaged = decode_tiles(self.weights, path_for(self.paths, h), grid, parsed.tiles, wanted, partial)
+        return Latents(tiles, grid, h.quality, h.profile, self.weights.sha256), damaged
+
+    def _checked_grid(self, parsed: container.LicFile) -> TileGrid:
+        """The file's tile grid, once its weights and pixel count are known to be this codec's."""
         h = parsed.header
         if not h.made_with(self.weights.sha256):
             made = f"{h.model_name}, " if h.model_name else ""
@@ -176,9 +181,7 @@ class Codec:
                 f"file was made with other weights ({made}{h.weights_sha256.hex()[:12]}); "
                 f"loaded {self.weights.name} ({self.weights.sha256.hex()[:12]})")
         self._check_pixels(h.width, h.height)
-        grid = self._grid(parsed)
-        tiles, damaged = decode_tiles(self.weights, path_for(self.paths, h), grid, parsed.tiles, wanted, partial)
-        return Latents(tiles, grid, h.quality, h.profile, self.weights.sha256), damaged
+        return self._grid(parsed)
 
     def _codec_for(self, weights: bytes) -> Codec:
         """The Codec of the weights a header's id or a Latents' sha names: this one or a shipped one."""
@@ -188,9 +191,8 @@ class Codec:
 
     def _synthesis(self, lat: Latents, region: Box | None = None) -> np.ndarray:
         """g_s over halo windows → uint8 (h, w, 3) of ``region`` (default: all)."""
-        region = region or Box(0, 0, lat.width, lat.height)
-        lost = [i for i, t in enumerate(lat.tiles) if t is None]
-        return self.transforms.synthesis(dequantised(self.weights, self.backend, lat), lat.grid, region, lost)
+        source = TileSource(self.weights, self.backend, lat.grid, lat.quality, lat.tiles.__getitem__)
+        return self.transforms.synthesis(source, lat.grid, region or Box(0, 0, lat.width, lat.height))
 
     @codec_call
     def decode(self, data, *, crop: tuple[int, int, int, int] | None = None, partial: bool = False) -> Image.Image:
@@ -203,16 +205,15 @@ class Codec:
         parsed = container.unpack(data := read_bytes(data), partial=partial)  # read once: file objects
         if (lic := self._codec_for(parsed.header.weights_sha256)) is not self:
             return lic.decode(data, crop=crop, partial=partial)
-        h = parsed.header
-        self._check_pixels(h.width, h.height)
-        region = crop_box(crop, h.width, h.height)
-        grid = self._grid(parsed)
-        wanted = None if crop is None else grid.context(grid.covering(region))
-        lat, damaged = self._entropy_decode(parsed, wanted, partial)
-        if damaged:
+        grid, h = self._checked_grid(parsed), parsed.header
+        region = crop_box(crop, h.width, h.height)  # tiles decoded as the windows reach them: only the crop's
+        decode = tile_decoder(self.weights, path_for(self.paths, h), grid, parsed.tiles, partial)
+        source = TileSource(self.weights, self.backend, grid, h.quality, decode)
+        rgb = self.transforms.synthesis(source, grid, region)
+        if damaged := sorted(source.lost):
             places = ", ".join(where(grid, i) for i in damaged)
             warnings.warn(f"{len(damaged)} damaged tile(s) painted gray: {places}", DamagedTilesWarning, stacklevel=2)
-        return finish_image(parsed, self._synthesis(lat, region), region)
+        return finish_image(parsed, rgb, region)
 
     def score(self, image, quality: float = DEFAULT_QUALITY) -> float:
         """Bits per pixel the learned prior needs for ``image``: how typical it is (codec.prior)."""

@@ -9,6 +9,8 @@ differ only in the visit (round the encoder's latent / read the stream)::
 """
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
 from .coder import SymbolReader, SymbolWriter, decode_symbols, encode_symbols
@@ -97,34 +99,76 @@ def where(grid: TileGrid, index: int) -> str:
     return f"tile {index} (row {r}, column {c})"
 
 
-def decode_tiles(weights, path: ProbabilityPath, grid: TileGrid, streams: list, wanted: list[int] | None,
-                 partial: bool) -> tuple[list[TileLatents | None], list[int]]:
-    """Streams → latents of the ``wanted`` tiles (all by default), and those found damaged.
-
-    Without ``partial`` the first damaged tile raises CorruptFileError naming it.
-    """
-    tiles: list[TileLatents | None] = [None] * len(grid)
-    damaged = []
-    for i in range(len(grid)) if wanted is None else wanted:
+def tile_decoder(weights, path: ProbabilityPath, grid: TileGrid, streams: list, partial: bool
+                 ) -> Callable[[int], TileLatents | None]:
+    """``decode(i)``: tile i's latents from its streams; None for a damaged tile with ``partial``,
+    else CorruptFileError naming it."""
+    def decode(i: int) -> TileLatents | None:
         try:
             if streams[i] is None:
                 raise CorruptFileError("damaged chunk")
-            tiles[i] = decode_tile(weights, path, streams[i], grid.box(i))
+            return decode_tile(weights, path, streams[i], grid.box(i))
         except CorruptFileError as exc:
             if not partial:
                 raise exc if grid.single else CorruptFileError(where(grid, i) + f": {exc}") from None
-            damaged.append(i)
-    return tiles, damaged
+            return None
+    return decode
 
 
-def dequantised(weights, backend, lat: Latents) -> np.ndarray:
-    """ŷ = (y_sym + mean) × inv_gain (1, M, h, w) float32 over the padded image; zeros where a tile is missing."""
-    full = lat.grid.padded_box.scaled(LATENT)
-    y_hat = np.zeros((1, weights.config.M, full.y1, full.x1), dtype=np.float32)
-    for i, t in enumerate(lat.tiles):
-        if t is not None:
-            y_hat[(Ellipsis, *lat.grid.box(i).scaled(LATENT).slices)] = t.y[None].astype(np.float32) + t.y_mean
-    return y_hat * backend.inv_gain(level(weights, lat.quality))[None, :, None, None]
+def decode_tiles(weights, path: ProbabilityPath, grid: TileGrid, streams: list, wanted: list[int] | None,
+                 partial: bool) -> tuple[list[TileLatents | None], list[int]]:
+    """Streams → the latents of the ``wanted`` tiles (all by default), and those found damaged
+    (None with ``partial``)."""
+    decode = tile_decoder(weights, path, grid, streams, partial)
+    wanted = range(len(grid)) if wanted is None else set(wanted)
+    tiles = [decode(i) if i in wanted else None for i in range(len(grid))]
+    return tiles, [i for i in wanted if tiles[i] is None]
+
+
+class TileSource:
+    """ŷ = (y_sym + mean) × inv_gain over latent windows, assembled from tiles that ``fetch(i)``
+    gives (decoding them, or from a :class:`Latents`) when a window first needs them, and dropped
+    after the last window that needs them: a decoder holds the latents of the tiles a row of
+    windows spans, not the image's (:meth:`codec.tiled.TiledTransforms.synthesis` plans the order).
+
+    ``lost``: the tiles ``fetch`` had none of (damaged, or not decoded), in the order found.
+    """
+
+    def __init__(self, weights, backend, grid: TileGrid, quality: float,
+                 fetch: Callable[[int], TileLatents | None]):
+        self.grid, self.fetch, self.M = grid, fetch, weights.config.M
+        self.inv_gain = backend.inv_gain(level(weights, quality))[None, :, None, None]
+        self.cache: dict[int, TileLatents | None] = {}
+        self.last_use: dict[int, int] = {}
+        self.lost: list[int] = []
+
+    def tiles(self, win: Box) -> list[int]:
+        """The tiles a latent window reads."""
+        return self.grid.covering(Box(win.x0 * LATENT, win.y0 * LATENT, win.x1 * LATENT, win.y1 * LATENT))
+
+    def plan(self, windows: list[Box]) -> None:
+        """The windows in the order :meth:`window` will be asked for them (for dropping tiles)."""
+        for k, win in enumerate(windows):
+            for i in self.tiles(win):
+                self.last_use[i] = k
+
+    def window(self, k: int, win: Box) -> np.ndarray:
+        """ŷ of the ``k``-th planned window (latent units), (1, M, h, w) float32; zeros where tiles are lost."""
+        y = np.zeros((1, self.M, win.y1 - win.y0, win.x1 - win.x0), dtype=np.float32)
+        for i in self.tiles(win):
+            if i not in self.cache:
+                self.cache[i] = self.fetch(i)
+                if self.cache[i] is None:
+                    self.lost.append(i)
+            t = self.cache[i]
+            if t is not None:
+                box = self.grid.box(i).scaled(LATENT)
+                part = box.clipped(win)
+                y[(Ellipsis, *part.inside(win).slices)] = (t.y[None].astype(np.float32) + t.y_mean)[
+                    (Ellipsis, *part.inside(box).slices)]
+            if self.last_use.get(i, k) <= k:
+                del self.cache[i]
+        return y * self.inv_gain
 
 
 def level(weights, quality: float) -> float:

@@ -48,7 +48,11 @@ class TiledTransforms:
         self.backend, self.M = backend, M
 
     def _batches(self, indexes, window_of):
-        """Tile indexes grouped by window shape, at most ``backend.batch`` per group."""
+        """Tile indexes grouped by window shape, at most ``backend.batch`` per group; one by one,
+        in the given (raster) order, where the backend takes one at a time."""
+        if self.backend.batch == 1:
+            yield from ([i] for i in indexes)
+            return
         groups: dict[tuple[int, int], list[int]] = {}
         for i in indexes:
             w = window_of(i)
@@ -69,27 +73,38 @@ class TiledTransforms:
                     grid.analysis_window(i)).scaled(LATENT).slices)]
         return y
 
-    def synthesis(self, y_hat: np.ndarray, grid: TileGrid, region: Box, lost: list[int]) -> np.ndarray:
-        """g_s of ŷ (1, M, …) of the padded image → uint8 (h, w, 3) pixels of ``region``.
+    def synthesis(self, source, grid: TileGrid, region: Box) -> np.ndarray:
+        """g_s of the ŷ windows ``source`` (:class:`codec.latent_coding.TileSource`) assembles →
+        uint8 (h, w, 3) pixels of ``region``.
 
         The windows follow the file's tiles but never exceed DEFAULT_TILE: a single-tile
         file of a large image is synthesised piece by piece too, so memory stays bounded.
-        Tiles in ``lost`` (damaged, not decoded) are painted mid-gray.
+        Pieces run in raster order (on a CPU; batches of equal shape on a GPU), so the source
+        holds the latents of about one row of tiles.  Tiles the source lost (damaged, not
+        decoded) are painted mid-gray; a piece wholly inside them is not synthesised at all.
         """
         out = np.empty((region.y1 - region.y0, region.x1 - region.x0, 3), dtype=np.uint8)
         pieces = TileGrid(grid.width, grid.height, min(grid.tile_w, DEFAULT_TILE), min(grid.tile_h, DEFAULT_TILE),
                           grid.analysis_halo, grid.synthesis_halo)
-        gone = set(lost)  # pieces wholly inside lost tiles are only painted: a broken file costs no synthesis
-        todo = [i for i in pieces.covering(region) if not gone or not set(grid.covering(pieces.box(i))) <= gone]
-        for batch in self._batches(todo, pieces.synthesis_window):
-            windows = [pieces.synthesis_window(i) for i in batch]
-            xs = self.backend.synthesis(np.concatenate([y_hat[(Ellipsis, *w.slices)] for w in windows]))
-            for x, i, win in zip(xs, batch, windows):
+        batches = list(self._batches(pieces.covering(region), pieces.synthesis_window))
+        source.plan([pieces.synthesis_window(i) for batch in batches for i in batch])
+        k = 0
+        for batch in batches:
+            ys, kept = [], []
+            for i in batch:
+                ys.append(source.window(k, pieces.synthesis_window(i)))
+                k += 1
+                if not set(grid.covering(pieces.box(i))) <= set(source.lost):  # else: only painted
+                    kept.append(i)
+            if not kept:
+                continue
+            xs = self.backend.synthesis(np.concatenate([y for y, i in zip(ys, batch) if i in kept]))
+            for x, i in zip(xs, kept):
                 part = pieces.box(i).clipped(region)
-                x = x[(slice(None), *part.inside(win, LATENT).slices)]
+                x = x[(slice(None), *part.inside(pieces.synthesis_window(i), LATENT).slices)]
                 np.clip(np.round(x * np.float32(255)), 0, 255, out=x)
                 out[part.inside(region).slices] = x.transpose(1, 2, 0)
-        for box in (grid.box(i) for i in lost):
+        for box in (grid.box(i) for i in source.lost):
             part = box.clipped(region)
             if not part.empty:
                 out[part.inside(region).slices] = GRAY

@@ -13,6 +13,8 @@ import pytest
 from PIL import Image
 
 import codec
+import codec.api
+import codec.latent_coding
 from codec import container
 from codec.errors import DamagedTilesWarning
 from codec.tiling import MAX_TILE_PIXELS
@@ -78,3 +80,33 @@ def test_a_partly_lost_file_synthesises_only_what_survived(lic, sample_image, mo
     with pytest.warns(DamagedTilesWarning, match="tile 1"):
         image = np.asarray(lic.decode(bytes(data), partial=True))
     assert len(calls) == 1 and (image[:, 128:] == 128).all() and not (image[:, :128] == 128).all()
+
+
+def test_decoding_holds_about_two_rows_of_tiles_not_the_image(lic, sample_image, monkeypatch):
+    """Tiles are decoded as the synthesis windows reach them (raster order) and dropped after their
+    last window: the latents held stay near two rows of tiles, however many rows the image has."""
+    from codec.latent_coding import TileSource
+
+    data = lic.encode(sample_image.crop((0, 0, 384, 256)), 30, tile=64)  # 6 × 4 tiles
+    held, fetched, window = [], [], TileSource.window
+
+    def watched(self, k, win):
+        out = window(self, k, win)
+        held.append(len(self.cache))
+        return out
+
+    monkeypatch.setattr(TileSource, "window", watched)
+    whole = np.asarray(lic.decode(data))
+    assert max(held) <= 2 * 6 + 2 and len(held) == 24  # one window per tile here
+    monkeypatch.setattr(TileSource, "window", window)
+    assert np.array_equal(whole, lic.synthesise(lic.entropy_decode(data)))  # the same pixels as all at once
+    fetch = codec.latent_coding.tile_decoder
+
+    def counting(*args):
+        decode = fetch(*args)
+        return lambda i: fetched.append(i) or decode(i)
+
+    monkeypatch.setattr(codec.api, "tile_decoder", counting)
+    part = lic.decode(data, crop=(70, 70, 40, 40))  # inside tile 7: it and its neighbours only
+    assert np.array_equal(np.asarray(part), whole[70:110, 70:110])
+    assert sorted(fetched) == [0, 1, 2, 6, 7, 8, 12, 13, 14]
