@@ -22,7 +22,7 @@ from .rd import ms_ssim
 
 # each codec's quality knob, (setting of its smallest file, setting of its largest), integers
 KNOBS = {"jpeg": (1, 100), "webp": (0, 100), "avif": (0, 100), "avif444": (0, 100), "heic": (0, 100),
-         "jxl": (0, 99), "jpeg2000": (2000, 2)}  # jxl: pillow-jxl-plugin refuses quality 100 (lossless needs its flag)
+         "jxl": (0, 99), "jpeg2000": (2000, 2), "pca": (0, 100)}  # jxl: pillow-jxl-plugin refuses quality 100 (lossless needs its flag)
 CLOSE_ENOUGH = 0.03  # within 3 % below lic's bytes counts as equal size
 
 
