@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from pathlib import Path
 
 from codec import CodecError
@@ -128,12 +129,37 @@ def image_bytes(image, out: str) -> bytes:
     return images.encoded_image(image, ".png" if out == "-" else Path(out).suffix)
 
 
+JOB_QUIET_SECONDS = 2.0  # a single job says nothing of its progress before this
+
+
 class Progress:
-    """A one-line progress bar on stderr when there are several inputs and stderr is a terminal."""
+    """On a terminal: a one-line progress bar over several inputs, and within any job that runs
+    past JOB_QUIET_SECONDS, its stage, tiles done and time left (:meth:`job`)."""
 
     def __init__(self, total: int, enabled: bool = True):
         self.total, self.count = total, 0
-        self.live = enabled and total > 1 and sys.stderr.isatty()
+        self.tty = enabled and sys.stderr.isatty()
+        self.live = self.tty and total > 1
+        self.shown = False  # a job's line is on screen
+
+    def job(self, name: str):
+        """A ``progress(stage, done, total)`` callback for one input's encode or decode: silent for
+        the first JOB_QUIET_SECONDS, then '<name>: analysis 3/24 tiles, ~40 s left' in place."""
+        start = time.monotonic()
+        stage_start: dict[str, float] = {}
+        last = [start]
+
+        def update(stage: str, done: int, total: int) -> None:
+            now = time.monotonic()
+            begun = stage_start.setdefault(stage, last[0])  # a stage starts where the last call left off
+            last[0] = now
+            if not self.tty or now - start < JOB_QUIET_SECONDS:
+                return
+            left = (now - begun) / max(done, 1) * (total - done)
+            sys.stderr.write(f"\r\033[K{name[-30:]}: {stage} {done}/{total} tiles, ~{left:.0f} s left")
+            sys.stderr.flush()
+            self.shown = True
+        return update
 
     def step(self, name: str) -> None:
         self.count += 1
@@ -145,11 +171,12 @@ class Progress:
             sys.stderr.flush()
 
     def message(self, text: str) -> None:
-        if self.live:
+        if self.live or self.shown:
             sys.stderr.write("\r\033[K")
+            self.shown = False
         print(text, file=sys.stderr)
 
     def done(self) -> None:
-        if self.live:
+        if self.live or self.shown:
             sys.stderr.write("\r\033[K")
             sys.stderr.flush()

@@ -215,7 +215,8 @@ def cmd_encode(args) -> int:
             raise CodecError("is already a .lic file (re-encoding would lose quality again; decode it first)")
         with _warnings_reported(progress, inp, show=not args.quiet and not args.best_effort):
             data = lic.encode(source, args.quality, target_bpp=args.target_bpp, target_size=args.target_size,
-                              strip=args.strip, tile=args.tile, verify=args.verify, effort=args.effort)
+                              strip=args.strip, tile=args.tile, verify=args.verify, effort=args.effort,
+                              progress=progress.job(inp))
         header = codec.read_header(data)
         budget = args.target_size or (args.target_bpp and args.target_bpp * header.width * header.height / 8)
         if budget and len(data) > budget and not args.best_effort:
@@ -280,7 +281,7 @@ def cmd_decode(args) -> int:
         source = read_input(inp)
         start = time.perf_counter()
         with _warnings_reported(progress, inp):  # damaged tiles, dropped alpha: even with --quiet
-            image = lic.decode(source, crop=args.crop, partial=args.partial)
+            image = lic.decode(source, crop=args.crop, partial=args.partial, progress=progress.job(inp))
             data = image_bytes(image, out)
         seconds = time.perf_counter() - start
         write_output(out, data, args.force)

@@ -35,12 +35,11 @@ from .tiling import DEFAULT_TILE, Box, TileGrid
 class Codec:
     """Frozen weights loaded on one runtime and device, for repeated encode/decode calls.
 
-    Thread-safe: the weights are read-only and every call builds its own arrays.  ``max_pixels``
-    (None: no limit) refuses larger images before allocating anything.
-    ``profile``: the determinism profile files are encoded with: ``"int"`` (default; exact
-    integers, :mod:`codec.exact`) or ``"float"`` (format 1.0's float32 path, hyperprior weights
-    only).  Decoding follows the header's profile; a Codec of the shipped weights also decodes
-    files of the other shipped weights (earlier releases'), loading them on first use.
+    Thread-safe: the weights are read-only, every call builds its own arrays.  ``max_pixels`` (None:
+    no limit) refuses larger images before allocating anything.  ``profile``: what files are encoded
+    with, ``"int"`` (exact integers, :mod:`codec.exact`) or ``"float"`` (format 1.0's, hyperprior
+    weights only); decoding follows the header's.  A Codec of the shipped weights decodes the
+    other shipped weights' files too (earlier releases'), loading them on first use.
     ``backend``: ``"torch"`` or ``"onnxruntime"`` (None: torch where installed, :mod:`codec.backends`);
     ``threads``: onnxruntime's threads (torch's are process-wide: ``torch.set_num_threads``).
     ``tile_batch``: tiles of equal shape per transform call (default 8 on CUDA, 1 on the CPU, where
@@ -61,10 +60,7 @@ class Codec:
         self.paths = probability_paths(self.weights, profile, self.backend.hyper_params)
         self.transforms = TiledTransforms(self.backend, self.weights.config.M)
 
-    @property
-    def model(self):
-        """The torch FrozenModel (torch backend only; AttributeError on the others)."""
-        return self.backend.model
+    model = property(lambda self: self.backend.model, doc="The torch FrozenModel (torch backend only).")
 
     def _check_pixels(self, width: int, height: int) -> None:
         if self.max_pixels is not None and width * height > self.max_pixels:
@@ -85,12 +81,12 @@ class Codec:
     def _grid_for(self, pixels, tile: int | None) -> TileGrid:
         return TileGrid.for_image(*image_size(pixels), tile, self.weights.config.halos).checked()
 
-    def _quantise(self, y0: np.ndarray, quality: float, grid: TileGrid, pixels, effort: int) -> Latents:
+    def _quantise(self, y0: np.ndarray, quality: float, grid: TileGrid, pixels, effort: int, progress=None) -> Latents:
         """y of the padded image → latents; ``effort`` ≥ 1 refines y' against ``pixels`` first."""
         t = level(self.weights, quality)
         refine = effort and self.backend.refiner(t, grid, lambda box: window(pixels, box), effort)
         y = y0 * self.backend.gain(t)[None, :, None, None]
-        return quantise(self.weights, self.backend, self.paths[self.profile], y, grid, quality, refine)
+        return quantise(self.weights, self.backend, self.paths[self.profile], y, grid, quality, refine, progress)
 
     # -- stages, public for profiling and research; encode/decode are built from them -------------
     @codec_call
@@ -120,7 +116,7 @@ class Codec:
     @codec_call
     def encode(self, image, quality: float = DEFAULT_QUALITY, *, target_bpp: float | None = None,
                target_size: int | None = None, strip: bool = False, tile: int | None = DEFAULT_TILE,
-               verify: bool = False, effort: int = 0) -> bytes:
+               verify: bool = False, effort: int = 0, progress=None) -> bytes:
         """Encode an image → .lic bytes.
 
         ``image``: a PIL image, a uint8 array (H, W[, C]), a path, encoded image bytes, or a
@@ -130,7 +126,8 @@ class Codec:
         for this image by 20 / 60 / 200 gradient steps through the decoder (smaller files at the
         same quality, many times the encode time; the decoder is unchanged, see :mod:`codec.refine`).
         ``verify``: entropy-decode the result as a decoder would and check that it gives back
-        exactly the encoder's latents (CodecError otherwise).
+        exactly the encoder's latents (CodecError otherwise).  ``progress(stage, done, total)``:
+        called as tiles pass each stage ("analysis", then "coding" per quality tried).
         """
         try:
             quality = float(quality)
@@ -139,12 +136,12 @@ class Codec:
         opts = EncodeOptions(quality, target_bpp, target_size, strip, tile, effort)
         src, pixels = self._source(image, opts.strip)
         grid = self._grid_for(pixels, opts.tile)
-        y0 = self.transforms.analysis(pixels, grid)
+        y0 = self.transforms.analysis(pixels, grid, progress)
         digests: dict[float, str] = {}
 
         def at(q: float) -> bytes:
             q = round(q, 2)  # the header stores hundredths; the decoder must see the same level
-            lat = self._quantise(y0, q, grid, pixels, opts.effort)
+            lat = self._quantise(y0, q, grid, pixels, opts.effort, progress)
             if verify:
                 digests[q] = lat.digest()
             return pack_image(self.weights, src, lat, self.entropy_encode(lat))
@@ -195,21 +192,22 @@ class Codec:
         return self.transforms.synthesis(source, lat.grid, region or Box(0, 0, lat.width, lat.height))
 
     @codec_call
-    def decode(self, data, *, crop: tuple[int, int, int, int] | None = None, partial: bool = False) -> Image.Image:
+    def decode(self, data, *, crop: tuple[int, int, int, int] | None = None, partial: bool = False,
+               progress=None) -> Image.Image:
         """.lic bytes (or a path) → PIL image in the source's mode, with its metadata.
 
         ``crop=(x, y, w, h)`` decodes only the tiles that region needs.  ``partial``: damaged
         tiles are painted mid-gray and reported with a :class:`DamagedTilesWarning` instead
-        of failing the whole image.
+        of failing the whole image.  ``progress("decoding", done, total)`` as pieces finish.
         """
         parsed = container.unpack(data := read_bytes(data), partial=partial)  # read once: file objects
         if (lic := self._codec_for(parsed.header.weights_sha256)) is not self:
-            return lic.decode(data, crop=crop, partial=partial)
+            return lic.decode(data, crop=crop, partial=partial, progress=progress)
         grid, h = self._checked_grid(parsed), parsed.header
         region = crop_box(crop, h.width, h.height)  # tiles decoded as the windows reach them: only the crop's
         decode = tile_decoder(self.weights, path_for(self.paths, h), grid, parsed.tiles, partial)
         source = TileSource(self.weights, self.backend, grid, h.quality, decode)
-        rgb = self.transforms.synthesis(source, grid, region)
+        rgb = self.transforms.synthesis(source, grid, region, progress)
         if damaged := sorted(source.lost):
             places = ", ".join(where(grid, i) for i in damaged)
             warnings.warn(f"{len(damaged)} damaged tile(s) painted gray: {places}", DamagedTilesWarning, stacklevel=2)

@@ -21,19 +21,25 @@ from .tiling import LATENT, STRIDE, Box, TileGrid
 
 
 def quantise(weights, backend, path: ProbabilityPath, y: np.ndarray, grid: TileGrid, quality: float,
-             refine=None) -> Latents:
+             refine=None, progress=None) -> Latents:
     """y' = y × gain (1, M, h, w) of the padded image → the latents of every tile.
 
     ``refine(y', means, indexes)`` (encoder effort ≥ 1) may move y' before it is rounded, given
     the means and tables of the unrefined latent's walk; z stays as it is.  With a context model
     the walk of the refined y' then recomputes them, as the decoder will.
+    ``progress("coding", done, total)`` after each tile's walk.
     """
     z_sym = np.round(backend.hyper_analysis(y) - weights.z_medians[None, :, None, None])[0].astype(np.int32)
     tiles = [np.ascontiguousarray(z_sym[(slice(None), *grid.box(i).scaled(STRIDE).slices)]) for i in range(len(grid))]
 
     def walk(y: np.ndarray) -> list:
-        crops = [y[(0, slice(None), *grid.box(i).scaled(LATENT).slices)] for i in range(len(grid))]
-        return [path.walk(z, lambda step, c=c: np.round(c - step.mean[0]).astype(np.int32)) for z, c in zip(tiles, crops)]
+        codes = []
+        for i, z in enumerate(tiles):
+            c = y[(0, slice(None), *grid.box(i).scaled(LATENT).slices)]
+            codes.append(path.walk(z, lambda step, c=c: np.round(c - step.mean[0]).astype(np.int32)))
+            if progress:
+                progress("coding", i + 1, len(tiles))
+        return codes
 
     codes = walk(y)
     if refine:  # the means and tables of the amortised latent's own walk, then walked again

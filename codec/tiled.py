@@ -61,19 +61,24 @@ class TiledTransforms:
             for k in range(0, len(members), self.backend.batch):
                 yield members[k : k + self.backend.batch]
 
-    def analysis(self, pixels: np.ndarray, grid: TileGrid) -> np.ndarray:
-        """g_a over every tile's halo window → y (1, M, h/16, w/16) float32 of the padded image."""
+    def analysis(self, pixels: np.ndarray, grid: TileGrid, progress=None) -> np.ndarray:
+        """g_a over every tile's halo window → y (1, M, h/16, w/16) float32 of the padded image
+        (``progress("analysis", done, total)`` after each batch of tiles)."""
         full = grid.padded_box.scaled(LATENT)
         y = np.empty((1, self.M, full.y1, full.x1), dtype=np.float32)
+        done = 0
         for batch in self._batches(range(len(grid)), grid.analysis_window):
             parts = self.backend.analysis(np.concatenate([window(pixels, grid.analysis_window(i)) for i in batch]))
             for part, i in zip(parts, batch):
                 b = grid.box(i)
                 y[(0, slice(None), *b.scaled(LATENT).slices)] = part[(slice(None), *b.inside(
                     grid.analysis_window(i)).scaled(LATENT).slices)]
+            done += len(batch)
+            if progress:
+                progress("analysis", done, len(grid))
         return y
 
-    def synthesis(self, source, grid: TileGrid, region: Box) -> np.ndarray:
+    def synthesis(self, source, grid: TileGrid, region: Box, progress=None) -> np.ndarray:
         """g_s of the ŷ windows ``source`` (:class:`codec.latent_coding.TileSource`) assembles →
         uint8 (h, w, 3) pixels of ``region``.
 
@@ -82,13 +87,14 @@ class TiledTransforms:
         Pieces run in raster order (on a CPU; batches of equal shape on a GPU), so the source
         holds the latents of about one row of tiles.  Tiles the source lost (damaged, not
         decoded) are painted mid-gray; a piece wholly inside them is not synthesised at all.
+        ``progress("decoding", done, total)`` after each batch of pieces.
         """
         out = np.empty((region.y1 - region.y0, region.x1 - region.x0, 3), dtype=np.uint8)
         pieces = TileGrid(grid.width, grid.height, min(grid.tile_w, DEFAULT_TILE), min(grid.tile_h, DEFAULT_TILE),
                           grid.analysis_halo, grid.synthesis_halo)
         batches = list(self._batches(pieces.covering(region), pieces.synthesis_window))
         source.plan([pieces.synthesis_window(i) for batch in batches for i in batch])
-        k = 0
+        k, total = 0, sum(map(len, batches))
         for batch in batches:
             ys, kept = [], []
             for i in batch:
@@ -96,16 +102,20 @@ class TiledTransforms:
                 k += 1
                 if not set(grid.covering(pieces.box(i))) <= set(source.lost):  # else: only painted
                     kept.append(i)
-            if not kept:
-                continue
-            xs = self.backend.synthesis(np.concatenate([y for y, i in zip(ys, batch) if i in kept]))
-            for x, i in zip(xs, kept):
-                part = pieces.box(i).clipped(region)
-                x = x[(slice(None), *part.inside(pieces.synthesis_window(i), LATENT).slices)]
-                np.clip(np.round(x * np.float32(255)), 0, 255, out=x)
-                out[part.inside(region).slices] = x.transpose(1, 2, 0)
+            if kept:
+                self._synthesise(pieces, region, out, [y for y, i in zip(ys, batch) if i in kept], kept)
+            if progress:
+                progress("decoding", k, total)
         for box in (grid.box(i) for i in source.lost):
             part = box.clipped(region)
             if not part.empty:
                 out[part.inside(region).slices] = GRAY
         return out
+
+    def _synthesise(self, pieces: TileGrid, region: Box, out: np.ndarray, ys: list, kept: list[int]) -> None:
+        """g_s of the pieces ``kept`` (their ŷ windows ``ys``) → their pixels, clipped to ``region``, into ``out``."""
+        for x, i in zip(self.backend.synthesis(np.concatenate(ys)), kept):
+            part = pieces.box(i).clipped(region)
+            x = x[(slice(None), *part.inside(pieces.synthesis_window(i), LATENT).slices)]
+            np.clip(np.round(x * np.float32(255)), 0, 255, out=x)
+            out[part.inside(region).slices] = x.transpose(1, 2, 0)

@@ -324,3 +324,39 @@ def test_a_runtime_error_fails_its_input_and_the_batch_goes_on(tmp_path, small_p
 def test_a_negative_crop_is_a_usage_error_that_says_so(tmp_path, capsys):
     assert main(["decode", str(tmp_path / "x.lic"), "--crop", "-1,0,10,10"]) == 2
     assert "X,Y,W,H must not be negative" in capsys.readouterr().err
+
+
+def test_a_long_job_shows_its_stage_tiles_and_time_left_on_a_terminal(monkeypatch):
+    """Silent for the first seconds, then '<name>: stage done/total tiles, ~N s left' in place;
+    cleared before the next message.  Nothing at all where stderr is not a terminal."""
+    import io as std_io
+
+    from cli import io as cli_io
+
+    class Terminal(std_io.StringIO):
+        def isatty(self):
+            return True
+
+    clock = [100.0]
+    monkeypatch.setattr(cli_io.time, "monotonic", lambda: clock[0])
+    err = Terminal()
+    monkeypatch.setattr(cli_io.sys, "stderr", err)
+    progress = cli_io.Progress(1)
+    update = progress.job("big.png")
+    clock[0] += 1.0
+    update("analysis", 1, 4)
+    assert err.getvalue() == ""  # within JOB_QUIET_SECONDS
+    clock[0] += 2.0
+    update("analysis", 2, 4)  # 3 s for 2 tiles: 2 left, ~3 s
+    assert err.getvalue().endswith("big.png: analysis 2/4 tiles, ~3 s left")
+    clock[0] += 1.0
+    update("coding", 1, 4)  # the coding stage began at the last analysis call: 1 s per tile
+    assert err.getvalue().endswith("big.png: coding 1/4 tiles, ~3 s left")
+    progress.message("done")
+    assert err.getvalue().endswith("\r\033[Kdone\n")
+    plain = std_io.StringIO()
+    monkeypatch.setattr(cli_io.sys, "stderr", plain)
+    quiet = cli_io.Progress(1)
+    clock[0] += 10
+    quiet.job("x")("decoding", 1, 2)
+    assert plain.getvalue() == ""
