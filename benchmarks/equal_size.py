@@ -127,6 +127,8 @@ def pick_crops(cmp: Comparison, side: int, count: int) -> list[tuple[int, int, i
     as well as its wins.  Squares on a grid of half-side steps, each scored by the PSNR
     (from the squared-error maps) of lic against the other codecs' best there.
     """
+    if count <= 0:
+        return []
     ref = np.asarray(cmp.original, np.float64)
     h, w = ref.shape[:2]
     side = min(side, h, w)

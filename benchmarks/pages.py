@@ -130,17 +130,27 @@ def sheet(cmp: Comparison, crops: list[tuple[int, int, int, int]]) -> Image.Imag
     return out
 
 
-def write_atomically(path: Path, data: bytes, force: bool) -> None:
-    if path.exists() and not force:
-        raise codec.CodecError(f"{path} exists (use --force to overwrite)")
+def refuse_existing(paths: list[Path | None], force: bool) -> None:
+    """CodecError naming the first output that exists (before any work), unless ``force``."""
+    for path in paths:
+        if path is not None and path.exists() and not force:
+            raise codec.CodecError(f"{path} exists (use --force to overwrite)")
+
+
+def write_atomically(path: Path, data: bytes) -> None:
+    """``data`` to a temporary file beside ``path``, then renamed over it; nothing left on failure."""
     tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
+    try:
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def make_page(image_path, out: Path, *, quality=None, size=None, names=DEFAULT_CODECS.split(","),
               crops=(), sheet_path: Path | None = None, force: bool = False, lic=None) -> Comparison:
     """Code ``image_path`` with every codec at lic's size and write the page (and sheet)."""
+    refuse_existing([out, sheet_path], force)
     try:
         img = Image.open(image_path).convert("RGB")
     except (OSError, ValueError) as exc:
@@ -156,11 +166,11 @@ def make_page(image_path, out: Path, *, quality=None, size=None, names=DEFAULT_C
             raise codec.CodecError(f"crop {x},{y},{w},{h} is not inside the {img.width}x{img.height} image")
     chosen = list(crops) + pick_crops(cmp, CROP_SIDE, max(0, CROPS - len(crops)))
     title = f"{Path(image_path).name}: lic, {', '.join(o.name for o in cmp.coded[1:])} at {cmp.budget:,} bytes"
-    write_atomically(out, page(cmp, chosen, title).encode(), force)
+    html_bytes, buf = page(cmp, chosen, title).encode(), io.BytesIO()
     if sheet_path is not None:
-        buf = io.BytesIO()
         sheet(cmp, chosen).save(buf, "PNG", optimize=True)
-        write_atomically(sheet_path, buf.getvalue(), force)
+        write_atomically(sheet_path, buf.getvalue())
+    write_atomically(out, html_bytes)
     return cmp
 
 
@@ -223,7 +233,8 @@ def main(argv=None) -> int:
                         else args.quality, size=size, names=names, crops=args.crop,
                         sheet_path=Path(args.sheet) if args.sheet else None, force=args.force)
     except (codec.CodecError, OSError) as exc:
-        print(f"lic compare: error: {getattr(exc, 'strerror', None) or exc}", file=sys.stderr)
+        why = f"{exc.filename}: {exc.strerror}" if isinstance(exc, OSError) and exc.strerror else str(exc)
+        print(f"lic compare: error: {why}", file=sys.stderr)
         return 1
     for name, why in cmp.left_out.items():
         print(f"lic compare: {name} left out: {why}", file=sys.stderr)

@@ -106,7 +106,7 @@ OPTIONS: dict[str, tuple[tuple[str, ...], dict]] = {
     "quality": (("-q", "--quality"), {"type": number(float, 0, 100), "default": 75.0}),
     "device": (("--device",), {"default": "cpu", "choices": ["cpu", "cuda"]}),
     "backend": (("--backend",), {"default": None, "choices": list(codec.BACKENDS),
-                                 "help": "what runs the transforms (default: torch where installed, else onnxruntime)"}),
+                                 "help": "what runs the transforms (default: onnxruntime where installed, else torch)"}),
     "weights": (("--weights",), {"help": argparse.SUPPRESS}),
     "max-pixels": (("--max-pixels",), {
         "type": number(int, 0), "default": None, "metavar": "N",

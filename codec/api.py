@@ -21,7 +21,7 @@ from PIL import Image
 from . import container, images
 from .container import MAX_PIXELS
 from .errors import CodecError, DamagedTilesWarning, WeightsMismatchError
-from .backends import frozen_weights, make_backend
+from .backends import TORCH_EXTRA, frozen_weights, installed, make_backend
 from .inputs import DEFAULT_QUALITY, EncodeOptions, bisect_quality, checked_profile, codec_call, crop_box, read_bytes
 from .latent_coding import TileSource, check_round_trip, decode_tiles, encode_tile, level, quantise, tile_decoder, where
 from .latents import Latents
@@ -40,7 +40,7 @@ class Codec:
     with, ``"int"`` (exact integers, :mod:`codec.exact`) or ``"float"`` (format 1.0's, hyperprior
     weights only); decoding follows the header's.  A Codec of the shipped weights decodes the
     other shipped weights' files too (earlier releases'), loading them on first use.
-    ``backend``: ``"torch"`` or ``"onnxruntime"`` (None: torch where installed, :mod:`codec.backends`);
+    ``backend``: ``"torch"`` or ``"onnxruntime"`` (None: onnxruntime on the CPU where installed, :mod:`codec.backends`);
     ``threads``: onnxruntime's threads (torch's are process-wide: ``torch.set_num_threads``).
     ``tile_batch``: tiles of equal shape per transform call (default 8 on CUDA, 1 on the CPU, where
     batching gains nothing).  ``bf16``: torch's g_s in bf16 (None: where the CPU computes it
@@ -55,12 +55,12 @@ class Codec:
         self._others = None if weights is not None else OtherShipped(  # earlier releases' files
             lambda path: Codec(path, device, max_pixels, profile, tile_batch, bf16, backend, threads))
         self.backend = make_backend(source, backend, device, bf16, threads)
-        self.device, self.max_pixels = str(self.backend.device), max_pixels
+        self.device, self.max_pixels, self.limited = str(self.backend.device), max_pixels, max_pixels is not None
         self.backend.batch = max(1, tile_batch or self.backend.batch)
         self.paths = probability_paths(self.weights, profile, self.backend.hyper_params)
         self.transforms = TiledTransforms(self.backend, self.weights.config.M)
 
-    model = property(lambda self: self.backend.model, doc="The torch FrozenModel (torch backend only).")
+    model = property(lambda self: self.backend.model, doc="The torch FrozenModel (Codec(backend='torch') only).")
 
     def _check_pixels(self, width: int, height: int) -> None:
         if self.max_pixels is not None and width * height > self.max_pixels:
@@ -79,7 +79,7 @@ class Codec:
         return src, src.rgb
 
     def _grid_for(self, pixels, tile: int | None) -> TileGrid:
-        return TileGrid.for_image(*image_size(pixels), tile, self.weights.config.halos).checked()
+        return TileGrid.for_image(*image_size(pixels), tile, self.weights.config.halos).checked(self.limited)
 
     def _quantise(self, y0: np.ndarray, quality: float, grid: TileGrid, pixels, effort: int, progress=None) -> Latents:
         """y of the padded image → latents; ``effort`` ≥ 1 refines y' against ``pixels`` first."""
@@ -160,8 +160,8 @@ class Codec:
     def _grid(self, parsed: container.LicFile) -> TileGrid:
         h = parsed.header
         if parsed.tile_size is None:
-            return TileGrid.for_image(h.width, h.height, None, self.weights.config.halos).checked()
-        return TileGrid(h.width, h.height, *parsed.tile_size, *self.weights.config.halos).checked()
+            return TileGrid.for_image(h.width, h.height, None, self.weights.config.halos).checked(self.limited)
+        return TileGrid(h.width, h.height, *parsed.tile_size, *self.weights.config.halos).checked(self.limited)
 
     def _entropy_decode(self, parsed: container.LicFile, wanted, partial: bool) -> tuple[Latents, list[int]]:
         """Streams → latents of the ``wanted`` tiles (all: None), and the tiles found damaged (``partial``)."""
@@ -228,6 +228,8 @@ class Codec:
     @codec_call
     def decode_tensor(self, data):
         """.lic bytes → RGB float torch tensor (3, H, W) in 0..1 on this codec's device (no alpha)."""
+        if not installed("torch"):
+            raise CodecError(f"decode_tensor returns a torch tensor: {TORCH_EXTRA}")
         import torch
 
         lic = self._codec_for(container.read_header(data := read_bytes(data)).weights_sha256)

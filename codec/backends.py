@@ -51,8 +51,10 @@ def make_backend(weights, backend: str | None = None, device: str = "cpu", bf16:
     ``backend`` None chooses onnxruntime for the CPU where it is installed and the weights file
     has its graphs (a process starts in a tenth of the time, and encodes faster; measured in
     docs/PERFORMANCE.md), torch otherwise (CUDA, models in memory, weights without graphs).
-    A chosen onnxruntime backend still refines (``effort`` ≥ 1) with torch where it is
-    installed; one clear line names the extra to install where torch is needed but missing.
+    A chosen onnxruntime backend still uses torch where it is installed for what needs it:
+    refinement (``effort`` ≥ 1), and format 1.0's float h_s, whose table choices are only
+    reproducible by the arithmetic that wrote them (torch's, before the light runtime existed).
+    One clear line names the extra to install where torch is needed but missing.
     """
     from .frozen import FrozenWeights
 
@@ -79,7 +81,7 @@ def make_backend(weights, backend: str | None = None, device: str = "cpu", bf16:
 
     light = OnnxBackend(weights, threads)
     if installed("torch"):  # effort ≥ 1 differentiates through g_s: torch, made when first asked
-        light.refining = functools.cache(lambda: make_backend(weights, "torch", device, bf16, threads))
+        light.torch_twin = functools.cache(lambda: make_backend(weights, "torch", device, bf16, threads))
     return light
 
 

@@ -18,6 +18,7 @@ codes the rest.  A file coded here is byte-identical to ``lic encode`` of it alo
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import stat
@@ -154,6 +155,23 @@ def _start(codec_args: dict, kind: str, options: dict, threads: int) -> None:
     _worker.update(codec=lic, kind=kind, options=options)
 
 
+@contextlib.contextmanager
+def _blas_threads(threads: int):
+    """The BLAS thread count spawned workers start with (numpy reads it when imported, before
+    any initializer runs): the probability path's matrix products, cores // jobs each like the rest."""
+    names = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+    before = {n: os.environ.get(n) for n in names}
+    os.environ.update({n: str(threads) for n in names})
+    try:
+        yield
+    finally:
+        for n, v in before.items():
+            if v is None:
+                os.environ.pop(n, None)
+            else:
+                os.environ[n] = v
+
+
 def _code(job: Job, write: bool = True) -> Row | tuple[Row, bytes | None]:
     """One file, in a worker: read, code, write; any failure is the row's error.  ``write``
     False: (the row, the coded bytes or None) instead, nothing written (Ray's Parquet output)."""
@@ -236,7 +254,8 @@ def run(jobs: list[Job], kind: str, options: dict | None = None, *, workers: int
             import multiprocessing
 
             context = multiprocessing.get_context("spawn")  # torch does not survive fork
-            with ProcessPoolExecutor(workers, context, initializer=_start, initargs=init) as pool:
+            with _blas_threads(init[3]), ProcessPoolExecutor(workers, context, initializer=_start,
+                                                             initargs=init) as pool:
                 pending = {pool.submit(_code, jobs[i]): i for i in todo}
                 for done in as_completed(pending):  # rows as files finish: the manifest never lags
                     record(pending[done], done.result())

@@ -67,7 +67,7 @@ def sample(lic, width: int, height: int, seed: int = 0, quality: float = 75.0):
     if width < 1 or height < 1:
         raise CodecError(f"sample size must be positive, got {width}x{height}")
     rng = np.random.default_rng(seed)
-    grid = TileGrid.for_image(width, height, None, lic.weights.config.halos).checked()
+    grid = TileGrid.for_image(width, height, None, lic.weights.config.halos).checked(lic.limited)
     box = grid.box(0)
     N = lic.weights.config.N
     z_shape = (N, box.y1 // STRIDE, box.x1 // STRIDE)

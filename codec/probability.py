@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .container import CONTEXT_SINCE
-from .errors import CodecError, CorruptFileError
+from .errors import CodecError, CorruptFileError, WeightsError
 from .exact import ACT_BITS, ExactHyperSynthesis, Weights
 from .exact_context import ExactContext, anchor_mask, cross_neighbours, decoded_q
 
@@ -190,12 +190,15 @@ def probability_paths(weights, profile: str = "int", float_hyper: Callable | Non
     on integers.  Without, the ``float`` profile needs the runtime's float h_s (``float_hyper``).
     CodecError if ``profile`` (the one a Codec encodes with) is not among them.
     """
-    if weights.config.groups:
-        paths: dict[str, ProbabilityPath] = {"int": ContextPath(weights.arrays, weights.config.groups)}
-    else:
-        paths = {"int": ExactPath(weights.arrays)}
-        if float_hyper is not None:
-            paths["float"] = FloatPath(float_hyper)
+    try:
+        if weights.config.groups:
+            paths: dict[str, ProbabilityPath] = {"int": ContextPath(weights.arrays, weights.config.groups)}
+        else:
+            paths = {"int": ExactPath(weights.arrays)}
+    except KeyError as exc:  # a weights file of another layout
+        raise WeightsError(f"weights {weights.name} lack the tensor {exc}") from None
+    if not weights.config.groups and float_hyper is not None:
+        paths["float"] = FloatPath(float_hyper)
     if profile not in paths:
         raise CodecError(f"weights {weights.name} code only with the profile {', '.join(paths)}, not {profile}")
     return paths

@@ -117,5 +117,5 @@ class TiledTransforms:
         for x, i in zip(self.backend.synthesis(np.concatenate(ys)), kept):
             part = pieces.box(i).clipped(region)
             x = x[(slice(None), *part.inside(pieces.synthesis_window(i), LATENT).slices)]
-            np.clip(np.round(x * np.float32(255)), 0, 255, out=x)
+            np.clip(np.round(np.nan_to_num(x, copy=False) * np.float32(255)), 0, 255, out=x)  # NaN: 0, as torch cast
             out[part.inside(region).slices] = x.transpose(1, 2, 0)

@@ -103,13 +103,14 @@ class TileGrid:
         limit = self.padded_box
         return min(self.tile_w, limit.x1) * min(self.tile_h, limit.y1)
 
-    def checked(self) -> TileGrid:
-        """This grid; CodecError where a tile exceeds MAX_TILE_PIXELS, whose probability path
-        would hold more memory than the codec allows itself (docs/FORMAT.md, "Tiles")."""
-        if self.tile_pixels > MAX_TILE_PIXELS:
+    def checked(self, limited: bool = True) -> TileGrid:
+        """This grid; CodecError where a tile exceeds MAX_TILE_PIXELS (unless not ``limited``: the
+        codec's size guards lifted), whose probability path holds memory in its size (FORMAT.md, "Tiles")."""
+        if limited and self.tile_pixels > MAX_TILE_PIXELS:
             side = min(self.tile_w, self.padded_box.x1), min(self.tile_h, self.padded_box.y1)
             raise CodecError(f"a tile of {side[0]}x{side[1]} pixels exceeds the limit of {MAX_TILE_PIXELS:,} "
-                             "pixels per tile (4096x4096): code large images in tiles")
+                             "pixels per tile (4096x4096): code large images in tiles (max_pixels=None, "
+                             "--max-pixels 0: no limit)")
         return self
 
     @property

@@ -40,6 +40,17 @@ def test_a_single_tile_beyond_the_limit_is_refused_from_the_header(lic, side):
             im.load()
 
 
+def test_the_tile_limit_is_lifted_with_the_size_guard(lic):
+    """Earlier releases wrote single-tile files of any size: Codec(max_pixels=None) still decodes them."""
+    from codec.tiling import TileGrid
+
+    big = TileGrid.for_image(8192, 8192, None)
+    with pytest.raises(codec.CodecError, match="per tile"):
+        big.checked()
+    assert big.checked(limited=False) is big
+    assert codec.Codec(max_pixels=None).limited is False and lic.limited is True
+
+
 def test_the_encoder_does_not_write_tiles_beyond_the_limit(lic):
     side = 4160  # 65 × 64: one tile of it would exceed 4096 × 4096
     assert side * side > MAX_TILE_PIXELS

@@ -60,6 +60,11 @@ with Image.open({str(tmp_path / "a.lic")!r}) as im:
     assert im.format == "LIC" and np.array_equal(np.asarray(im.convert("RGB")), np.asarray(back))
 old = codec.Codec(codec.shipped.WEIGHTS_DIR / "lic-ms-n64r2m192.safetensors", profile="float").encode(image, 40)
 assert codec.read_header(old).profile == "float" and codec.decode(old).size == image.size
+try:
+    lic.decode_tensor(data)
+    raise SystemExit("decode_tensor without torch did not refuse")
+except codec.CodecError as exc:
+    assert "lic[torch]" in str(exc)
 print(len(data))
 """
     out = _without_torch(code)
@@ -121,3 +126,35 @@ def test_the_runtimes_code_at_the_same_rate_and_quality(sample_image):
 def test_an_unknown_backend_is_one_clear_error():
     with pytest.raises(codec.CodecError, match="unknown backend"):
         codec.Codec(backend="tensorflow")
+
+
+@needs_both
+def test_float_profile_files_take_their_tables_from_torch_where_it_is_installed():
+    """Format 1.0's float h_s is reproducible only by the arithmetic that wrote it (torch's): with
+    onnxruntime's own h_s a few elements of these Kodak files pick another table and the file no
+    longer decodes; the onnxruntime backend uses torch's where torch is installed."""
+    kodak = ROOT.parent / "shared" / "data" / "kodak"
+    if not kodak.is_dir():
+        pytest.skip("needs ../shared/data/kodak")
+    old = codec.shipped.WEIGHTS_DIR / "lic-ms-n64r2m192.safetensors"
+    writer, reader = codec.Codec(old, profile="float", backend="torch"), codec.Codec(backend="onnxruntime")
+    for name in ("kodim04.png", "kodim07.png"):
+        data = writer.encode(Image.open(kodak / name).convert("RGB"), 50)
+        assert reader.entropy_decode(data).digest() == writer.entropy_decode(data).digest(), name
+
+
+def test_onnxruntime_s_own_failures_are_codec_errors(lic, small_image, monkeypatch):
+    """onnxruntime raises its own classes (not RuntimeError): an allocation failure is still one
+    CodecError saying so, and any other failure a CodecError naming onnxruntime."""
+    if lic.backend.name != "onnxruntime":
+        pytest.skip("the default codec here is not onnxruntime's")
+
+    class Fail(Exception):  # as onnxruntime.capi.onnxruntime_pybind11_state.Fail
+        pass
+
+    data = lic.encode(small_image, 50)
+    for message, words in (("Failed to allocate memory for requested buffer of size 1073741824", "not enough memory"),
+                           ("Non-zero status code returned while running Conv node", "onnxruntime failed")):
+        monkeypatch.setattr(lic.backend.transforms, "g_s", lambda y, m=message: (_ for _ in ()).throw(Fail(m)))
+        with pytest.raises(codec.CodecError, match=words):
+            lic.decode(data)

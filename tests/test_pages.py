@@ -93,6 +93,24 @@ def test_the_page_renders_and_the_slider_moves_in_headless_chromium(made):
         driver.quit()
 
 
+def test_named_crops_replace_chosen_ones_and_existing_outputs_are_refused_first(made, tmp_path, monkeypatch):
+    cmp, _, _ = made
+    src = tmp_path / "p.png"
+    cmp.original.save(src)
+    crops = [(0, 0, 20, 20), (30, 0, 20, 20), (60, 0, 20, 20), (90, 0, 20, 20)]
+    out = tmp_path / "four.html"
+    make_page(src, out, quality=30, names=["lic", "jpeg"], crops=crops)
+    assert out.read_text().count("<tr><td><img") == 4  # the four named, none chosen beside them
+    sheet = tmp_path / "sheet.png"
+    sheet.write_bytes(b"keep")
+    import benchmarks.pages as pages
+
+    monkeypatch.setattr(pages, "compare", lambda *a, **k: pytest.fail("coded before refusing the output"))
+    with pytest.raises(Exception, match="exists"):
+        make_page(src, tmp_path / "new.html", quality=30, names=["lic", "jpeg"], sheet_path=sheet)
+    assert sheet.read_bytes() == b"keep" and not (tmp_path / "new.html").exists()
+
+
 def test_bad_input_is_one_line_with_the_cli_s_exit_codes(made, tmp_path, capsys):
     _, out, _ = made
     src = tmp_path / "x.png"
