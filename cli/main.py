@@ -3,8 +3,8 @@
 Exit codes: 0 success, 1 bad input or failure (one line on stderr per
 problem, the other inputs still processed), 2 usage error, 130 interrupted.
 Outputs are written atomically and never replace an existing file without
-``--force``.  Only the public ``codec`` API is used here; ``lic info`` never
-imports torch.
+``--force``.  Only the public ``codec`` API is used here; ``lic info`` loads
+no runtime at all (neither onnxruntime nor torch).
 """
 from __future__ import annotations
 

@@ -17,7 +17,7 @@ from codec import CodecError
 from .io import Progress
 
 MANIFEST_NAME = "lic-manifest.jsonl"
-DEFAULT_MAX_WORKERS = 8  # each worker holds torch and the weights (~0.45 GB): a 64-core host is not 64 of them
+DEFAULT_MAX_WORKERS = 8  # each worker holds a runtime and the weights (0.25–0.8 GB): a 64-core host is not 64 of them
 
 
 class TreeProgress(Progress):

@@ -7,7 +7,7 @@ failed without stopping, and keep every core busy.  The engine-independent core:
     plan(sources, out_dir)       every source file → its output path, mirroring each tree, and
                                  why it cannot be written (exists, collides, ...) before any work
     run(plan, ...)               the files in parallel: a pool of ``jobs`` processes, each with
-                                 one loaded Codec and cores // jobs torch threads (one process
+                                 one loaded Codec and cores // jobs threads (one process
                                  when jobs is 1); each output written atomically
     manifest (JSON lines)        one row per file as it finishes: source, output, bytes in/out,
                                  bpp, quality, seconds, status (ok / skipped / failed), error
