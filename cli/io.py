@@ -122,11 +122,11 @@ def not_a_lic_name(out: str) -> str | None:
     return None
 
 
-def image_bytes(image, out: str) -> bytes:
+def image_bytes(image, out: str, png_level: int | None = None) -> bytes:
     """A PIL image as a file of the format ``out``'s extension names (PNG for ``-``), metadata kept."""
     from codec import images
 
-    return images.encoded_image(image, ".png" if out == "-" else Path(out).suffix)
+    return images.encoded_image(image, ".png" if out == "-" else Path(out).suffix, png_level)
 
 
 JOB_QUIET_SECONDS = 2.0  # a single job says nothing of its progress before this

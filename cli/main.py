@@ -68,6 +68,8 @@ def _parser() -> argparse.ArgumentParser:
     dec.add_argument("--crop", type=crop, metavar="X,Y,W,H", help="decode only this region")
     dec.add_argument("--partial", action="store_true",
                      help="decode what is intact of a damaged file, damaged tiles gray")
+    dec.add_argument("--png-level", type=number(int, 0, 9), metavar="0..9",
+                     help="zlib level of PNG outputs (default 1: fast, as djxl; 9: smallest)")
     _batch_options(dec, "also report the bytes written and the decode time")
 
     score = sub.add_parser("score", help="bits per pixel the model's prior needs per image (no file written)")
@@ -275,14 +277,14 @@ def cmd_decode(args) -> int:
     if args.recursive:
         if args.crop:
             raise CodecError("--crop decodes a region of one file; it does not go with -r")
-        return run_tree(args, "decode", {"partial": args.partial})
+        return run_tree(args, "decode", {"partial": args.partial, "png_level": args.png_level})
 
     def decode(lic, inp: str, out: str, progress: Progress) -> None:
         source = read_input(inp)
         start = time.perf_counter()
         with _warnings_reported(progress, inp):  # damaged tiles, dropped alpha: even with --quiet
             image = lic.decode(source, crop=args.crop, partial=args.partial, progress=progress.job(inp))
-            data = image_bytes(image, out)
+            data = image_bytes(image, out, args.png_level)
         seconds = time.perf_counter() - start
         write_output(out, data, args.force)
         if not args.quiet:

@@ -197,7 +197,7 @@ def _code(job: Job, write: bool = True) -> Row | tuple[Row, bytes | None]:
             from .images import encoded_image
 
             image = lic.decode(data, partial=options.get("partial", False))
-            out = encoded_image(image, job.output.suffix)  # the format the output's extension names
+            out = encoded_image(image, job.output.suffix, options.get("png_level"))  # the extension's format
             row.bpp = round(8 * len(data) / (image.width * image.height), 4)
         if write:
             write_atomically(job.output, out)

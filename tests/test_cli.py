@@ -360,3 +360,26 @@ def test_a_long_job_shows_its_stage_tiles_and_time_left_on_a_terminal(monkeypatc
     clock[0] += 10
     quiet.job("x")("decoding", 1, 2)
     assert plain.getvalue() == ""
+
+
+def zlib_level_class(png: Path) -> int:
+    """FLEVEL of a PNG's first IDAT zlib header: 0 fastest (level 1), 2 default (6), 3 smallest (9)."""
+    data = png.read_bytes()
+    idat = data.index(b"IDAT") + 4
+    return data[idat + 1] >> 6
+
+
+def test_png_level_trades_speed_for_size_and_keeps_pixels(tmp_path, small_png):
+    """Decoded PNGs are written fast by default (zlib level 1, as djxl); --png-level 9 is smallest."""
+    lic_file = tmp_path / "a.lic"
+    assert main(["encode", str(small_png), "-o", str(lic_file), "--quiet"]) == 0
+    fast, small = tmp_path / "fast.png", tmp_path / "small.png.png"
+    assert main(["decode", str(lic_file), "-o", str(fast), "--quiet"]) == 0
+    assert main(["decode", str(lic_file), "-o", str(small), "--png-level", "9", "--quiet"]) == 0
+    assert (zlib_level_class(fast), zlib_level_class(small)) == (0, 3)
+    assert small.stat().st_size < fast.stat().st_size
+    assert Image.open(fast).tobytes() == Image.open(small).tobytes()
+    tree_out = tmp_path / "tree"
+    assert main(["decode", "-r", str(tmp_path), "-o", str(tree_out), "-j", "1", "--png-level", "9", "--quiet"]) == 0
+    assert zlib_level_class(tree_out / "a.png") == 3  # the level reaches -r's workers too
+    assert lic("decode", lic_file, "-o", tmp_path / "x.png", "--png-level", "10").returncode == 2
