@@ -13,8 +13,9 @@ the codec's pixel limit) with empty or few-byte streams, as one big tile or many
 Each input goes through one of the decoder's entry points, chosen at random: ``decode``,
 ``decode(partial=True)``, ``decode(crop=…)`` or Pillow's ``Image.open(…).load()``.  It must
 end in success or ``codec.CodecError`` (``OSError`` through Pillow) within ``--timeout``
-seconds plus 2 s per claimed megapixel (decoding time grows with the pixels, as PNG's does)
-and under the address-space cap; anything else (another exception, a hang, MemoryError) is
+seconds plus 2 s per claimed megapixel (decoding time grows with the pixels, as PNG's does),
+counted as CPU time over the cores (so that sharing the CPU makes no false hangs), and under
+the address-space cap; anything else (another exception, a hang, MemoryError) is
 saved to ``tests/fuzz/crashes/`` and counted.  The exit code is 1 if anything was found.
 """
 from __future__ import annotations
@@ -22,6 +23,7 @@ from __future__ import annotations
 import argparse
 import collections
 import hashlib
+import os
 import random
 import resource
 import signal
@@ -42,6 +44,9 @@ import codec  # noqa: E402
 
 class Hang(Exception):
     pass
+
+
+WALL_SLACK = 20  # wall-clock guard: this many times an input's limit (which is on CPU time)
 
 
 def seeds(lic: codec.Codec) -> list[bytes]:
@@ -184,10 +189,15 @@ def main(argv=None) -> int:
     cap = vm + int(args.memory_gib * 2**30)
     resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
 
-    def on_alarm(signum, frame):
+    def on_limit(signum, frame):
         raise Hang()
 
-    signal.signal(signal.SIGALRM, on_alarm)
+    # The limit is CPU time (all threads; cores × the seconds, i.e. wall time on an idle machine), so
+    # that a fuzzer sharing the CPU (nice, beside training) or paused with SIGSTOP reports no false
+    # hangs; a wall-clock guard at WALL_SLACK × catches a decoder that blocks without computing.
+    cores = len(os.sched_getaffinity(0))
+    signal.signal(signal.SIGPROF, on_limit)
+    signal.signal(signal.SIGALRM, on_limit)
     rng = random.Random(args.seed)
     outcomes: collections.Counter = collections.Counter()
     found = 0
@@ -197,7 +207,9 @@ def main(argv=None) -> int:
     while time.monotonic() < end and (args.inputs is None or sum(outcomes.values()) < args.inputs):
         data = claim(rng, lic) if rng.random() < 0.05 else mutate(rng, pool)
         entry = rng.choice(entries)
-        signal.alarm(args.timeout + 2 * claimed_pixels(data) // 10**6)
+        limit = args.timeout + 2 * claimed_pixels(data) // 10**6
+        signal.setitimer(signal.ITIMER_PROF, limit * cores)
+        signal.alarm(limit * WALL_SLACK)
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # damaged tiles, Pillow's bomb warning
@@ -214,6 +226,7 @@ def main(argv=None) -> int:
             outcomes[f"FOUND {type(exc).__name__} ({entry})"] += 1
             print(f"found {type(exc).__name__} ({entry}): {exc} -> {name}", file=sys.stderr)
         finally:
+            signal.setitimer(signal.ITIMER_PROF, 0)
             signal.alarm(0)
     total = sum(outcomes.values())
     print(f"{total} inputs in {(time.monotonic() - end) / 60 + args.minutes:.2f} min (seed {args.seed}); {found} findings")
