@@ -29,7 +29,7 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from .errors import CodecError
+from .errors import CodecError, first_line
 from .images import find_images
 
 TEMP_SUFFIX = ".lic-tmp"  # what only this module's unfinished outputs end with
@@ -203,7 +203,7 @@ def _code(job: Job, write: bool = True) -> Row | tuple[Row, bytes | None]:
             write_atomically(job.output, out)
         row.bytes_out, row.status = len(out), "ok"
     except Exception as exc:  # noqa: BLE001  (whatever one file does, the others go on: it is its row's error)
-        text = (str(exc).strip().splitlines() or [""])[0]
+        text = first_line(exc)
         named = isinstance(exc, (CodecError, OSError))
         row.error, out = (text if named and text else f"{type(exc).__name__}: {text}"), None
     row.seconds = round(time.perf_counter() - t0, 3)

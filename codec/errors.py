@@ -20,3 +20,8 @@ class WeightsError(CodecError):
 
 class DamagedTilesWarning(UserWarning):
     """A partial decode met damaged tiles and painted them gray (the message lists them)."""
+
+
+def first_line(exc: BaseException, default: str = "") -> str:
+    """The first line of an exception's message (runtimes raise pages of it), ``default`` if empty."""
+    return (str(exc).strip().splitlines() or [default])[0]

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import container
-from .errors import CodecError
+from .errors import CodecError, first_line
 from .efforts import schedule_for
 from .tiling import DEFAULT_TILE, STRIDE, Box
 
@@ -27,7 +27,7 @@ def codec_call(method):
         except MemoryError:
             raise CodecError("not enough memory") from None
         except RuntimeError as exc:
-            first = (str(exc).strip().splitlines() or [""])[0]
+            first = first_line(exc)
             words = first.lower()  # torch's CPU allocator: "not enough memory" / "can't allocate memory";
             # onnxruntime's: "Failed to allocate memory"; torch's CUDA: OutOfMemoryError
             if type(exc).__name__ == "OutOfMemoryError" or ("memory" in words and ("alloc" in words or "out of" in words)):

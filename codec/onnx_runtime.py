@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from .errors import CodecError
+from .errors import CodecError, first_line
 
 TRANSFORMS = ("g_a", "h_a", "g_s", "h_s")
 SHA_KEY = "weights_sha256"
@@ -144,7 +144,7 @@ class OnnxBackend:
         except OnnxGraphError as exc:
             raise CodecError(str(exc)) from None
         except Exception as exc:  # onnxruntime's own classes (Fail, RuntimeException) are not RuntimeErrors
-            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            first = first_line(exc, type(exc).__name__)
             raise CodecError(("not enough memory" if "alloc" in first.lower() else "onnxruntime failed")
                              + f" ({first[:200]})") from None
 
