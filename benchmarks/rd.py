@@ -158,7 +158,10 @@ def run(folder: Path, out: Path, codec_names: list[str], qualities: dict[str, tu
     names = {c.name for c in codecs}  # the summary and plot show this run's codecs only
     doc = results_document(folder, images, codecs, skipped, [r for r in rows if r["codec"] in names])
     summary = write_summary(doc, out / "summary.md", _atomic_write)
-    write_plot(doc, out / "rd.png", _atomic_write)
+    try:
+        write_plot(doc, out / "rd.png", _atomic_write)
+    except ImportError:  # the light install: the table and results.json are the results
+        log("rd.png not drawn: matplotlib is not installed (pip install 'lic[bench]')")
     return {"results": doc, "summary": summary}
 
 

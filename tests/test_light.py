@@ -88,6 +88,25 @@ def test_the_command_line_codes_without_torch(tmp_path):
     assert "runtimes onnxruntime" in version.stdout
 
 
+def test_lic_bench_measures_lic_rows_without_torch(tmp_path):
+    """lic bench's lic rows come from the light runtime: real files, named as its runtime's."""
+    images = tmp_path / "images"
+    images.mkdir()
+    Image.open(SAMPLE).convert("RGB").crop((0, 0, 176, 176)).save(images / "a.png")
+    argv = ["bench", str(images), "--out", str(tmp_path / "bench"), "--codecs", "lic,jpeg",
+            "--qualities", "lic=20,80", "--qualities", "jpeg=20,80"]
+    out = _without_torch(f"sys.modules['matplotlib'] = None  # nor the plot's extra: a light install's bench\n"
+                         f"from cli.main import main\ncode = main({argv!r})\nassert 'torch' not in sys.modules "
+                         f"or sys.modules['torch'] is None\nsys.exit(code)")
+    assert out.returncode == 0, out.stderr
+    doc = json.loads((tmp_path / "bench" / "results.json").read_text())
+    lic_rows = [r for r in doc["rows"] if r["codec"] == "lic"]
+    assert sorted(r["quality"] for r in lic_rows) == [20, 80]
+    assert all(r["bytes"] > 100 and r["psnr"] > 25 for r in lic_rows)
+    assert "runtime onnxruntime" in (tmp_path / "bench" / "summary.md").read_text()  # the setup column
+    assert "matplotlib is not installed" in out.stdout + out.stderr and not (tmp_path / "bench" / "rd.png").exists()
+
+
 def test_what_needs_torch_says_which_extra_to_install(tmp_path):
     src = tmp_path / "in.png"
     Image.open(SAMPLE).convert("RGB").crop((0, 0, 64, 64)).save(src)
