@@ -15,8 +15,9 @@ What they cover: format 1.0 (one tile, profile ``float``), 1.1 (tiles; profiles 
 and ``float``), 1.2 (the compact header; one tile and tiles, RGB, RGBA with alpha, L,
 ICC/EXIF/XMP metadata), made with the hyperprior weights the package shipped as its default
 until the context model (``lic-ms-n64r2m192``, 50c52d9893ff, still shipped), and 1.3 (the
-context model's coding steps; one tile and tiles, RGBA) made with the default weights that
-introduced it; all from crops of ``samples/boothbay.png``.  The header layout of each version comes from
+context model's coding steps; one tile and tiles, RGBA) made with the weights that introduced
+it (``lic-ctx-n64r2m192-799k``, 115d2fc5f855, still shipped), plus one RGB file of each later
+default (``-846k-``: 86c8184400fd); all from crops of ``samples/boothbay.png``.  The header layout of each version comes from
 :func:`codec.container.pack`, which writes any minor up to its own.
 """
 from __future__ import annotations
@@ -51,13 +52,20 @@ VECTORS = {
     "v1.3-context-rgb": ((1, 3), "int", (60, 20, 188, 116), "RGB", 65.0, None, {}),
     "v1.3-context-tiled": ((1, 3), "int", (120, 90, 312, 218), "RGB", 20.0, 64, {}),
     "v1.3-context-rgba": ((1, 3), "int", (200, 0, 264, 64), "RGBA", 85.0, None, {}),
+    "v1.3-context-846k-rgb": ((1, 3), "int", (300, 120, 428, 216), "RGB", 45.0, None, {}),
 }
 HYPERPRIOR = codec.shipped.WEIGHTS_DIR / "lic-ms-n64r2m192.safetensors"  # what wrote 1.0–1.2 (50c52d9893ff)
+# found by their digests, whatever the file is named once a later default takes lic-default's name
+CONTEXT_799K = codec.shipped.shipped_weights(bytes.fromhex("115d2fc5f8556c39"))  # the first 1.3 weights
+CONTEXT_846K = codec.shipped.shipped_weights(bytes.fromhex("86c8184400fdc118"))  # default from 2026-12-04
 
 
-def weights_for(version: tuple[int, int]):
-    """The shipped weights each vector is made with: the hyperprior before 1.3, the default from then."""
-    return HYPERPRIOR if version < container.CONTEXT_SINCE else codec.shipped.DEFAULT_WEIGHTS
+def weights_for(name: str, version: tuple[int, int]):
+    """The shipped weights each vector is made with: the hyperprior before 1.3, then the context
+    model's first weights, and each later default's own vector (named by its training step)."""
+    if version < container.CONTEXT_SINCE:
+        return HYPERPRIOR
+    return CONTEXT_846K if "-846k-" in name else CONTEXT_799K
 
 
 def source(box, mode: str) -> Image.Image:
@@ -82,11 +90,11 @@ def write(name: str, spec) -> bytes:
     if version < (1, 1) and (tile is not None or profile != "float"):
         raise ValueError(f"{name}: format 1.0 has neither tiles nor the int profile")
     image = source(box, mode)  # strip: not the sample's own ICC profile (3 KB), only the chunks listed above
-    lic = codec.Codec(weights_for(version), profile=profile)
+    lic = codec.Codec(weights_for(name, version), profile=profile)
     parsed = container.unpack(lic.encode(image, quality, tile=tile, strip=True))
     if (parsed.tile_size is None) != (tile is None):
         raise ValueError(f"{name}: expected {'no ' if tile is None else ''}tile grid")
-    weights = codec.weights_info(weights_for(version))
+    weights = codec.weights_info(weights_for(name, version))
     header = dataclasses.replace(parsed.header, version=version, model_name=weights["name"],
                                  weights_sha256=bytes.fromhex(weights["sha256"]))
     extra = {**chunks, **parsed.chunks}  # metadata chunks first, then the encoder's (ALPH for RGBA)
@@ -94,7 +102,7 @@ def write(name: str, spec) -> bytes:
 
 
 def expected(data: bytes) -> dict:
-    lic = codec.Codec(bf16=False)  # pixel digests of fp32 synthesis, the same on every CPU of a kind
+    lic = codec.Codec(bf16=False, backend="torch")  # digests of torch's fp32 synthesis (onnxruntime: ±1)
     header = codec.read_header(data)
     decoded = lic.decode(data)
     row = {"version": ".".join(map(str, header.version)), "profile": header.profile, "mode": header.mode,
