@@ -107,6 +107,12 @@ def test_lic_bench_measures_lic_rows_without_torch(tmp_path):
     assert "matplotlib is not installed" in out.stdout + out.stderr and not (tmp_path / "bench" / "rd.png").exists()
 
 
+def test_lic_bench_without_scipy_says_so_in_one_line(tmp_path):
+    out = _without_torch("sys.modules['scipy'] = None\nfrom cli.main import main\ncode = main(['bench', '.'])\n"
+                         "assert 'torch' not in sys.modules or sys.modules['torch'] is None\nsys.exit(code)")
+    assert out.returncode == 1 and out.stderr.strip() == 'lic bench: needs scipy: pip install scipy (or "lic[bench]" beside torch)'
+
+
 def test_what_needs_torch_says_which_extra_to_install(tmp_path):
     src = tmp_path / "in.png"
     Image.open(SAMPLE).convert("RGB").crop((0, 0, 64, 64)).save(src)
