@@ -363,15 +363,16 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         return train_main(argv[1:])
     if argv[:1] in (["bench"], ["compare"]):  # imported only when asked for: they pull scipy (BD-rates)
+        import importlib
+
         try:
-            from benchmarks.pages import main as compare_main
-            from benchmarks.rd import main as bench_main
+            tool = importlib.import_module({"bench": "benchmarks.rd", "compare": "benchmarks.pages"}[argv[0]])
         except ModuleNotFoundError as exc:  # a light install: one line naming what to add
             package = (exc.name or "?").partition(".")[0]
             print(f"{PROG} {argv[0]}: needs {package}: pip install {package} (or \"lic[bench]\" beside torch)",
                   file=sys.stderr)
             return 1
-        return (bench_main if argv[0] == "bench" else compare_main)(argv[1:])
+        return tool.main(argv[1:])
     for flag, value in zip(argv, argv[1:]):  # argparse reads "-1,…" as an option and says nothing useful
         if flag == "--crop" and value[:1] == "-" and value[1:2].isdigit():
             print(f"{PROG}: error: argument --crop: {value!r}: X,Y,W,H must not be negative", file=sys.stderr)

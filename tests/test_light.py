@@ -32,9 +32,10 @@ def _without_torch(code: str, *args: str) -> subprocess.CompletedProcess:
                           cwd=ROOT, timeout=300)
 
 
-def _lic(*argv: str) -> subprocess.CompletedProcess:
-    """The ``lic`` command in an interpreter without torch."""
-    return _without_torch(f"from cli.main import main\ncode = main({list(argv)!r})\nsys.stdout.flush()\n"
+def _lic(*argv: str, missing: tuple[str, ...] = ()) -> subprocess.CompletedProcess:
+    """The ``lic`` command in an interpreter without torch (nor the ``missing`` modules)."""
+    blocked = "".join(f"sys.modules[{name!r}] = None\n" for name in missing)
+    return _without_torch(f"{blocked}from cli.main import main\ncode = main({list(argv)!r})\nsys.stdout.flush()\n"
                           "assert 'torch' not in sys.modules or sys.modules['torch'] is None\nsys.exit(code)")
 
 
@@ -93,11 +94,8 @@ def test_lic_bench_measures_lic_rows_without_torch(tmp_path):
     images = tmp_path / "images"
     images.mkdir()
     Image.open(SAMPLE).convert("RGB").crop((0, 0, 176, 176)).save(images / "a.png")
-    argv = ["bench", str(images), "--out", str(tmp_path / "bench"), "--codecs", "lic,jpeg",
-            "--qualities", "lic=20,80", "--qualities", "jpeg=20,80"]
-    out = _without_torch(f"sys.modules['matplotlib'] = None  # nor the plot's extra: a light install's bench\n"
-                         f"from cli.main import main\ncode = main({argv!r})\nassert 'torch' not in sys.modules "
-                         f"or sys.modules['torch'] is None\nsys.exit(code)")
+    out = _lic("bench", str(images), "--out", str(tmp_path / "bench"), "--codecs", "lic,jpeg",
+               "--qualities", "lic=20,80", "--qualities", "jpeg=20,80", missing=("matplotlib",))  # a light bench
     assert out.returncode == 0, out.stderr
     doc = json.loads((tmp_path / "bench" / "results.json").read_text())
     lic_rows = [r for r in doc["rows"] if r["codec"] == "lic"]
@@ -108,8 +106,7 @@ def test_lic_bench_measures_lic_rows_without_torch(tmp_path):
 
 
 def test_lic_bench_without_scipy_says_so_in_one_line(tmp_path):
-    out = _without_torch("sys.modules['scipy'] = None\nfrom cli.main import main\ncode = main(['bench', '.'])\n"
-                         "assert 'torch' not in sys.modules or sys.modules['torch'] is None\nsys.exit(code)")
+    out = _lic("bench", ".", missing=("scipy",))
     assert out.returncode == 1 and out.stderr.strip() == 'lic bench: needs scipy: pip install scipy (or "lic[bench]" beside torch)'
 
 
