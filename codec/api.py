@@ -25,7 +25,7 @@ from .backends import TORCH_EXTRA, frozen_weights, installed, make_backend
 from .inputs import DEFAULT_QUALITY, EncodeOptions, bisect_quality, checked_profile, codec_call, crop_box, read_bytes
 from .latent_coding import TileSource, check_round_trip, decode_tiles, encode_tile, level, quantise, tile_decoder, where
 from .latents import Latents
-from .lic_file import finish_image, pack_image
+from .lic_file import finish_image, image_canvas, pack_image
 from .probability import path_for, probability_paths
 from .shipped import OtherShipped
 from .tiled import TiledTransforms, image_size, window
@@ -207,11 +207,11 @@ class Codec:
         region = crop_box(crop, h.width, h.height)  # tiles decoded as the windows reach them: only the crop's
         decode = tile_decoder(self.weights, path_for(self.paths, h), grid, parsed.tiles, partial)
         source = TileSource(self.weights, self.backend, grid, h.quality, decode)
-        rgb = self.transforms.synthesis(source, grid, region, progress)
+        canvas = self.transforms.synthesis(source, grid, region, progress, image_canvas(parsed, region))
         if damaged := sorted(source.lost):
             places = ", ".join(where(grid, i) for i in damaged)
             warnings.warn(f"{len(damaged)} damaged tile(s) painted gray: {places}", DamagedTilesWarning, stacklevel=2)
-        return finish_image(parsed, rgb, region)
+        return finish_image(parsed, canvas, region)
 
     def score(self, image, quality: float = DEFAULT_QUALITY) -> float:
         """Bits per pixel the learned prior needs for ``image``: how typical it is (codec.prior)."""

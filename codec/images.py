@@ -187,13 +187,8 @@ def unpack_alpha(payload: bytes, width: int, height: int) -> np.ndarray:
     return np.frombuffer(raw, dtype=np.uint8).reshape(height, width)
 
 
-def finish(rgb: np.ndarray, mode: str, alpha: np.ndarray | None, meta: Metadata) -> Image.Image:
-    """Decoded RGB + alpha + metadata → the PIL image in the source's mode."""
-    im = Image.fromarray(rgb, "RGB")
-    if mode in ("L", "LA"):
-        im = im.convert("L")
-    if alpha is not None:
-        im.putalpha(Image.fromarray(alpha, "L"))
+def with_metadata(im: Image.Image, meta: Metadata) -> Image.Image:
+    """A decoded image with the source's ICC profile, EXIF and XMP in its ``info``."""
     for _, key in container.METADATA_CHUNKS:
         if getattr(meta, key):
             im.info[key] = getattr(meta, key)

@@ -144,7 +144,7 @@ class TileSource:
                  fetch: Callable[[int], TileLatents | None]):
         self.grid, self.fetch, self.M = grid, fetch, weights.config.M
         self.inv_gain = backend.inv_gain(level(weights, quality))[None, :, None, None]
-        self.cache: dict[int, TileLatents | None] = {}
+        self.cache: dict[int, np.ndarray | None] = {}  # tile → its y + mean, (1, M, h, w) float32
         self.last_use: dict[int, int] = {}
         self.lost: list[int] = []
 
@@ -162,16 +162,15 @@ class TileSource:
         """ŷ of the ``k``-th planned window (latent units), (1, M, h, w) float32; zeros where tiles are lost."""
         y = np.zeros((1, self.M, win.y1 - win.y0, win.x1 - win.x0), dtype=np.float32)
         for i in self.tiles(win):
-            if i not in self.cache:
-                self.cache[i] = self.fetch(i)
-                if self.cache[i] is None:
+            if i not in self.cache:  # kept as y + mean only: a third of the tile's latents (3 rows of tiles are held)
+                t = self.fetch(i)
+                self.cache[i] = None if t is None else t.y[None].astype(np.float32) + t.y_mean
+                if t is None:
                     self.lost.append(i)
-            t = self.cache[i]
-            if t is not None:
+            if (y_hat := self.cache[i]) is not None:
                 box = self.grid.box(i).scaled(LATENT)
                 part = box.clipped(win)
-                y[(Ellipsis, *part.inside(win).slices)] = (t.y[None].astype(np.float32) + t.y_mean)[
-                    (Ellipsis, *part.inside(box).slices)]
+                y[(Ellipsis, *part.inside(win).slices)] = y_hat[(Ellipsis, *part.inside(box).slices)]
             if self.last_use.get(i, k) <= k:
                 del self.cache[i]
         return y * self.inv_gain

@@ -34,13 +34,35 @@ def pack_image(weights, src: images.SourceImage | None, lat: Latents, streams: l
     return container.pack(container.LicFile(header, chunks, streams, tile_size))
 
 
-def finish_image(parsed: container.LicFile, rgb: np.ndarray, region: Box) -> Image.Image:
-    """Decoded RGB pixels of ``region`` → the PIL image in the source's mode, alpha and metadata."""
-    h = parsed.header
-    alpha = None
-    if h.mode in ("LA", "RGBA"):
-        if container.ALPHA in parsed.chunks:
-            alpha = images.unpack_alpha(parsed.chunks[container.ALPHA], h.width, h.height)[region.slices]
-        else:  # lost with the rest of a broken partial file
-            alpha = np.full(rgb.shape[:2], 255, dtype=np.uint8)
-    return images.finish(np.ascontiguousarray(rgb), h.mode, alpha, images.Metadata.from_chunks(parsed.chunks))
+class ImageCanvas:
+    """The decoded image, built in place in the source's PIL mode as pieces finish.
+
+    Why: the largest image a file may claim (``MAX_PIXELS``, 179 MP) is 716 MB as a PIL
+    image; an RGB array of it beside that (537 MB) took a decode past 1.5 GiB.  Pieces are
+    pasted in (Pillow converts RGB to L / LA / RGBA exactly as ``Image.convert`` would).
+    """
+
+    def __init__(self, mode: str, width: int, height: int):
+        self.image = Image.new(mode, (width, height), (0,) * (len(mode) - 1) + (255,) if "A" in mode else 0)
+
+    def put(self, box: Box, rgb: np.ndarray) -> None:
+        self.image.paste(Image.fromarray(rgb), (box.x0, box.y0))
+
+    def fill(self, box: Box, value: int) -> None:
+        mode = self.image.mode
+        gray = (value,) * len(mode.rstrip("A")) + ((255,) if "A" in mode else ())
+        self.image.paste(gray if len(gray) > 1 else value, (box.x0, box.y0, box.x1, box.y1))
+
+
+def image_canvas(parsed: container.LicFile, region: Box) -> ImageCanvas:
+    """An empty canvas of ``region``'s size in the mode the file's header names."""
+    return ImageCanvas(parsed.header.mode, region.x1 - region.x0, region.y1 - region.y0)
+
+
+def finish_image(parsed: container.LicFile, canvas: ImageCanvas, region: Box) -> Image.Image:
+    """A filled canvas of ``region`` → the PIL image with the file's alpha and metadata."""
+    h, im = parsed.header, canvas.image
+    if h.mode in ("LA", "RGBA") and container.ALPHA in parsed.chunks:  # else lost with a broken partial file: 255
+        alpha = images.unpack_alpha(parsed.chunks[container.ALPHA], h.width, h.height)[region.slices]
+        im.putalpha(Image.fromarray(np.ascontiguousarray(alpha), "L"))
+    return images.with_metadata(im, images.Metadata.from_chunks(parsed.chunks))

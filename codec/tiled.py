@@ -9,7 +9,11 @@ The windows are numpy arrays; the backend (torch or onnxruntime) runs the
 transform on whatever device it owns::
 
     analysis:  pixels ─window + halo─▶ g_a ─crop to the tile─▶ y of the padded image
-    synthesis: ŷ of the padded image ─window + halo─▶ g_s ─crop, clip to region─▶ uint8 pixels
+    synthesis: ŷ of the padded image ─window + halo─▶ g_s ─crop, clip to region─▶ uint8 pieces ─▶ canvas
+
+The canvas is where finished pieces go: an array (:class:`ArrayCanvas`) for the API's pixel
+stages, or the decoded PIL image itself (:class:`codec.lic_file.ImageCanvas`), so that a large
+decode never holds a whole-image array beside the image.
 """
 from __future__ import annotations
 
@@ -34,6 +38,19 @@ def window(pixels: np.ndarray, win: Box) -> np.ndarray:
         x = pixels[:, win.y0 : min(win.y1, height), win.x0 : min(win.x1, width)]
     pad = ((0, 0), (0, win.y1 - min(win.y1, height)), (0, win.x1 - min(win.x1, width)))
     return (np.pad(x, pad, mode="edge") if any(p for _, p in pad) else x)[None]
+
+
+class ArrayCanvas:
+    """A region's pixels as one uint8 (h, w, 3) array: ``put`` a piece, ``fill`` a lost box."""
+
+    def __init__(self, width: int, height: int):
+        self.pixels = np.empty((height, width, 3), dtype=np.uint8)
+
+    def put(self, box: Box, rgb: np.ndarray) -> None:
+        self.pixels[box.slices] = rgb
+
+    def fill(self, box: Box, value: int) -> None:
+        self.pixels[box.slices] = value
 
 
 def image_size(pixels: np.ndarray) -> tuple[int, int]:
@@ -78,9 +95,10 @@ class TiledTransforms:
                 progress("analysis", done, len(grid))
         return y
 
-    def synthesis(self, source, grid: TileGrid, region: Box, progress=None) -> np.ndarray:
+    def synthesis(self, source, grid: TileGrid, region: Box, progress=None, canvas=None):
         """g_s of the ŷ windows ``source`` (:class:`codec.latent_coding.TileSource`) assembles →
-        uint8 (h, w, 3) pixels of ``region``.
+        the pixels of ``region``, put piece by piece on ``canvas`` (box relative to the region,
+        uint8 (h, w, 3)); returned as it is, or (None) as an :class:`ArrayCanvas`' array.
 
         The windows follow the file's tiles but never exceed DEFAULT_TILE: a single-tile
         file of a large image is synthesised piece by piece too, so memory stays bounded.
@@ -89,7 +107,7 @@ class TiledTransforms:
         decoded) are painted mid-gray; a piece wholly inside them is not synthesised at all.
         ``progress("decoding", done, total)`` after each batch of pieces.
         """
-        out = np.empty((region.y1 - region.y0, region.x1 - region.x0, 3), dtype=np.uint8)
+        out = canvas if canvas is not None else ArrayCanvas(region.x1 - region.x0, region.y1 - region.y0)
         pieces = TileGrid(grid.width, grid.height, min(grid.tile_w, DEFAULT_TILE), min(grid.tile_h, DEFAULT_TILE),
                           grid.analysis_halo, grid.synthesis_halo)
         batches = list(self._batches(pieces.covering(region), pieces.synthesis_window))
@@ -109,13 +127,13 @@ class TiledTransforms:
         for box in (grid.box(i) for i in source.lost):
             part = box.clipped(region)
             if not part.empty:
-                out[part.inside(region).slices] = GRAY
-        return out
+                out.fill(part.inside(region), GRAY)
+        return out if canvas is not None else out.pixels
 
-    def _synthesise(self, pieces: TileGrid, region: Box, out: np.ndarray, ys: list, kept: list[int]) -> None:
+    def _synthesise(self, pieces: TileGrid, region: Box, out, ys: list, kept: list[int]) -> None:
         """g_s of the pieces ``kept`` (their ŷ windows ``ys``) → their pixels, clipped to ``region``, into ``out``."""
         for x, i in zip(self.backend.synthesis(np.concatenate(ys)), kept):
             part = pieces.box(i).clipped(region)
             x = x[(slice(None), *part.inside(pieces.synthesis_window(i), LATENT).slices)]
             np.clip(np.round(np.nan_to_num(x, copy=False) * np.float32(255)), 0, 255, out=x)  # NaN: 0, as torch cast
-            out[part.inside(region).slices] = x.transpose(1, 2, 0)
+            out.put(part.inside(region), x.astype(np.uint8).transpose(1, 2, 0))

@@ -154,24 +154,24 @@ def claimed_pixels(data: bytes) -> int:
 
 
 def decode_one(lic: codec.Codec, data: bytes, entry: str):
-    """One input through one entry point: plain, partial, crop (a random region) or Pillow."""
+    """One input through one entry point: plain, partial, crop (a random region) or Pillow → the image's size."""
     if entry == "pillow":
         import io
 
         try:
             with Image.open(io.BytesIO(data)) as im:
                 im.load()
-                return im.copy()
+                return im.size  # no copy: a claimed 179 MP image is 716 MB
         except (OSError, Image.DecompressionBombError, ValueError, SyntaxError) as exc:
             raise codec.CodecError(f"Pillow: {type(exc).__name__}") from exc
     if entry == "crop":
         try:
             h = codec.read_header(data)
         except codec.CodecError:
-            return lic.decode(data)
+            return lic.decode(data).size
         x, y = random.randrange(h.width), random.randrange(h.height)
-        return lic.decode(data, crop=(x, y, random.randint(1, h.width - x), random.randint(1, h.height - y)))
-    return lic.decode(data, partial=entry == "partial")
+        return lic.decode(data, crop=(x, y, random.randint(1, h.width - x), random.randint(1, h.height - y))).size
+    return lic.decode(data, partial=entry == "partial").size
 
 
 def main(argv=None) -> int:
@@ -213,9 +213,9 @@ def main(argv=None) -> int:
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # damaged tiles, Pillow's bomb warning
-                image = decode_one(lic, data, entry)
+                width, height = decode_one(lic, data, entry)
             outcomes[f"decoded ({entry})"] += 1
-            assert isinstance(image, Image.Image) and image.width * image.height  # no copy of a huge image
+            assert width * height > 0
         except codec.CodecError as exc:
             outcomes[f"CodecError: {str(exc).split('(')[0].strip()[:50]}"] += 1
         except (Hang, MemoryError, Exception) as exc:  # everything else is a finding
