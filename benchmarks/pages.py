@@ -15,13 +15,13 @@ import base64
 import html
 import io
 import json
-import os
 import sys
 from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageFont
 
 import codec
+from codec import files
 
 from .codecs import make_codecs
 from .equal_size import KNOBS, Comparison, compare, pick_crops
@@ -137,16 +137,6 @@ def refuse_existing(paths: list[Path | None], force: bool) -> None:
             raise codec.CodecError(f"{path} exists (use --force to overwrite)")
 
 
-def write_atomically(path: Path, data: bytes) -> None:
-    """``data`` to a temporary file beside ``path``, then renamed over it; nothing left on failure."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
 def make_page(image_path, out: Path, *, quality=None, size=None, names=DEFAULT_CODECS.split(","),
               crops=(), sheet_path: Path | None = None, force: bool = False, lic=None) -> Comparison:
     """Code ``image_path`` with every codec at lic's size and write the page (and sheet)."""
@@ -169,8 +159,8 @@ def make_page(image_path, out: Path, *, quality=None, size=None, names=DEFAULT_C
     html_bytes, buf = page(cmp, chosen, title).encode(), io.BytesIO()
     if sheet_path is not None:
         sheet(cmp, chosen).save(buf, "PNG", optimize=True)
-        write_atomically(sheet_path, buf.getvalue())
-    write_atomically(out, html_bytes)
+        files.write_atomically(sheet_path, buf.getvalue())
+    files.write_atomically(out, html_bytes)
     return cmp
 
 

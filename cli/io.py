@@ -6,7 +6,7 @@ import sys
 import time
 from pathlib import Path
 
-from codec import CodecError
+from codec import CodecError, files
 
 
 class OutputExists(Exception):
@@ -31,7 +31,7 @@ def read_input(path: str) -> bytes:
 
 
 def write_output(path: str, data: bytes, force: bool) -> None:
-    """Write ``data`` to ``path`` (``-``: stdout) atomically (:func:`codec.batch.write_atomically`:
+    """Write ``data`` to ``path`` (``-``: stdout) atomically (:func:`codec.files.write_atomically`:
     a temporary file in the same directory renamed over the target, removed on any failure or Ctrl-C)."""
     if path == "-":
         sys.stdout.buffer.write(data)
@@ -45,9 +45,7 @@ def write_output(path: str, data: bytes, force: bool) -> None:
     parent = target.parent if str(target.parent) else Path(".")
     if not parent.is_dir():
         raise CodecError(f"output directory {parent} does not exist")
-    from codec import batch  # numpy and Pillow: not for `lic info`
-
-    batch.write_atomically(target, data)  # a new file's mode from the umask, a replaced one's kept
+    files.write_atomically(target, data)  # a new file's mode from the umask, a replaced one's kept
 
 
 def plan_outputs(inputs: list[str], output: str | None, suffix: str, force: bool,

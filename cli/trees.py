@@ -42,11 +42,11 @@ class TreeProgress(Progress):
 
 def run_tree(args, kind: str, options: dict) -> int:
     """The -r path of encode (``kind`` "encode", ``options`` for Codec.encode) and decode."""
-    from codec import batch
+    from codec import batch, files
 
     if not args.output or args.output == "-":
         raise CodecError("-r needs -o OUT_DIR (the tree is mirrored there)")
-    removed = batch.remove_leftovers(args.output)
+    removed = files.remove_leftovers(args.output)
     jobs = batch.plan(args.inputs, args.output, kind, ".lic" if kind == "encode" else ".png", args.force)
     limit = codec.MAX_PIXELS if args.max_pixels is None else (args.max_pixels or None)
     codec_args = {"weights": args.weights, "device": args.device, "max_pixels": limit}

@@ -21,8 +21,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import stat
-import tempfile
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -30,9 +28,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from .errors import CodecError, first_line
+from .files import write_atomically
 from .images import find_images
 
-TEMP_SUFFIX = ".lic-tmp"  # what only this module's unfinished outputs end with
 
 
 @dataclass(frozen=True)
@@ -98,43 +96,6 @@ def plan(sources: Iterable[str | os.PathLike], out_dir: str | os.PathLike, kind:
             claimed.setdefault(output, path)
             jobs.append(Job(path, output, refused))
     return jobs
-
-
-def new_file_mode() -> int:
-    """0666 less the umask: the mode ``open()`` gives a new file (read from /proc where it can be,
-    since the portable way, setting the umask and restoring it, races with other threads)."""
-    try:
-        with open("/proc/self/status") as f:
-            mask = next(int(line.split()[1], 8) for line in f if line.startswith("Umask:"))
-    except (OSError, StopIteration, ValueError):
-        mask = os.umask(0o022)
-        os.umask(mask)
-    return 0o666 & ~mask
-
-
-def write_atomically(path: Path, data: bytes) -> None:
-    """``data`` to ``path`` through a temporary file renamed over it; a replaced file keeps its mode."""
-    mode = stat.S_IMODE(path.stat().st_mode) if path.exists() else new_file_mode()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TEMP_SUFFIX, dir=path.parent)
-    try:
-        os.fchmod(fd, mode)
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def remove_leftovers(out_dir: str | os.PathLike) -> int:
-    """Delete the temporary files a killed run left under ``out_dir``; how many there were."""
-    found = [p for p in Path(out_dir).rglob(f".*{TEMP_SUFFIX}") if p.is_file()] if Path(out_dir).is_dir() else []
-    for p in found:
-        p.unlink(missing_ok=True)
-    return len(found)
 
 
 # -- the workers ----------------------------------------------------------------------------------

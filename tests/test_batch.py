@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 import codec
-from codec import batch
+from codec import batch, files
 from cli.main import main
 
 
@@ -63,7 +63,7 @@ def test_a_killed_run_restarts_where_it_stopped(tree, tmp_path):
     jobs = batch.plan([tree], out, "encode")
     first = [j for j in jobs if j.source.name == "one.png"]
     batch.run(first, "encode", {"quality": 40})  # the run that got this far …
-    leftover = out / "a" / f".two.lic.x1{batch.TEMP_SUFFIX}"  # … and was killed mid-write
+    leftover = out / "a" / f".two.lic.x1{files.TEMP_SUFFIX}"  # … and was killed mid-write
     leftover.parent.mkdir(parents=True, exist_ok=True)
     leftover.write_bytes(b"half a file")
     before = (out / "a" / "one.lic").stat().st_mtime_ns
@@ -71,7 +71,7 @@ def test_a_killed_run_restarts_where_it_stopped(tree, tmp_path):
     assert not leftover.exists() and (out / "a" / "one.lic").stat().st_mtime_ns == before  # skipped
     statuses = {r["source"].rsplit("/", 1)[1]: r["status"] for r in _rows(out)}
     assert statuses["one.png"] == "skipped" and statuses["two.png"] == "ok"
-    assert not list(out.rglob(f"*{batch.TEMP_SUFFIX}"))
+    assert not list(out.rglob(f"*{files.TEMP_SUFFIX}"))
 
 
 def test_a_pool_of_processes_gives_the_same_files(tree, tmp_path):

@@ -1,0 +1,55 @@
+"""Outputs written atomically, with the mode a new file would get: stdlib only.
+
+Why a module of its own: every command that writes a file (``lic encode``/``decode``, the
+collections in :mod:`codec.batch`, the comparison pages) writes it the same way, and a
+single-file command should not import the process pools of :mod:`codec.batch` to do it.
+A file is written to a temporary name beside it, synced, then renamed over the target, so a
+reader (or a killed run) never sees half a file::
+
+    data ─▶ .<name>.XXXX.lic-tmp (mode: the replaced file's, else 0666 less the umask) ─fsync, rename─▶ name
+"""
+from __future__ import annotations
+
+import os
+import stat
+import tempfile
+from pathlib import Path
+
+TEMP_SUFFIX = ".lic-tmp"  # what only unfinished outputs end with (remove_leftovers deletes them)
+
+
+def new_file_mode() -> int:
+    """0666 less the umask: the mode ``open()`` gives a new file (read from /proc where it can be,
+    since the portable way, setting the umask and restoring it, races with other threads)."""
+    try:
+        with open("/proc/self/status") as f:
+            mask = next(int(line.split()[1], 8) for line in f if line.startswith("Umask:"))
+    except (OSError, StopIteration, ValueError):
+        mask = os.umask(0o022)
+        os.umask(mask)
+    return 0o666 & ~mask
+
+
+def write_atomically(path: Path, data: bytes) -> None:
+    """``data`` to ``path`` through a temporary file renamed over it; a replaced file keeps its mode."""
+    mode = stat.S_IMODE(path.stat().st_mode) if path.exists() else new_file_mode()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TEMP_SUFFIX, dir=path.parent)
+    try:
+        os.fchmod(fd, mode)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def remove_leftovers(out_dir: str | os.PathLike) -> int:
+    """Delete the temporary files a killed run left under ``out_dir``; how many there were."""
+    found = [p for p in Path(out_dir).rglob(f".*{TEMP_SUFFIX}") if p.is_file()] if Path(out_dir).is_dir() else []
+    for p in found:
+        p.unlink(missing_ok=True)
+    return len(found)
