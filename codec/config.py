@@ -19,6 +19,7 @@ class ModelConfig:
     lambdas: tuple[float, ...] = (
         0.00045, 0.0009, 0.0018, 0.0035, 0.0067, 0.013, 0.025, 0.0483, 0.0932, 0.18, 0.36)
     groups: tuple[int, ...] = ()  # channels per context group of y (codec.context); () none
+    residual: int = 0  # hidden channels of the latent residual predictor (codec.context.LatentResidual); 0 none
 
     def __post_init__(self):
         if self.groups and (sum(self.groups) != self.M or min(self.groups) < 1):
@@ -50,7 +51,7 @@ class ModelConfig:
 
     def to_dict(self) -> dict:
         d = asdict(self)
-        for key in ("deep", "res_blocks", "groups"):  # files written before these fields stay byte-identical
+        for key in ("deep", "res_blocks", "groups", "residual"):  # files written before these fields stay byte-identical
             if not d[key]:
                 del d[key]
         return d
@@ -59,7 +60,7 @@ class ModelConfig:
     def from_dict(cls, d: dict) -> "ModelConfig":
         return cls(N=int(d["N"]), M=int(d["M"]), deep=int(d.get("deep", 0)),
                    res_blocks=int(d.get("res_blocks", 0)), lambdas=tuple(float(v) for v in d["lambdas"]),
-                   groups=tuple(int(g) for g in d.get("groups", ())))
+                   groups=tuple(int(g) for g in d.get("groups", ())), residual=int(d.get("residual", 0)))
 
 
 _BLOCK_SCALES = (8, 4, 2)  # where residual blocks go, deepest first (1/8, 1/4, 1/2 of the image side)

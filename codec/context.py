@@ -50,6 +50,7 @@ import torch
 from torch import nn
 
 HIDDEN = 48  # channels of each group's network
+RESIDUAL_HIDDEN = 96  # channels of the latent residual predictor's hidden layers (its default)
 DEFAULT_GROUPS = (16, 16, 32, 64, 64)  # for M = 192 (ELIC's uneven split, shortened)
 
 # visit(k, where, mean, scale) → ŷ of group k, (B, g_k, h, w); only the elements at ``where``
@@ -133,3 +134,36 @@ class ChannelContext(nn.Module):
             scales.append(scale)
             decoded.append(y_k)
         return torch.cat(means, 1), torch.cat(scales, 1), torch.cat(decoded, 1)
+
+
+class LatentResidual(nn.Module):
+    """Latent residual prediction (Minnen & Singh 2020, §3.2), kept off the entropy path.
+
+    Rounding leaves ŷ' − y' anywhere in [−½, ½] bins; given the decoded latent and each
+    element's final (μ, σ), some of that residual is predictable (a narrow σ, say, makes
+    y' likelier near μ than ŷ' is).  The paper adds 0.5·tanh(LRP) to each slice before the
+    next slices' context sees it; here the correction feeds g_s only, after the whole walk,
+    so it may read every group at once and no table or mean depends on it: the exact path
+    (which must give the same integers everywhere) is unchanged, and the float correction
+    moves pixels only, like g_s itself::
+
+        (ŷ', μ, σ) ─conv3×3─LReLU─conv3×3─LReLU─conv1×1─▶ r;   ŷ' + ½·tanh(r) ─▶ × inv_gain ─▶ g_s
+
+    All in y' units (quantisation bins at every level).  The last convolution starts at
+    zero, so a model grown with it (:mod:`codec.training.surgery.grow`) computes exactly
+    what it computed before.
+    """
+
+    def __init__(self, M: int, hidden: int = RESIDUAL_HIDDEN):
+        super().__init__()
+        self.inp = nn.Conv2d(3 * M, hidden, 3, padding=1)
+        self.mix = nn.Conv2d(hidden, hidden, 3, padding=1)
+        self.out = nn.Conv2d(hidden, M, 1)
+        self.act = nn.LeakyReLU(inplace=True)
+        nn.init.zeros_(self.out.weight)
+        nn.init.zeros_(self.out.bias)
+
+    def forward(self, y_hat: torch.Tensor, mean: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+        """ŷ' (B, M, h, w) with its means and scales → the corrected ŷ' g_s is given."""
+        h = self.act(self.mix(self.act(self.inp(torch.cat([y_hat, mean, scale], 1)))))
+        return y_hat + 0.5 * torch.tanh(self.out(h))

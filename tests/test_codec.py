@@ -303,3 +303,22 @@ def test_a_failed_allocation_is_a_codec_error_and_other_bugs_are_not(lic, small_
         lic.decode(data)
     monkeypatch.setattr(lic.transforms, "synthesis", real)
     assert lic.decode(data).size == small_image.size
+
+
+def test_weights_needing_residual_prediction_are_refused_by_name(tmp_path):
+    """A weights file from a release with latent residual prediction: one clear error, not
+    a decoder that silently skips the networks its config names."""
+    import json
+
+    from safetensors.numpy import load_file, save_file
+    from safetensors import safe_open
+
+    from codec import weights
+
+    with safe_open(str(weights.DEFAULT_WEIGHTS), framework="numpy") as f:
+        meta = dict(f.metadata())
+    meta["config"] = json.dumps({**json.loads(meta["config"]), "residual": 96})
+    newer = tmp_path / "newer.safetensors"
+    save_file(load_file(str(weights.DEFAULT_WEIGHTS)), str(newer), metadata=meta)
+    with pytest.raises(codec.WeightsError, match="residual prediction"):
+        codec.Codec(newer)

@@ -253,3 +253,39 @@ def test_ideal_rd_measures_a_grown_model_as_its_source(trained, tmp_path, capsys
     assert rows[specs[1]]["bpp"] != rows[specs[0]]["bpp"] and rows[specs[2]]["bpp"] != rows[specs[0]]["bpp"]
     with pytest.raises(SystemExit, match="knock-outs"):
         ideal_rd([str(tmp_path / "images"), f"{tmp_path / 'ckpt.pt'}@no-anchors"])
+
+
+def test_growing_a_residual_predictor_keeps_the_function_and_trains_on(trained, tmp_path, capsys):
+    """Latent residual prediction (codec.context.LatentResidual): grown at zero it changes no bit
+    or pixel; trained, its correction moves g_s's input by less than half a bin and never the
+    rate; the runtime cannot run it yet, so export and the weights reader refuse it by name."""
+    copy_trained(trained, tmp_path)
+    before = load_checkpoint(tmp_path / "ckpt.pt")
+    grow_checkpoint(tmp_path / "ckpt.pt", groups=GROUPS)
+    assert grow_main(["--checkpoint", str(tmp_path / "ckpt.pt"), "--residual", "16"]) == 0
+    after = load_checkpoint(tmp_path / "ckpt.pt")
+    assert after["config"]["residual"] == 16 and tuple(after["config"]["groups"]) == GROUPS
+    for a, b in outputs_before_and_after(before, after):
+        for key in ("x_hat", "bits_y", "bits_z"):
+            assert torch.equal(b[key], a[key]), key
+    with pytest.raises(ValueError, match="already has a residual predictor"):
+        grow_checkpoint(tmp_path / "ckpt.pt", residual=8)
+
+    assert train_main(train_args(tmp_path, 6)) == 0
+    resumed = load_checkpoint(tmp_path / "ckpt.pt")
+    assert resumed["model"]["residual.out.weight"].abs().sum() > 0  # the zero layer learns
+    model = model_from(resumed["model"], resumed["config"]).eval()
+    y_hat = torch.randn(1, 12, 5, 7) * 3
+    corrected = model.residual(y_hat, torch.randn(1, 12, 5, 7), torch.rand(1, 12, 5, 7) + 0.1)
+    assert (corrected - y_hat).abs().max() <= 0.5 and not torch.equal(corrected, y_hat)
+    x = torch.rand(1, 3, 64, 64, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        on = model(x, torch.tensor([4.0]))
+        model.config = ModelConfig.from_dict({**resumed["config"], "residual": 0})  # the same model without it
+        off = model(x, torch.tensor([4.0]))
+    assert torch.equal(on["bits_y"], off["bits_y"]) and not torch.equal(on["x_hat"], off["x_hat"])
+
+    capsys.readouterr()
+    assert export_main(["--checkpoint", str(tmp_path / "ckpt.pt"), "--out", str(tmp_path / "w.safetensors"),
+                        "--fit-crops", "0"]) == 1
+    assert "residual predictor" in capsys.readouterr().err and not (tmp_path / "w.safetensors").exists()

@@ -11,6 +11,7 @@ the straight-through rounded latent it will see at decode time::
 
     x ─g_a─▶ y ×gain ─▶ y' ─h_a─▶ z ─EB(noise)─▶ z̃ ─h_s─▶ (μ, σ)
     [with config.groups: (μ, σ) ─context walk, group by group, ŷ' of earlier steps─▶ (μ, σ)]
+    [with config.residual: ŷ' ─+ ½·tanh(LRP(ŷ', μ, σ))─▶ ŷ' for g_s only (codec.context.LatentResidual)]
     rate_y  = -log2 p(y' + u | μ, σ)        u ~ U(-½, ½)
     ŷ'      = round(y' - μ) + μ  (straight-through)
     x̂       = g_s(ŷ' × inv_gain)
@@ -28,7 +29,7 @@ from ..transforms import (
     GainUnits, ModelConfig, analysis, hyper_analysis, hyper_synthesis, interp_lambda,
     split_hyper_params, synthesis,
 )
-from ..context import ChannelContext
+from ..context import ChannelContext, LatentResidual
 from .latent_growth import mix_rate
 
 with warnings.catch_warnings():  # compressai's import-time torch.jit.script use warns on torch 2.14
@@ -54,6 +55,8 @@ class LicModel(nn.Module):
         self.scale_bound = LowerBound(SCALE_MIN)
         if config.groups:
             self.context = ChannelContext(config.groups)
+        if config.residual:
+            self.residual = LatentResidual(M, config.residual)
 
     # -- pieces shared with the frozen codec -------------------------------------------------
     def mean_scale(self, z_hat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -92,6 +95,8 @@ class LicModel(nn.Module):
                 y_lik = mix_rate(y_lik, detached, first, weight)
         else:
             y_lik = gaussian_likelihood(torch.round(y - mean), scale)
+        if self.config.residual:
+            y_hat = self.residual(y_hat, mean, scale)
         x_hat = self.g_s(y_hat * self.gains.inv_gain(t))
         bits_y = -torch.log2(y_lik).flatten(1).sum(1)
         bits_z = -torch.log2(z_lik).flatten(1).sum(1)

@@ -121,8 +121,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--new-lr-mult", type=float, default=1.0,
                    help="the new channels' weights learn this many times faster")
     p.add_argument("--context-lr-mult", type=float, default=10.0,
-                   help="the context model's networks (codec.context; added with surgery.grow "
-                        "--groups) learn this many times faster than the rest")
+                   help="the context model's and the latent residual predictor's networks (codec.context; "
+                        "added with surgery.grow --groups / --residual) learn this many times faster than the rest")
     return p.parse_args(argv)
 
 
@@ -246,8 +246,10 @@ def train(args: argparse.Namespace) -> None:
     boosts = []
     if new_latents and new_latents.lr_mult != 1.0:
         boosts.append(UpdateBoost(new_latent_slices(model, new_latents.first), new_latents.lr_mult))
-    if config.groups and args.context_lr_mult != 1.0:
-        boosts.append(UpdateBoost([(p, (slice(None),)) for p in model.context.parameters()], args.context_lr_mult))
+    if (config.groups or config.residual) and args.context_lr_mult != 1.0:
+        nets = [*(model.context.parameters() if config.groups else ()),
+                *(model.residual.parameters() if config.residual else ())]
+        boosts.append(UpdateBoost([(p, (slice(None),)) for p in nets], args.context_lr_mult))
     boost = UpdateBoost.joined(boosts)
     model = model.to(memory_format=torch.channels_last).train()
     ema.eval().requires_grad_(False)

@@ -24,6 +24,10 @@ networks' last layers start at zero, so the grown model's means and scales are t
 hyperprior's, and its bits and reconstruction are unchanged::
 
     python -m codec.training.surgery.grow --groups 16,16,32,64,64
+
+and a latent residual predictor (:class:`codec.context.LatentResidual`, last layer zero)::
+
+    python -m codec.training.surgery.grow --residual 96
 """
 from __future__ import annotations
 
@@ -66,8 +70,9 @@ def _moved_moments(opt_state: dict, old: LicModel, new: LicModel) -> dict:
 
 
 def grow_checkpoint(path: Path, res_blocks: int | None = None, seed: int = 0,
-                    groups: tuple[int, ...] | None = None) -> ModelConfig:
-    """Add residual blocks (up to ``res_blocks``) and/or a context model of ``groups``."""
+                    groups: tuple[int, ...] | None = None, residual: int | None = None) -> ModelConfig:
+    """Add residual blocks (up to ``res_blocks``), a context model of ``groups`` and/or a latent
+    residual predictor of ``residual`` hidden channels."""
     ckpt = load_checkpoint(path)
     old_cfg = ModelConfig.from_dict(ckpt["config"])
     res_blocks = old_cfg.res_blocks if res_blocks is None else res_blocks
@@ -75,8 +80,11 @@ def grow_checkpoint(path: Path, res_blocks: int | None = None, seed: int = 0,
         raise ValueError("a checkpoint cannot lose residual blocks")
     if groups is not None and old_cfg.groups and tuple(groups) != old_cfg.groups:
         raise ValueError(f"the checkpoint already has context groups {old_cfg.groups}")
+    if residual is not None and old_cfg.residual and residual != old_cfg.residual:
+        raise ValueError(f"the checkpoint already has a residual predictor of {old_cfg.residual} channels")
     new_cfg = dataclasses.replace(old_cfg, res_blocks=res_blocks,
-                                  groups=old_cfg.groups if groups is None else tuple(groups))
+                                  groups=old_cfg.groups if groups is None else tuple(groups),
+                                  residual=old_cfg.residual if residual is None else residual)
     torch.manual_seed(seed)
     old, new = LicModel(old_cfg), LicModel(new_cfg)
     fresh = new.state_dict()
@@ -94,14 +102,17 @@ def main(argv: list[str] | None = None) -> int:
                    help="residual blocks in g_a and g_s, deepest scales first (1: 1/8; 2: 1/8 and 1/4; 3: and 1/2)")
     p.add_argument("--groups", type=_groups, default=None, metavar="G1,G2,…",
                    help="add a context model with these channel groups of y (summing to M), e.g. 16,16,32,64,64")
+    p.add_argument("--residual", type=int, default=None, metavar="HIDDEN",
+                   help="add a latent residual predictor with this many hidden channels (g_s's input only), e.g. 96")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
-    if args.res_blocks is None and args.groups is None:
-        p.error("nothing to grow: give --res-blocks and/or --groups")
+    if args.res_blocks is None and args.groups is None and args.residual is None:
+        p.error("nothing to grow: give --res-blocks, --groups and/or --residual")
 
     def run() -> str:
-        cfg = grow_checkpoint(Path(args.checkpoint), args.res_blocks, args.seed, args.groups)
-        return f"grew {args.checkpoint}: N={cfg.N} M={cfg.M} res_blocks={cfg.res_blocks} groups={cfg.groups}"
+        cfg = grow_checkpoint(Path(args.checkpoint), args.res_blocks, args.seed, args.groups, args.residual)
+        return (f"grew {args.checkpoint}: N={cfg.N} M={cfg.M} res_blocks={cfg.res_blocks} groups={cfg.groups} "
+                f"residual={cfg.residual}")
 
     return run_tool("grow", run)
 
