@@ -1,6 +1,7 @@
 """File plumbing of the command line: stdin/stdout, output names, image files, atomic no-clobber writes, progress."""
 from __future__ import annotations
 
+import io
 import os
 import sys
 import time
@@ -30,13 +31,19 @@ def read_input(path: str) -> bytes:
     return input_file(path).read_bytes()
 
 
-def write_output(path: str, data: bytes, force: bool) -> None:
-    """Write ``data`` to ``path`` (``-``: stdout) atomically (:func:`codec.files.write_atomically`:
-    a temporary file in the same directory renamed over the target, removed on any failure or Ctrl-C)."""
+def write_output(path: str, data, force: bool) -> int:
+    """Write ``data`` (bytes, or a function writing them to a binary file) to ``path`` (``-``:
+    stdout) atomically (:func:`codec.files.write_atomically`: a temporary file in the same directory
+    renamed over the target, removed on any failure or Ctrl-C) → bytes written.  To stdout, a
+    function's output is made whole first, so that a failure writes nothing down the pipe."""
     if path == "-":
+        if callable(data):
+            buf = io.BytesIO()
+            data(buf)
+            data = buf.getvalue()
         sys.stdout.buffer.write(data)
         sys.stdout.buffer.flush()
-        return
+        return len(data)
     target = Path(path)
     if target.exists() and not force:
         raise OutputExists(f"{path} exists (use --force to overwrite)")
@@ -45,7 +52,7 @@ def write_output(path: str, data: bytes, force: bool) -> None:
     parent = target.parent if str(target.parent) else Path(".")
     if not parent.is_dir():
         raise CodecError(f"output directory {parent} does not exist")
-    files.write_atomically(target, data)  # a new file's mode from the umask, a replaced one's kept
+    return files.write_atomically(target, data)  # a new file's mode from the umask, a replaced one's kept
 
 
 def plan_outputs(inputs: list[str], output: str | None, suffix: str, force: bool,
@@ -120,11 +127,12 @@ def not_a_lic_name(out: str) -> str | None:
     return None
 
 
-def image_bytes(image, out: str, png_level: int | None = None) -> bytes:
-    """A PIL image as a file of the format ``out``'s extension names (PNG for ``-``), metadata kept."""
+def image_writer(image, out: str, png_level: int | None = None):
+    """A function writing a PIL image to a binary file in the format ``out``'s extension names (PNG
+    for ``-``), metadata kept: what :func:`write_output` streams to the output."""
     from codec import images
 
-    return images.encoded_image(image, ".png" if out == "-" else Path(out).suffix, png_level)
+    return lambda fp: images.save_image(image, fp, ".png" if out == "-" else Path(out).suffix, png_level)
 
 
 JOB_QUIET_SECONDS = 2.0  # a single job says nothing of its progress before this

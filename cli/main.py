@@ -21,7 +21,7 @@ from codec import CodecError
 
 from .arguments import VersionAction, byte_size, crop, number, size, tile_size
 from .io import (
-    OutputExists, Progress, image_bytes, input_file, not_a_lic_name, not_an_image_name, plan_outputs, read_input,
+    OutputExists, Progress, image_writer, input_file, not_a_lic_name, not_an_image_name, plan_outputs, read_input,
     write_output,
 )
 from .trees import run_tree
@@ -284,11 +284,10 @@ def cmd_decode(args) -> int:
         start = time.perf_counter()
         with _warnings_reported(progress, inp):  # damaged tiles, dropped alpha: even with --quiet
             image = lic.decode(source, crop=args.crop, partial=args.partial, progress=progress.job(inp))
-            data = image_bytes(image, out, args.png_level)
-        seconds = time.perf_counter() - start
-        write_output(out, data, args.force)
+            seconds = time.perf_counter() - start
+            written = write_output(out, image_writer(image, out, args.png_level), args.force)  # encoded to disk
         if not args.quiet:
-            more = f", {len(data)} bytes written, decoded in {seconds * 1000:.0f} ms" if args.verbose else ""
+            more = f", {written} bytes written, decoded in {seconds * 1000:.0f} ms" if args.verbose else ""
             progress.message(f"{inp} -> {out}: {image.width}x{image.height} {image.mode}{more}")
 
     failures, _ = _each_output(args, ".png", decode, refuse_suffix=not_an_image_name)
@@ -313,7 +312,7 @@ def cmd_score(args) -> int:
 def cmd_sample(args) -> int:
     lic = _make_codec(args)
     image = lic.sample(*args.size, seed=args.seed, quality=args.quality)
-    write_output(args.output, image_bytes(image, args.output), args.force)
+    write_output(args.output, image_writer(image, args.output), args.force)
     return 0
 
 

@@ -6,14 +6,16 @@ single-file command should not import the process pools of :mod:`codec.batch` to
 A file is written to a temporary name beside it, synced, then renamed over the target, so a
 reader (or a killed run) never sees half a file::
 
-    data ─▶ .<name>.XXXX.lic-tmp (mode: the replaced file's, else 0666 less the umask) ─fsync, rename─▶ name
+    data (or a function writing it) ─▶ .<name>.XXXX.lic-tmp (mode: the replaced file's, else 0666 less the umask) ─fsync, rename─▶ name
 """
 from __future__ import annotations
 
 import os
 import stat
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
+from typing import BinaryIO
 
 TEMP_SUFFIX = ".lic-tmp"  # what only unfinished outputs end with (remove_leftovers deletes them)
 
@@ -30,18 +32,23 @@ def new_file_mode() -> int:
     return 0o666 & ~mask
 
 
-def write_atomically(path: Path, data: bytes) -> None:
-    """``data`` to ``path`` through a temporary file renamed over it; a replaced file keeps its mode."""
+def write_atomically(path: Path, data: bytes | Callable[[BinaryIO], None]) -> int:
+    """``data`` to ``path`` through a temporary file renamed over it; a replaced file keeps its mode.
+
+    ``data``: the bytes, or a function that writes them into the open temporary file (a large
+    image is then encoded straight to disk, never held whole in memory).  → bytes written."""
     mode = stat.S_IMODE(path.stat().st_mode) if path.exists() else new_file_mode()
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TEMP_SUFFIX, dir=path.parent)
     try:
         os.fchmod(fd, mode)
         with os.fdopen(fd, "wb") as f:
-            f.write(data)
+            data(f) if callable(data) else f.write(data)
             f.flush()
             os.fsync(f.fileno())
+            size = f.tell()
         os.replace(tmp, path)
+        return size
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise

@@ -212,8 +212,15 @@ PNG_LEVEL = 1  # zlib level of decoded PNGs, as djxl (libjxl PR 3819): Kodak 27 
 
 
 def encoded_image(image: Image.Image, suffix: str, png_level: int | None = None) -> bytes:
-    """A decoded image as the bytes of an image file of the format ``suffix`` names, with its
-    ICC profile, EXIF and XMP where the format holds them (alpha dropped for JPEG).
+    """:func:`save_image` into bytes."""
+    buf = io.BytesIO()
+    save_image(image, buf, suffix, png_level)
+    return buf.getvalue()
+
+
+def save_image(image: Image.Image, fp, suffix: str, png_level: int | None = None) -> None:
+    """Write a decoded image to the binary file ``fp`` as an image file of the format ``suffix``
+    names, with its ICC profile, EXIF and XMP where the format holds them (alpha dropped for JPEG).
 
     PNG is written at zlib level ``png_level`` (0–9; None: PNG_LEVEL): a decoder's PNG is usually an intermediate
     (viewed, scaled, re-encoded), so speed comes first, as in djxl; 6 is Pillow's smaller default."""
@@ -233,9 +240,11 @@ def encoded_image(image: Image.Image, suffix: str, png_level: int | None = None)
             extra["xmp"] = image.info["xmp"]
     if fmt == "PNG":
         extra["compress_level"] = PNG_LEVEL if png_level is None else png_level
-    buf = io.BytesIO()
     try:
-        image.save(buf, fmt, **extra)
-    except (OSError, ValueError, KeyError) as exc:
+        image.save(fp, fmt, **extra)
+    except (ValueError, KeyError) as exc:
         raise CodecError(f"cannot write {fmt}: {exc}") from None
-    return buf.getvalue()
+    except OSError as exc:
+        if getattr(exc, "errno", None) is not None:  # the file itself (a full disk, a closed pipe): as it is
+            raise
+        raise CodecError(f"cannot write {fmt}: {exc}") from None

@@ -383,3 +383,31 @@ def test_png_level_trades_speed_for_size_and_keeps_pixels(tmp_path, small_png):
     assert main(["decode", "-r", str(tmp_path), "-o", str(tree_out), "-j", "1", "--png-level", "9", "--quiet"]) == 0
     assert zlib_level_class(tree_out / "a.png") == 3  # the level reaches -r's workers too
     assert lic("decode", lic_file, "-o", tmp_path / "x.png", "--png-level", "10").returncode == 2
+
+
+def test_decode_streams_the_image_to_its_file_and_leaves_nothing_when_writing_fails(tmp_path, small_png, capsys,
+                                                                                      monkeypatch):
+    """The decoded image is encoded straight into the temporary output (never held whole as bytes);
+    a failure halfway removes it and writes nothing, and the next input still goes on."""
+    from codec import images
+
+    lic_file = tmp_path / "a.lic"
+    assert main(["encode", str(small_png), "-o", str(lic_file), "--quiet"]) == 0
+    monkeypatch.setattr(images, "encoded_image", lambda *a, **k: pytest.fail("the image was encoded to bytes"))
+    out = tmp_path / "a.png"
+    assert main(["decode", str(lic_file), "-o", str(out), "-v"]) == 0
+    assert f"{out.stat().st_size} bytes written" in capsys.readouterr().err
+    assert Image.open(out).size == (96, 64)
+
+    def half_then_fail(image, fp, suffix, png_level=None):
+        fp.write(b"\x89PNG half")
+        raise codec.CodecError("cannot write PNG: disk said no")
+
+    monkeypatch.setattr(images, "save_image", half_then_fail)
+    second = tmp_path / "b.lic"
+    second.write_bytes(lic_file.read_bytes())
+    (tmp_path / "dest").mkdir()
+    assert main(["decode", str(lic_file), str(second), "-o", str(tmp_path / "dest")]) == 1
+    err = capsys.readouterr().err
+    assert "a.lic" in err and "b.lic" in err and "disk said no" in err  # each input reported, neither aborted
+    assert list((tmp_path / "dest").iterdir()) == []  # no half file, no temporary left
