@@ -66,7 +66,8 @@ def make_backend(weights, backend: str | None = None, device: str = "cpu", bf16:
                              else "a model in memory needs the torch backend")
         backend = "torch"
     if backend is None:
-        light = installed("onnxruntime") and weights.path is not None and _has_graphs(weights.path)
+        light = (installed("onnxruntime") and weights.path is not None
+                 and _has_graphs(weights.path, weights.config.residual))
         backend = "onnxruntime" if light or not installed("torch") else "torch"
     if backend == "torch":
         if not installed("torch"):
@@ -86,7 +87,7 @@ def make_backend(weights, backend: str | None = None, device: str = "cpu", bf16:
 
 
 
-def _has_graphs(weights_path) -> bool:
+def _has_graphs(weights_path, residual: int = 0) -> bool:
     from .onnx_runtime import has_graphs
 
-    return has_graphs(weights_path)
+    return has_graphs(weights_path, bool(residual))

@@ -43,11 +43,12 @@ class ModelConfig:
         """(analysis halo in pixels, synthesis halo in latents) that tiles need to show no seams.
 
         Four 5×5 stride-2 layers: a latent sees ±30 px, a pixel ±2 latents.  A residual
-        block (two 3×3 convolutions) at scale 1/s adds ±2·s px to both reaches.
+        block (two 3×3 convolutions) at scale 1/s adds ±2·s px to both reaches; the latent
+        residual predictor (two 3×3 convolutions on the latent) adds ±2 latents to the synthesis's.
         """
         extra = sum(2 * s for s in _BLOCK_SCALES[: self.res_blocks])
         analysis_halo = -(-(30 + extra) // 16) * 16  # whole latents keep the stride phase
-        return analysis_halo, 2 + -(-extra // 16)
+        return analysis_halo, 2 + -(-extra // 16) + (2 if self.residual else 0)
 
     def to_dict(self) -> dict:
         d = asdict(self)

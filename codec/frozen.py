@@ -80,9 +80,6 @@ def read_weights(path: str | os.PathLike | None = None, verify: bool = True) -> 
         if meta.get("format") != FORMAT_TAG:
             raise WeightsError(f"{path.name} is not a lic weights file")
         config = ModelConfig.from_dict(json.loads(meta["config"]))
-        if config.residual:
-            raise WeightsError(f"{path.name} needs latent residual prediction, which this lic cannot run: "
-                               "a newer release can")
         z_tables = unflat_tables(arrays.pop(TABLE_KEYS[0]), arrays.pop(TABLE_KEYS[1]))
         y_tables = unflat_tables(arrays.pop(TABLE_KEYS[2]), arrays.pop(TABLE_KEYS[3]))
         extra = json.loads(meta.get("extra", "{}"))

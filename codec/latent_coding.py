@@ -14,6 +14,7 @@ from collections.abc import Callable
 import numpy as np
 
 from .coder import SymbolReader, SymbolWriter, decode_symbols, encode_symbols
+from .entropy import scale_grid
 from .errors import CodecError, CorruptFileError
 from .latents import Latents, TileLatents
 from .probability import CodingStep, ProbabilityPath, z_groups
@@ -138,13 +139,18 @@ class TileSource:
     windows spans, not the image's (:meth:`codec.tiled.TiledTransforms.synthesis` plans the order).
 
     ``lost``: the tiles ``fetch`` had none of (damaged, or not decoded), in the order found.
+    With a latent residual predictor (``config.residual``) each window's ŷ' goes through it
+    first, given the window's means and table scales (σ of each symbol's table); the synthesis
+    halo carries the 2 latents it reaches, so tiles still match the whole image.
     """
 
     def __init__(self, weights, backend, grid: TileGrid, quality: float,
                  fetch: Callable[[int], TileLatents | None]):
         self.grid, self.fetch, self.M = grid, fetch, weights.config.M
         self.inv_gain = backend.inv_gain(level(weights, quality))[None, :, None, None]
-        self.cache: dict[int, np.ndarray | None] = {}  # tile → its y + mean, (1, M, h, w) float32
+        self.residual = backend.residual if weights.config.residual else None
+        self.parts = 3 if self.residual else 1  # y + mean, then (mean, σ) for the residual predictor
+        self.cache: dict[int, np.ndarray | None] = {}  # tile → its y + mean [, mean, σ], (1, parts·M, h, w) float32
         self.last_use: dict[int, int] = {}
         self.lost: list[int] = []
 
@@ -160,11 +166,11 @@ class TileSource:
 
     def window(self, k: int, win: Box) -> np.ndarray:
         """ŷ of the ``k``-th planned window (latent units), (1, M, h, w) float32; zeros where tiles are lost."""
-        y = np.zeros((1, self.M, win.y1 - win.y0, win.x1 - win.x0), dtype=np.float32)
+        y = np.zeros((1, self.parts * self.M, win.y1 - win.y0, win.x1 - win.x0), dtype=np.float32)
         for i in self.tiles(win):
-            if i not in self.cache:  # kept as y + mean only: a third of the tile's latents (3 rows of tiles are held)
+            if i not in self.cache:  # kept as ŷ' only where it can be: a third of the tile's latents
                 t = self.fetch(i)
-                self.cache[i] = None if t is None else t.y[None].astype(np.float32) + t.y_mean
+                self.cache[i] = None if t is None else self._held(t)
                 if t is None:
                     self.lost.append(i)
             if (y_hat := self.cache[i]) is not None:
@@ -173,7 +179,14 @@ class TileSource:
                 y[(Ellipsis, *part.inside(win).slices)] = y_hat[(Ellipsis, *part.inside(box).slices)]
             if self.last_use.get(i, k) <= k:
                 del self.cache[i]
-        return y * self.inv_gain
+        return (self.residual(y) if self.residual else y) * self.inv_gain
+
+    def _held(self, t: TileLatents) -> np.ndarray:
+        y_hat = t.y[None].astype(np.float32) + t.y_mean
+        if not self.residual:
+            return y_hat
+        sigma = scale_grid().astype(np.float32)[t.y_index][None]
+        return np.concatenate([y_hat, t.y_mean.astype(np.float32), sigma], 1)
 
 
 def level(weights, quality: float) -> float:

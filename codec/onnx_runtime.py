@@ -28,6 +28,7 @@ import onnxruntime as ort
 from .errors import CodecError, first_line
 
 TRANSFORMS = ("g_a", "h_a", "g_s", "h_s")
+RESIDUAL = "residual"  # the latent residual predictor's graph: only beside weights that have one
 SHA_KEY = "weights_sha256"
 
 
@@ -38,9 +39,10 @@ def graph_path(weights_path: str | os.PathLike, transform: str) -> Path:
     return weights_path.with_name(f"{weights_path.stem}.{transform}.onnx")
 
 
-def has_graphs(weights_path: str | os.PathLike) -> bool:
-    """Whether every transform's graph lies beside a weights file."""
-    return all(graph_path(weights_path, t).is_file() for t in TRANSFORMS)
+def has_graphs(weights_path: str | os.PathLike, residual: bool = False) -> bool:
+    """Whether every transform's graph (and the residual predictor's, if the weights have one)
+    lies beside a weights file."""
+    return all(graph_path(weights_path, t).is_file() for t in TRANSFORMS + ((RESIDUAL,) if residual else ()))
 
 
 class OnnxGraphError(RuntimeError):
@@ -106,6 +108,10 @@ class OnnxTransforms:
         """ŷ (B, M, h, w) → image (B, 3, 16h, 16w), unclipped."""
         return self._run("g_s", y)
 
+    def residual(self, yms: np.ndarray) -> np.ndarray:
+        """(ŷ', μ, σ) stacked on channels (B, 3M, h, w) → ŷ' corrected (B, M, h, w)."""
+        return self._run(RESIDUAL, yms)
+
     def h_s(self, z: np.ndarray) -> np.ndarray:
         """ẑ (B, N, h, w), medians added → hyper parameters (B, 2M, 4h, 4w): format 1.0's float h_s."""
         return self._run("h_s", z)
@@ -156,6 +162,9 @@ class OnnxBackend:
 
     def synthesis(self, y: np.ndarray) -> np.ndarray:
         return self._run("g_s", y)
+
+    def residual(self, yms: np.ndarray) -> np.ndarray:
+        return self._run(RESIDUAL, yms)
 
     def hyper_params(self, z_sym: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Format 1.0's float h_s: ẑ symbols (N, h, w) → (mean, |scale|) float32 (scale half first,

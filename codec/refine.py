@@ -58,17 +58,20 @@ def soft_round(v: torch.Tensor, tau: float, generator: torch.Generator) -> torch
 
 def refine_latent(g_s: torch.nn.Module, y: torch.Tensor, mean: torch.Tensor, index: np.ndarray,
                   inv_gain: torch.Tensor, lam: float, grid: TileGrid,
-                  target: Callable[[Box], torch.Tensor], schedule: RefineSchedule) -> torch.Tensor:
+                  target: Callable[[Box], torch.Tensor], schedule: RefineSchedule,
+                  residual: torch.nn.Module | None = None) -> torch.Tensor:
     """y' (1, M, h, w) of the padded image → refined y', same shape.
 
     ``mean``/``index``: every element's mean and table index (fixed); ``target(box)``: the
-    source pixels of ``box`` as (1, 3, h, w) floats in 0..1; ``lam``: the level's λ.
+    source pixels of ``box`` as (1, 3, h, w) floats in 0..1; ``lam``: the level's λ;
+    ``residual``: the latent residual predictor g_s's input goes through, as in decoding.
     """
     with torch.inference_mode(False), torch.enable_grad():  # the API runs in inference mode
-        return _descend(g_s, y.clone(), mean.clone(), index, inv_gain.clone(), lam, grid, target, schedule)
+        return _descend(g_s, y.clone(), mean.clone(), index, inv_gain.clone(), lam, grid, target, schedule,
+                        residual)
 
 
-def _descend(g_s, y, mean, index, inv_gain, lam, grid, target, schedule) -> torch.Tensor:
+def _descend(g_s, y, mean, index, inv_gain, lam, grid, target, schedule, residual=None) -> torch.Tensor:
     device = y.device
     sigma = torch.as_tensor(scale_grid(), dtype=torch.float32, device=device)[torch.from_numpy(index).to(device)]
     sigma = sigma[None]
@@ -92,8 +95,11 @@ def _descend(g_s, y, mean, index, inv_gain, lam, grid, target, schedule) -> torc
         rate.backward(retain_graph=True)  # the latent-sized graph of soft is reused per window
         y_hat = soft + mean
         for inside, win, x in jobs:  # distortion window by window: one window's graph at a time
+            part = y_hat[(Ellipsis, *win.slices)]
+            if residual is not None:
+                part = residual(part, mean[(Ellipsis, *win.slices)], sigma[(Ellipsis, *win.slices)])
             with autocast:
-                x_hat = g_s((y_hat[(Ellipsis, *win.slices)] * inv_gain).contiguous(memory_format=torch.channels_last))
+                x_hat = g_s((part * inv_gain).contiguous(memory_format=torch.channels_last))
             x_hat = x_hat.float()[(Ellipsis, *inside.inside(win, LATENT).slices)].clamp(0, 1)
             distortion = lam * 255**2 * (x_hat - x).pow(2).sum() / (3 * pixels)
             distortion.backward(retain_graph=True)

@@ -87,6 +87,10 @@ class TorchBackend:
     def synthesis(self, y: np.ndarray) -> np.ndarray:
         return self._run(self.model.g_s, y, self.bf16)
 
+    def residual(self, yms: np.ndarray) -> np.ndarray:
+        """(ŷ', μ, σ) stacked on channels (B, 3M, h, w) → ŷ' corrected by the latent residual predictor."""
+        return self._run(lambda x: self.model.residual(*x.chunk(3, 1)), yms)
+
     def hyper_params(self, z_sym: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         return self.model.hyper_params(z_sym)
 
@@ -114,5 +118,6 @@ class TorchBackend:
             with torch.inference_mode():
                 inv_gain = model.gains.inv_gain(level)
             y, mean = (torch.from_numpy(a).to(device) for a in (y, mean))
-            return refine_latent(model.g_s, y, mean, index, inv_gain, lam, grid, pixels, schedule).cpu().numpy()
+            return refine_latent(model.g_s, y, mean, index, inv_gain, lam, grid, pixels, schedule,
+                                 model.residual).cpu().numpy()
         return refine

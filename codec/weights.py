@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from .container import sha256_file
-from .context import ChannelContext
+from .context import ChannelContext, LatentResidual
 from .entropy import TableSet
 from .errors import WeightsError
 from .frozen import FORMAT_TAG, FrozenWeights, flat_tables, read_weights
@@ -29,7 +29,7 @@ from .transforms import (
     FrozenGDN, GainUnits, ModelConfig, analysis, hyper_analysis, hyper_synthesis, split_hyper_params, synthesis,
 )
 
-TRANSFORM_KEYS = ("g_a", "g_s", "h_a", "h_s", "gains", "context")  # what a frozen model keeps of a trained one
+TRANSFORM_KEYS = ("g_a", "g_s", "h_a", "h_s", "gains", "context", "residual")  # what a frozen model keeps of a trained one
 
 
 class FrozenModel(nn.Module):
@@ -46,6 +46,7 @@ class FrozenModel(nn.Module):
         self.h_a, self.h_s = hyper_analysis(N, M), hyper_synthesis(N, M)
         self.gains = GainUnits(M, config.lambdas)
         self.context = ChannelContext(config.groups) if config.groups else None  # format 1.3's steps
+        self.residual = LatentResidual(M, config.residual) if config.residual else None  # g_s's input
         self.z_tables, self.y_tables = z_tables, y_tables
         self.register_buffer("z_medians", torch.as_tensor(np.asarray(z_medians, np.float32)))
         self.sha256 = b"\0" * 32  # set by load_weights: identifies the weights in file headers

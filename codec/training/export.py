@@ -35,8 +35,6 @@ def export(checkpoint: str | Path, out: str | Path = DEFAULT_WEIGHTS, name: str 
         raise ImportError(f"exporting weights writes their ONNX graphs too: pip install 'lic[export]' ({exc})") from None
     ckpt = load_checkpoint(Path(checkpoint))
     config = ModelConfig.from_dict(ckpt["config"])
-    if config.residual:  # freeze would drop its networks and the runtime decode without them
-        raise ValueError("the checkpoint has a latent residual predictor, which the runtime cannot run yet")
     model = LicModel(config)
     model.load_state_dict(ckpt["ema" if use_ema else "model"])
     model.eval()

@@ -2,7 +2,8 @@
 
 Export time only (needs torch and ``onnx``); the runtime that reads the graphs is
 :mod:`codec.onnx_runtime`, which needs neither.  Each graph is written beside the weights
-file as ``<stem>.<g_a|h_a|g_s|h_s>.onnx`` and holds operators only: every initializer that
+file as ``<stem>.<g_a|h_a|g_s|h_s>.onnx`` (and ``<stem>.residual.onnx``, the latent residual
+predictor's, (ŷ', μ, σ) stacked on channels, beside weights that have one) and holds operators only: every initializer that
 is a tensor of the weights file becomes a standard ONNX *external-data* reference into the
 safetensors file itself (``location`` = its file name, ``offset`` = the tensor's absolute
 byte offset, 8 + header length + ``data_offsets[0]``, ``length`` = its bytes), named by its
@@ -48,7 +49,7 @@ from onnx import numpy_helper
 from safetensors import safe_open
 
 from ..container import sha256_file
-from ..onnx_runtime import TRANSFORMS, graph_path
+from ..onnx_runtime import RESIDUAL, TRANSFORMS, graph_path
 from ..shipped import WEIGHTS_DIR, shipped_manifest
 from ..weights import load_weights
 
@@ -57,7 +58,7 @@ SHA_KEY = "weights_sha256"
 MAX_EMBEDDED = 64 << 10  # bytes of non-file constants a graph may carry (shape constants: ~100 B)
 # per transform: (input name, output name, channels of a dummy input ("M"/"N"/int), its side)
 _IO = {"g_a": ("x", "y", 3, 64), "h_a": ("y", "z", "M", 8), "g_s": ("y", "x_hat", "M", 4),
-       "h_s": ("z", "params", "N", 2)}
+       "h_s": ("z", "params", "N", 2), RESIDUAL: ("yms", "y", "3M", 4)}
 _ONNX_DTYPE = {"F16": onnx.TensorProto.FLOAT16, "F32": onnx.TensorProto.FLOAT}
 SUBPIXEL = ("g_s",)  # transforms whose transposed convolutions become sub-pixel convolutions
 # ConvTranspose(5×5, stride 2, pads 2, output_padding 1): output row 2m + r sums input rows m + j − 1 (j = 0…2)
@@ -65,6 +66,19 @@ SUBPIXEL = ("g_s",)  # transforms whose transposed convolutions become sub-pixel
 # phase (ry, rx) of the equivalent 3×3 convolution is flat kernel tap ky·5 + kx, or 25, a zero appended.
 _TAPS = np.array([[[[(4 + ry - 2 * jy) * 5 + 4 + rx - 2 * jx if 4 + ry - 2 * jy < 5 and 4 + rx - 2 * jx < 5 else 25
                      for jx in range(3)] for jy in range(3)] for rx in (0, 1)] for ry in (0, 1)], np.int64)
+
+
+class _Stacked(torch.nn.Module):
+    """The latent residual predictor with one input, (ŷ', μ, σ) stacked on channels: the graphs'
+    single-input convention.  Its parameters keep their names, so they refer into the weights file."""
+
+    def __init__(self, residual: torch.nn.Module):
+        super().__init__()
+        self.inp, self.mix, self.out, self.act, self.forward_three = (residual.inp, residual.mix, residual.out,
+                                                                       residual.act, residual.forward)
+
+    def forward(self, yms: torch.Tensor) -> torch.Tensor:
+        return self.forward_three(*yms.chunk(3, 1))
 
 
 def safetensors_layout(path: str | os.PathLike) -> dict[str, tuple[str, int, int]]:
@@ -79,7 +93,8 @@ def safetensors_layout(path: str | os.PathLike) -> dict[str, tuple[str, int, int
 
 def _export(module: torch.nn.Module, transform: str, config) -> onnx.ModelProto:
     name_in, name_out, channels, side = _IO[transform]
-    channels = getattr(config, channels) if isinstance(channels, str) else channels
+    if isinstance(channels, str):
+        channels = int(channels[:-1] or 1) * getattr(config, channels[-1])
     dummy = torch.randn(1, channels, side, side)
     axes = {0: "batch", 2: "height", 3: "width"}
     buf = io.BytesIO()
@@ -219,11 +234,12 @@ def export_graphs(weights_path: str | os.PathLike) -> list[Path]:
     digest = sha256_file(weights_path).hex()
     layout = safetensors_layout(weights_path)
     with safe_open(str(weights_path), framework="numpy") as f:
-        keys = [k for k in f.keys() if k.split(".")[0] in TRANSFORMS]  # noqa: SIM118  (not a dict)
+        keys = [k for k in f.keys() if k.split(".")[0] in TRANSFORMS + (RESIDUAL,)]  # noqa: SIM118  (not a dict)
         file_tensors = {k: f.get_tensor(k).astype(np.float32) for k in keys}
     written = []
-    for transform in TRANSFORMS:
-        model = _export(getattr(frozen, transform).float().eval(), transform, frozen.config)
+    for transform in TRANSFORMS + ((RESIDUAL,) if frozen.config.residual else ()):
+        module = _Stacked(frozen.residual) if transform == RESIDUAL else getattr(frozen, transform)
+        model = _export(module.float().eval(), transform, frozen.config)
         onnx.checker.check_model(model)
         embedded = _externalise(model, transform, file_tensors, layout, weights_path.name)
         if transform in SUBPIXEL:
