@@ -106,3 +106,15 @@ def test_refinement_goes_through_the_residual_predictor(weights, monkeypatch):
     data = lic.encode(image, 40, effort=1)
     assert seen and seen[0] is lic.model.residual
     assert lic.decode(data).size == (96, 64)
+
+
+def test_training_feeds_the_predictor_the_table_scale_a_decoder_has():
+    from codec.entropy import scale_grid
+    from codec.exact import ACT_BITS, table_index
+    from codec.training.model import table_scale
+
+    sigma = torch.rand(20000, generator=torch.Generator().manual_seed(0), dtype=torch.float64) * 300 + 0.05
+    decoder = scale_grid()[table_index(np.floor(sigma.numpy() * 2**ACT_BITS))]  # the exact path's choice
+    trained = table_scale(sigma.float()).double().numpy()
+    assert np.mean(np.abs(trained - decoder) > 1e-3 * decoder) < 1e-3  # all but fixed-point ties
+    assert np.abs(trained[:, None] / scale_grid()[None] - 1).min(1).max() < 1e-6  # grid values only

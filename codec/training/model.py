@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from ..densities import gaussian_likelihood
-from ..entropy import SCALE_MIN
+from ..entropy import SCALE_MIN, scale_grid
 from ..transforms import (
     GainUnits, ModelConfig, analysis, hyper_analysis, hyper_synthesis, interp_lambda,
     split_hyper_params, synthesis,
@@ -95,8 +95,8 @@ class LicModel(nn.Module):
                 y_lik = mix_rate(y_lik, detached, first, weight)
         else:
             y_lik = gaussian_likelihood(torch.round(y - mean), scale)
-        if self.config.residual:
-            y_hat = self.residual(y_hat, mean, scale)
+        if self.config.residual:  # σ as a decoder has it: its table's grid scale
+            y_hat = self.residual(y_hat, mean, table_scale(scale))
         x_hat = self.g_s(y_hat * self.gains.inv_gain(t))
         bits_y = -torch.log2(y_lik).flatten(1).sum(1)
         bits_z = -torch.log2(z_lik).flatten(1).sum(1)
@@ -107,6 +107,13 @@ class LicModel(nn.Module):
 
     def aux_loss(self) -> torch.Tensor:
         return self.entropy_bottleneck.loss()
+
+
+def table_scale(scale: torch.Tensor) -> torch.Tensor:
+    """σ → the grid scale of the y table that codes it (the smallest at or above it, the last
+    beyond the grid), as :func:`codec.exact.table_index` picks it; no gradient."""
+    grid = torch.as_tensor(scale_grid(), dtype=scale.dtype, device=scale.device)
+    return grid[torch.searchsorted(grid, scale.detach().contiguous()).clamp_(max=len(grid) - 1)]
 
 
 def _straight_through(y: torch.Tensor, mean: torch.Tensor) -> torch.Tensor:
