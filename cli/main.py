@@ -282,9 +282,10 @@ def cmd_decode(args) -> int:
     def decode(lic, inp: str, out: str, progress: Progress) -> None:
         source = read_input(inp)
         start = time.perf_counter()
-        with _warnings_reported(progress, inp):  # damaged tiles, dropped alpha: even with --quiet
+        with _warnings_reported(progress, inp):  # damaged tiles: even with --quiet, and even if writing fails
             image = lic.decode(source, crop=args.crop, partial=args.partial, progress=progress.job(inp))
-            seconds = time.perf_counter() - start
+        seconds = time.perf_counter() - start
+        with _warnings_reported(progress, inp):  # a dropped alpha
             written = write_output(out, image_writer(image, out, args.png_level), args.force)  # encoded to disk
         if not args.quiet:
             more = f", {written} bytes written, decoded in {seconds * 1000:.0f} ms" if args.verbose else ""

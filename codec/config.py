@@ -24,6 +24,8 @@ class ModelConfig:
     def __post_init__(self):
         if self.groups and (sum(self.groups) != self.M or min(self.groups) < 1):
             raise ValueError(f"context groups {self.groups} must be positive and sum to M = {self.M}")
+        if self.residual < 0:
+            raise ValueError(f"the residual predictor's width must be positive (or 0: none), got {self.residual}")
 
     @property
     def deep_channels(self) -> int:

@@ -23,6 +23,9 @@ from .errors import WeightsError
 from .shipped import DEFAULT_WEIGHTS, WEIGHTS_DIR, manifest_hash
 
 FORMAT_TAG = "lic-weights-1"
+# weights whose g_s input needs more than ŷ' (a latent residual predictor): a tag older readers refuse,
+# since they would otherwise decode such files without it, silently wrong
+RESIDUAL_FORMAT_TAG = "lic-weights-2"
 TABLE_KEYS = ("tables.z.freqs", "tables.z.radius", "tables.y.freqs", "tables.y.radius")
 
 
@@ -77,9 +80,11 @@ def read_weights(path: str | os.PathLike | None = None, verify: bool = True) -> 
         with safe_open(str(path), framework="numpy") as f:
             meta = f.metadata() or {}
             arrays = {k: f.get_tensor(k) for k in f.keys()}
-        if meta.get("format") != FORMAT_TAG:
+        if meta.get("format") not in (FORMAT_TAG, RESIDUAL_FORMAT_TAG):
             raise WeightsError(f"{path.name} is not a lic weights file")
         config = ModelConfig.from_dict(json.loads(meta["config"]))
+        if config.residual and not any(k.startswith("residual.") for k in arrays):
+            raise WeightsError(f"{path.name} names a latent residual predictor in its config but holds none")
         z_tables = unflat_tables(arrays.pop(TABLE_KEYS[0]), arrays.pop(TABLE_KEYS[1]))
         y_tables = unflat_tables(arrays.pop(TABLE_KEYS[2]), arrays.pop(TABLE_KEYS[3]))
         extra = json.loads(meta.get("extra", "{}"))

@@ -165,21 +165,29 @@ class TileSource:
                 self.last_use[i] = k
 
     def window(self, k: int, win: Box) -> np.ndarray:
-        """ŷ of the ``k``-th planned window (latent units), (1, M, h, w) float32; zeros where tiles are lost."""
+        """ŷ of the ``k``-th planned window (latent units), (1, M, h, w) float32; zeros where tiles are lost
+        (after the residual predictor too, which reads zeros there)."""
         y = np.zeros((1, self.parts * self.M, win.y1 - win.y0, win.x1 - win.x0), dtype=np.float32)
+        lost = []
         for i in self.tiles(win):
             if i not in self.cache:  # kept as ŷ' only where it can be: a third of the tile's latents
                 t = self.fetch(i)
                 self.cache[i] = None if t is None else self._held(t)
                 if t is None:
                     self.lost.append(i)
+            box = self.grid.box(i).scaled(LATENT)
+            part = box.clipped(win)
             if (y_hat := self.cache[i]) is not None:
-                box = self.grid.box(i).scaled(LATENT)
-                part = box.clipped(win)
                 y[(Ellipsis, *part.inside(win).slices)] = y_hat[(Ellipsis, *part.inside(box).slices)]
+            else:
+                lost.append(part.inside(win))
             if self.last_use.get(i, k) <= k:
                 del self.cache[i]
-        return (self.residual(y) if self.residual else y) * self.inv_gain
+        if self.residual:
+            y = self.residual(y)
+            for part in lost:
+                y[(Ellipsis, *part.slices)] = 0
+        return y * self.inv_gain
 
     def _held(self, t: TileLatents) -> np.ndarray:
         y_hat = t.y[None].astype(np.float32) + t.y_mean

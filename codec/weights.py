@@ -23,7 +23,7 @@ from .container import sha256_file
 from .context import ChannelContext, LatentResidual
 from .entropy import TableSet
 from .errors import WeightsError
-from .frozen import FORMAT_TAG, FrozenWeights, flat_tables, read_weights
+from .frozen import FORMAT_TAG, RESIDUAL_FORMAT_TAG, FrozenWeights, flat_tables, read_weights
 from .shipped import DEFAULT_WEIGHTS, MANIFEST  # noqa: F401  (export's)
 from .transforms import (
     FrozenGDN, GainUnits, ModelConfig, analysis, hyper_analysis, hyper_synthesis, split_hyper_params, synthesis,
@@ -95,7 +95,7 @@ def save_weights(frozen: FrozenModel, path: str | os.PathLike, extra: dict | Non
                for k, v in frozen.state_dict().items()}  # medians) stay fp32: they are tiny
     for prefix, tables in (("tables.z", frozen.z_tables), ("tables.y", frozen.y_tables)):
         tensors[f"{prefix}.freqs"], tensors[f"{prefix}.radius"] = map(torch.from_numpy, flat_tables(tables))
-    meta = {"format": FORMAT_TAG, "name": frozen.name, "config": json.dumps(frozen.config.to_dict()),
+    meta = {"format": RESIDUAL_FORMAT_TAG if frozen.config.residual else FORMAT_TAG, "name": frozen.name, "config": json.dumps(frozen.config.to_dict()),
             "extra": json.dumps(extra or {})}
     path = Path(path)
     tmp = path.with_name(path.name + ".tmp")

@@ -270,6 +270,10 @@ def test_growing_a_residual_predictor_keeps_the_function_and_trains_on(trained, 
             assert torch.equal(b[key], a[key]), key
     with pytest.raises(ValueError, match="already has a residual predictor"):
         grow_checkpoint(tmp_path / "ckpt.pt", residual=8)
+    from codec.training.surgery.widen import widen_checkpoint
+
+    with pytest.raises(ValueError, match="residual predictor"):  # its input stacks ŷ', μ, σ by M
+        widen_checkpoint(tmp_path / "ckpt.pt", None, 18)
 
     assert train_main(train_args(tmp_path, 6)) == 0
     resumed = load_checkpoint(tmp_path / "ckpt.pt")

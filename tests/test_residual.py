@@ -33,6 +33,25 @@ def weights(tmp_path_factory):
     return path
 
 
+def test_such_weights_carry_a_tag_older_readers_refuse(weights):
+    from safetensors import safe_open
+
+    with safe_open(str(weights), framework="numpy") as f:
+        assert f.metadata()["format"] == "lic-weights-2"  # 1.x readers knew only lic-weights-1
+
+
+def test_a_lost_tile_gives_g_s_zeros_with_the_predictor_too(weights):
+    lic = Codec(weights, backend="onnxruntime")
+    lat = lic.to_latents(_image(192, 128), 50, tile=64)
+    lat.tiles[4] = None  # row 1, column 1
+    source = TileSource(lic.weights, lic.backend, lat.grid, lat.quality, lat.tiles.__getitem__)
+    full = lat.grid.padded_box.scaled(LATENT)
+    source.plan([full])
+    y = source.window(0, full)
+    lost = lat.grid.box(4).scaled(LATENT)
+    assert not y[(Ellipsis, *lost.slices)].any() and y.any() and source.lost == [4]
+
+
 def _image(width: int, height: int) -> np.ndarray:
     rng = np.random.default_rng(3)
     smooth = np.cumsum(np.cumsum(rng.normal(0, 4, (height, width, 3)), 0), 1)

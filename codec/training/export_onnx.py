@@ -228,7 +228,8 @@ def _verify(path: Path, file_tensors: dict[str, np.ndarray]) -> None:
 
 
 def export_graphs(weights_path: str | os.PathLike) -> list[Path]:
-    """Export g_a, h_a, g_s, h_s of ``weights_path`` (fp32, dynamic batch/height/width) → the written paths."""
+    """Export g_a, h_a, g_s, h_s (and the residual predictor, if any) of ``weights_path`` (fp32, dynamic
+    batch/height/width) → the written paths."""
     weights_path = Path(weights_path)
     frozen = load_weights(weights_path)
     digest = sha256_file(weights_path).hex()

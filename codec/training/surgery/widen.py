@@ -182,6 +182,8 @@ def widen_checkpoint(path: Path, deep: int | None, M: int, seed: int = 0,
                      active_samples: torch.Tensor | None = None) -> ModelConfig:
     ckpt = load_checkpoint(path)
     old_cfg = ModelConfig.from_dict(ckpt["config"])
+    if old_cfg.residual and M != old_cfg.M:  # its input stacks (ŷ', μ, σ) in thirds of 3M channels
+        raise ValueError("widening M of a checkpoint with a latent residual predictor is not supported")
     new_cfg = dataclasses.replace(old_cfg, deep=old_cfg.deep if deep is None else deep, M=M)
     if new_cfg.deep_channels < old_cfg.deep_channels or M < old_cfg.M:
         raise ValueError("the new widths must not be smaller than the old ones")
