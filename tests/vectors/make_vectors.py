@@ -57,7 +57,9 @@ VECTORS = {
 HYPERPRIOR = codec.shipped.WEIGHTS_DIR / "lic-ms-n64r2m192.safetensors"  # what wrote 1.0–1.2 (50c52d9893ff)
 # found by their digests, whatever the file is named once a later default takes lic-default's name
 CONTEXT_799K = codec.shipped.shipped_weights(bytes.fromhex("115d2fc5f8556c39"))  # the first 1.3 weights
-CONTEXT_846K = codec.shipped.shipped_weights(bytes.fromhex("86c8184400fdc118"))  # default from 2026-12-04
+LATER_DEFAULTS = {  # a later default's vector is named by its training step: tag → the weights' digest
+    "-846k-": "86c8184400fdc118",  # default from 2026-12-04
+}
 
 
 def weights_for(name: str, version: tuple[int, int]):
@@ -65,7 +67,10 @@ def weights_for(name: str, version: tuple[int, int]):
     model's first weights, and each later default's own vector (named by its training step)."""
     if version < container.CONTEXT_SINCE:
         return HYPERPRIOR
-    return CONTEXT_846K if "-846k-" in name else CONTEXT_799K
+    for tag, digest in LATER_DEFAULTS.items():
+        if tag in name:
+            return codec.shipped.shipped_weights(bytes.fromhex(digest))
+    return CONTEXT_799K
 
 
 def source(box, mode: str) -> Image.Image:
