@@ -149,3 +149,22 @@ def test_long_run_harness_runs_and_finds_nothing_in_a_short_run():
     assert run.returncode == 0, run.stdout + run.stderr
     total = int(run.stdout.split()[0])
     assert total == 30 and "0 findings" in run.stdout
+
+
+def test_long_run_harness_reports_when_stopped_early():
+    import signal
+    import subprocess
+    import sys
+
+    from .conftest import ROOT
+
+    run = subprocess.Popen([sys.executable, "tests/fuzz/fuzz_decoder.py", "--minutes", "4", "--seed", "8"],
+                           cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        while not run.stderr.readline().startswith("fuzzing"):  # until it is in the loop, its handler set
+            assert run.poll() is None, "the fuzzer ended before fuzzing"
+        run.send_signal(signal.SIGTERM)
+        out, _ = run.communicate(timeout=120)
+    finally:
+        run.kill()
+    assert run.returncode == 0 and "stopped by signal 15" in out and "0 findings" in out

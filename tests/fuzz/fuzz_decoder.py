@@ -2,6 +2,8 @@
 
     python tests/fuzz/fuzz_decoder.py --minutes 10 [--seed 0] [--timeout 10] [--memory-gib 1.5]
 
+(SIGTERM or Ctrl-C ends a run early, after the input under way, with the same report.)
+
 Inputs are made from valid seed files (L, LA, RGB, RGBA; several sizes and qualities) by
 byte-level mutations (flip, overwrite, truncate, insert, delete, splice two files) and by
 structure-aware ones whose CRCs are recomputed afterwards, so the damage reaches the
@@ -204,7 +206,12 @@ def main(argv=None) -> int:
     crashes = HERE / "crashes"
     end = time.monotonic() + args.minutes * 60
     entries = ["plain"] * 4 + ["partial"] * 3 + ["crop"] * 2 + ["pillow"]
-    while time.monotonic() < end and (args.inputs is None or sum(outcomes.values()) < args.inputs):
+    stopping = []  # SIGTERM / SIGINT: finish the input under way, then report as at the end
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda signum, frame: stopping.append(signum))
+    print(f"fuzzing (seed {args.seed}, {args.minutes} min)", file=sys.stderr, flush=True)
+    while (time.monotonic() < end and not stopping
+           and (args.inputs is None or sum(outcomes.values()) < args.inputs)):
         data = claim(rng, lic) if rng.random() < 0.05 else mutate(rng, pool)
         entry = rng.choice(entries)
         limit = args.timeout + 2 * claimed_pixels(data) // 10**6
@@ -229,7 +236,9 @@ def main(argv=None) -> int:
             signal.setitimer(signal.ITIMER_PROF, 0)
             signal.alarm(0)
     total = sum(outcomes.values())
-    print(f"{total} inputs in {(time.monotonic() - end) / 60 + args.minutes:.2f} min (seed {args.seed}); {found} findings")
+    why = f", stopped by signal {stopping[0]}" if stopping else ""
+    print(f"{total} inputs in {(time.monotonic() - end) / 60 + args.minutes:.2f} min (seed {args.seed}{why}); "
+          f"{found} findings")
     for what, n in outcomes.most_common():
         print(f"{n:8d}  {what}")
     return 1 if found else 0
