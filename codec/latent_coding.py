@@ -149,6 +149,7 @@ class TileSource:
         self.grid, self.fetch, self.M = grid, fetch, weights.config.M
         self.inv_gain = backend.inv_gain(level(weights, quality))[None, :, None, None]
         self.residual = backend.residual if weights.config.residual else None
+        self.sigmas = scale_grid().astype(np.float32)  # each y table's σ, for the residual predictor
         self.parts = 3 if self.residual else 1  # y + mean, then (mean, σ) for the residual predictor
         self.cache: dict[int, np.ndarray | None] = {}  # tile → its y + mean [, mean, σ], (1, parts·M, h, w) float32
         self.last_use: dict[int, int] = {}
@@ -193,7 +194,7 @@ class TileSource:
         y_hat = t.y[None].astype(np.float32) + t.y_mean
         if not self.residual:
             return y_hat
-        sigma = scale_grid().astype(np.float32)[t.y_index][None]
+        sigma = self.sigmas[t.y_index][None]
         return np.concatenate([y_hat, t.y_mean.astype(np.float32), sigma], 1)
 
 

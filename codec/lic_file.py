@@ -43,15 +43,18 @@ class ImageCanvas:
     """
 
     def __init__(self, mode: str, width: int, height: int):
-        self.image = Image.new(mode, (width, height), (0,) * (len(mode) - 1) + (255,) if "A" in mode else 0)
+        self.image = Image.new(mode, (width, height), _opaque(mode, 0))
 
     def put(self, box: Box, rgb: np.ndarray) -> None:
         self.image.paste(Image.fromarray(rgb), (box.x0, box.y0))
 
     def fill(self, box: Box, value: int) -> None:
-        mode = self.image.mode
-        gray = (value,) * len(mode.rstrip("A")) + ((255,) if "A" in mode else ())
-        self.image.paste(gray if len(gray) > 1 else value, (box.x0, box.y0, box.x1, box.y1))
+        self.image.paste(_opaque(self.image.mode, value), (box.x0, box.y0, box.x1, box.y1))
+
+
+def _opaque(mode: str, value: int) -> int | tuple[int, ...]:
+    """The colour ``value`` on every colour band of ``mode``, opaque where it has alpha."""
+    return value if mode == "L" else (value,) * len(mode.rstrip("A")) + ((255,) if "A" in mode else ())
 
 
 def image_canvas(parsed: container.LicFile, region: Box) -> ImageCanvas:
