@@ -57,7 +57,7 @@ class Codec:
         self.backend = make_backend(source, backend, device, bf16, threads)
         self.device, self.max_pixels, self.limited = str(self.backend.device), max_pixels, max_pixels is not None
         self.backend.batch = max(1, tile_batch or self.backend.batch)
-        self.paths = probability_paths(self.weights, profile, self.backend.hyper_params)
+        self.paths = probability_paths(self.weights, profile, self.backend.hyper_params, threads)
         self.transforms = TiledTransforms(self.backend, self.weights.config.M)
 
     model = property(lambda self: self.backend.model, doc="The torch FrozenModel (Codec(backend='torch') only).")

@@ -30,6 +30,7 @@ from collections.abc import Mapping
 import numpy as np
 
 from .entropy import SCALE_TABLE_SIZE
+from .exact_matmul import numpy_matmul
 
 WEIGHT_BITS = 14
 ACT_BITS = 10
@@ -80,21 +81,36 @@ def activation(s: np.ndarray) -> np.ndarray:
 
 
 def leaky(a: np.ndarray) -> np.ndarray:
-    """LeakyReLU(0.01) on integers: a if a ≥ 0, else floor(a·41 / 4096)."""
-    return np.where(a >= 0, a, np.floor(a * LEAKY_NUM / 2**LEAKY_SHIFT))
+    """LeakyReLU(0.01) on integers: a if a ≥ 0, else floor(a·41 / 4096) (in place).
+
+    Computed as max(a, floor(a·41/4096)), the same integer: for a < 0 the floor is ≥ a, for
+    a ≥ 0 it is ≤ a; a·41·2^-12 is exact in float64 (|a| ≤ ACT_MAX)."""
+    t = a * (LEAKY_NUM / 2**LEAKY_SHIFT)
+    np.floor(t, out=t)
+    return np.maximum(a, t, out=a)
+
+
+# index of every |σ_q| from 0 to the last threshold: the number of thresholds below it
+_INDEX_OF = np.searchsorted(SCALE_THRESHOLDS, np.arange(int(SCALE_THRESHOLDS[-1]) + 2), side="left").astype(np.uint8)
 
 
 def table_index(scale_q: np.ndarray) -> np.ndarray:
-    """|σ_q| → the index of the smallest grid scale at or above it (63 beyond the grid), int64."""
-    return np.minimum(np.searchsorted(SCALE_THRESHOLDS, np.abs(scale_q), side="left"), SCALE_TABLE_SIZE - 1)
+    """|σ_q| → the index of the smallest grid scale at or above it (63 beyond the grid), uint8.
+
+    A table lookup of ⌈|σ_q|⌉ (the thresholds are integers, so the count of thresholds below
+    a value is that of its ceiling): searchsorted's answer at a tenth of its cost."""
+    at = np.fmin(np.ceil(np.abs(scale_q)), len(_INDEX_OF) - 1).astype(np.intp)  # fmin: NaN → the last
+    return np.minimum(_INDEX_OF[at], SCALE_TABLE_SIZE - 1)
 
 
 CHUNK = 1 << 22  # float64 elements of unfolded windows per matrix product (32 MB): memory stays bounded by it
 
 
-def conv2d(a: np.ndarray, w: np.ndarray, b: np.ndarray | None, stride: int = 1, padding: int = 0) -> np.ndarray:
-    """(C, H, W) ⊛ (O, C, k, k) + b → (O, H', W'): matrix products over k×k windows, a band of
-    output rows at a time so that the unfolded windows never exceed CHUNK elements."""
+def conv2d(a: np.ndarray, w: np.ndarray, b: np.ndarray | None, stride: int = 1, padding: int = 0,
+           matmul=numpy_matmul) -> np.ndarray:
+    """(C, H, W) ⊛ (O, C, k, k) + b → (O, H', W'): matrix products (``matmul``, :mod:`codec.exact_matmul`)
+    over k×k windows, a band of output rows at a time so that the unfolded windows never exceed
+    CHUNK elements."""
     C, k = a.shape[0], w.shape[-1]
     if padding:
         a = np.pad(a, ((0, 0), (padding, padding), (padding, padding)))
@@ -105,40 +121,77 @@ def conv2d(a: np.ndarray, w: np.ndarray, b: np.ndarray | None, stride: int = 1, 
     rows = max(1, CHUNK // max(1, C * k * k * out_w))
     for r in range(0, out_h, rows):
         band = windows[:, r : r + rows]
-        out[:, r : r + rows] = (kernel @ band.transpose(0, 3, 4, 1, 2).reshape(C * k * k, -1)).reshape(len(w), -1, out_w)
+        out[:, r : r + rows] = matmul(kernel, band.transpose(0, 3, 4, 1, 2).reshape(C * k * k, -1)).reshape(len(w), -1, out_w)
     if b is not None:
         out += b[:, None, None]
     return out
 
 
+def _phase_taps(phase: int, stride: int, padding: int, k: int) -> list[tuple[int, int]]:
+    """(kernel tap, input offset) pairs that reach the output positions ≡ ``phase`` (mod stride)
+    of a transposed convolution: output s·Y + phase reads input Y + offset through tap i."""
+    return [(i, (phase + padding - i) // stride) for i in range(k) if (phase + padding - i) % stride == 0]
+
+
+def phase_kernels(w: np.ndarray, stride: int, padding: int) -> dict:
+    """The matrices of a transposed convolution's output phases: (row phase, column phase) →
+    (taps [(row offset, column offset)], kernel (O, C·taps)), or None where no tap reaches.
+    Weights only: the exact path makes them once, when it is built."""
+    C, O, k = w.shape[0], w.shape[1], w.shape[-1]
+    kernels = {}
+    for py in range(stride):
+        for px in range(stride):
+            taps = [(i, j, dy, dx) for i, dy in _phase_taps(py, stride, padding, k)
+                    for j, dx in _phase_taps(px, stride, padding, k)]
+            kernels[py, px] = taps and ([(dy, dx) for *_, dy, dx in taps], np.ascontiguousarray(
+                np.stack([w[:, :, i, j] for i, j, _, _ in taps], 2).transpose(1, 0, 2).reshape(O, C * len(taps))))
+    return kernels
+
+
 def conv_transpose2d(a: np.ndarray, w: np.ndarray, b: np.ndarray, stride: int, padding: int,
-                     output_padding: int) -> np.ndarray:
-    """(C, H, W) transposed-convolved with (C, O, k, k) + b, as torch's conv_transpose2d: a matrix
-    product gives each input's k×k contributions, added at stride; a band of input rows at a
-    time, so that the contributions held never exceed CHUNK elements."""
+                     output_padding: int, matmul=numpy_matmul, kernels: dict | None = None) -> np.ndarray:
+    """(C, H, W) transposed-convolved with (C, O, k, k) + b, as torch's conv_transpose2d.
+
+    As stride² ordinary convolutions, one per output phase (row and column mod stride), each
+    reading the input through the kernel taps that reach it (for 5×5 at stride 2: 3×3, 3×2,
+    2×3 and 2×2 taps), so each phase is one matrix product over unfolded windows and nothing is
+    scattered; the same integer sums as the scatter of every input's k×k contributions.  A band
+    of output rows at a time, so that the unfolded windows never exceed CHUNK elements."""
     C, H, W = a.shape
     O, k = w.shape[1], w.shape[-1]
-    kernel = w.reshape(C, O * k * k).T
-    full = np.zeros((O, (H - 1) * stride + k, (W - 1) * stride + k))
-    rows = max(1, CHUNK // max(1, O * k * k * W))
-    for r in range(0, H, rows):
-        n = min(rows, H - r)
-        parts = (kernel @ a[:, r : r + n].reshape(C, n * W)).reshape(O, k, k, n, W)
-        for i in range(k):
-            for j in range(k):
-                top = r * stride + i
-                full[:, top : top + (n - 1) * stride + 1 : stride, j : j + (W - 1) * stride + 1 : stride] += parts[:, i, j]
+    kernels = kernels or phase_kernels(w, stride, padding)
     out_h = (H - 1) * stride - 2 * padding + k + output_padding
     out_w = (W - 1) * stride - 2 * padding + k + output_padding
-    out = full[:, padding : padding + out_h, padding : padding + out_w]  # a view: no second copy
-    out += b[:, None, None]
+    out = np.empty((O, out_h, out_w))
+    for (py, px), taps_kernel in kernels.items():
+        phase = out[:, py::stride, px::stride]
+        n_y, n_x = phase.shape[1:]
+        if not phase.size:
+            continue
+        if not taps_kernel:  # no tap reaches these positions (a kernel smaller than its stride)
+            phase[...] = b[:, None, None]
+            continue
+        taps, kernel = taps_kernel
+        lo_y, lo_x = max(0, -min(dy for dy, _ in taps)), max(0, -min(dx for _, dx in taps))
+        hi_y = max(0, n_y - 1 + max(dy for dy, _ in taps) - (H - 1))
+        hi_x = max(0, n_x - 1 + max(dx for _, dx in taps) - (W - 1))
+        padded = np.pad(a, ((0, 0), (lo_y, hi_y), (lo_x, hi_x)))
+        band = max(1, CHUNK // max(1, C * len(taps) * n_x))
+        for r in range(0, n_y, band):
+            m = min(band, n_y - r)
+            windows = np.stack([padded[:, lo_y + dy + r : lo_y + dy + r + m, lo_x + dx : lo_x + dx + n_x]
+                                for dy, dx in taps], 1)
+            phase[:, r : r + m] = (matmul(kernel, windows.reshape(C * len(taps), m * n_x)).reshape(O, m, n_x)
+                                   + b[:, None, None])
     return out
 
 
 class ExactHyperSynthesis:
-    """h_s as an integer network, built once from the weights' h_s and z medians (``z_medians``)."""
+    """h_s as an integer network, built once from the weights' h_s and z medians (``z_medians``);
+    ``matmul`` multiplies (:mod:`codec.exact_matmul`: any engine gives the same integers)."""
 
-    def __init__(self, weights: Weights):
+    def __init__(self, weights: Weights, matmul=numpy_matmul):
+        self.matmul = matmul
         self.layers = []
         for kind, *spec in H_S_LAYERS:
             if kind == "leaky":
@@ -147,7 +200,8 @@ class ExactHyperSynthesis:
             key, stride, padding, output_padding = spec
             w, b = integer_weights(weights, key)
             check_exact("h_s", [w], b, kind == "deconv")
-            self.layers.append((kind, w, b, stride, padding, output_padding))
+            kernels = phase_kernels(w, stride, padding) if kind == "deconv" else None
+            self.layers.append((kind, w, b, stride, padding, output_padding, kernels))
         self.medians_q = np.round(np.asarray(weights["z_medians"], np.float64).reshape(-1, 1, 1) * 2**ACT_BITS)
 
     def integer(self, z_sym: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -157,10 +211,10 @@ class ExactHyperSynthesis:
             if kind == "leaky":
                 a = leaky(a)
             elif kind == "deconv":
-                a = activation(conv_transpose2d(a, *spec))
+                a = activation(conv_transpose2d(a, *spec[:5], self.matmul, spec[5]))
             else:
-                w, b, stride, padding, _ = spec
-                a = activation(conv2d(a, w, b, stride, padding))
+                w, b, stride, padding, _, _ = spec
+                a = activation(conv2d(a, w, b, stride, padding, self.matmul))
         scale_q, mean_q = np.split(a, 2)
         return mean_q, scale_q
 

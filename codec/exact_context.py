@@ -30,6 +30,7 @@ from __future__ import annotations
 import numpy as np
 
 from .exact import ACT_BITS, ACT_MAX, Weights, activation, check_exact, conv2d, integer_weights, leaky, table_index
+from .exact_matmul import numpy_matmul
 
 CROSS = ((0, 1), (1, 0), (1, 2), (2, 1))  # the 3×3 taps at which a non-anchor sees anchors
 
@@ -48,7 +49,8 @@ def anchor_mask(height: int, width: int) -> np.ndarray:
 class _ExactGroup:
     """One group's network on integers (see the module docstring)."""
 
-    def __init__(self, weights: Weights, key: str, before: int):
+    def __init__(self, weights: Weights, key: str, before: int, matmul=numpy_matmul):
+        self.matmul = matmul
         w_spatial, b_spatial = integer_weights(weights, f"{key}.spatial")
         w_hyper, b_hyper = integer_weights(weights, f"{key}.hyper")
         self.w_decoded, w_anchor = w_spatial[:, :before], w_spatial[:, before:]
@@ -66,9 +68,9 @@ class _ExactGroup:
     def shared(self, decoded_q: np.ndarray | None, mean_q: np.ndarray, scale_q: np.ndarray) -> np.ndarray:
         """The first layer's sum without the anchors, at every position, (H, h·w): the groups
         before k and the hyperprior (both passes read it)."""
-        s = conv2d(np.concatenate([mean_q, scale_q]), self.w_hyper, self.b_first)
+        s = conv2d(np.concatenate([mean_q, scale_q]), self.w_hyper, self.b_first, matmul=self.matmul)
         if decoded_q is not None:
-            s += conv2d(decoded_q, self.w_decoded, None, padding=1)
+            s += conv2d(decoded_q, self.w_decoded, None, padding=1, matmul=self.matmul)
         return s.reshape(len(s), -1)
 
     def finish(self, shared: np.ndarray, at: np.ndarray, anchors_q: np.ndarray | None,
@@ -81,19 +83,21 @@ class _ExactGroup:
         s = shared[:, at]  # (H, n), a copy
         if anchors_q is not None:
             taps = np.pad(anchors_q, ((0, 0), (1, 1), (1, 1))).reshape(len(anchors_q), -1)[:, cross]  # (g, 4, n)
-            s += self.w_cross @ taps.reshape(-1, taps.shape[-1])
+            s += self.matmul(self.w_cross, taps.reshape(-1, taps.shape[-1]))
         h = leaky(activation(s))
-        h = leaky(activation(self.w_mix @ h + self.b_mix[:, None]))
-        d_scale, d_mean = np.split(activation(self.w_out @ h + self.b_out[:, None]), 2)
+        h = leaky(activation(self.matmul(self.w_mix, h) + self.b_mix[:, None]))
+        d_scale, d_mean = np.split(activation(self.matmul(self.w_out, h) + self.b_out[:, None]), 2)
         return d_mean, d_scale
 
 
 class ExactContext:
-    """Every group's network as integers, built once from the weights' ``context.nets.*`` arrays."""
+    """Every group's network as integers, built once from the weights' ``context.nets.*`` arrays;
+    ``matmul`` multiplies (:mod:`codec.exact_matmul`)."""
 
-    def __init__(self, weights: Weights, groups: tuple[int, ...]):
+    def __init__(self, weights: Weights, groups: tuple[int, ...], matmul=numpy_matmul):
         self.groups, self.bounds = tuple(groups), group_bounds(groups)
-        self.nets = [_ExactGroup(weights, f"context.nets.{k}", start) for k, (start, _) in enumerate(self.bounds)]
+        self.nets = [_ExactGroup(weights, f"context.nets.{k}", start, matmul)
+                     for k, (start, _) in enumerate(self.bounds)]
 
     def params(self, k: int, shared: np.ndarray, at: np.ndarray, anchors_q: np.ndarray | None,
                cross: np.ndarray | None, mean_q: np.ndarray, scale_q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -27,6 +27,7 @@ from .container import CONTEXT_SINCE
 from .errors import CodecError, CorruptFileError, WeightsError
 from .exact import ACT_BITS, ExactHyperSynthesis, Weights
 from .exact_context import ExactContext, anchor_mask, cross_neighbours, decoded_q
+from .exact_matmul import Matmul, numpy_matmul
 
 
 def z_groups(shape: tuple[int, ...]) -> np.ndarray:
@@ -112,8 +113,8 @@ class ExactPath(ProbabilityPath):
 
     profile = "int"
 
-    def __init__(self, weights: Weights):
-        self.network = ExactHyperSynthesis(weights)
+    def __init__(self, weights: Weights, matmul=numpy_matmul):
+        self.network = ExactHyperSynthesis(weights, matmul)
 
     def hyper(self, z_sym: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         mean, index = self.network(z_sym)
@@ -125,9 +126,9 @@ class ContextPath(ExactPath):
     group k two steps, k's anchors then k's other positions, each step's means and tables computed
     from the steps before it by the group's integer network (:mod:`codec.exact_context`)."""
 
-    def __init__(self, weights: Weights, groups: tuple[int, ...]):
-        super().__init__(weights)
-        self.context = ExactContext(weights, groups)
+    def __init__(self, weights: Weights, groups: tuple[int, ...], matmul=numpy_matmul):
+        super().__init__(weights, matmul)
+        self.context = ExactContext(weights, groups, matmul)
 
     def step_masks(self, shape: tuple[int, int, int]) -> Iterator[np.ndarray]:
         """One mask at a time (a generator): ten of a large tile's would each be as big as y."""
@@ -182,19 +183,22 @@ def path_for(paths: dict[str, ProbabilityPath], header) -> ProbabilityPath:
     return path
 
 
-def probability_paths(weights, profile: str = "int", float_hyper: Callable | None = None
-                      ) -> dict[str, ProbabilityPath]:
+def probability_paths(weights, profile: str = "int", float_hyper: Callable | None = None,
+                      threads: int | None = None, matmul=None) -> dict[str, ProbabilityPath]:
     """One path per determinism profile of ``weights`` (:class:`codec.frozen.FrozenWeights`), by name.
 
     A model with a context model (``groups``) has the ``int`` profile only: its steps exist only
     on integers.  Without, the ``float`` profile needs the runtime's float h_s (``float_hyper``).
-    CodecError if ``profile`` (the one a Codec encodes with) is not among them.
+    CodecError if ``profile`` (the one a Codec encodes with) is not among them.  ``matmul``: the
+    exact path's products (default: :class:`codec.exact_matmul.Matmul` on ``threads`` threads;
+    any engine gives the same integers).
     """
+    matmul = matmul or Matmul(threads)
     try:
         if weights.config.groups:
-            paths: dict[str, ProbabilityPath] = {"int": ContextPath(weights.arrays, weights.config.groups)}
+            paths: dict[str, ProbabilityPath] = {"int": ContextPath(weights.arrays, weights.config.groups, matmul)}
         else:
-            paths = {"int": ExactPath(weights.arrays)}
+            paths = {"int": ExactPath(weights.arrays, matmul)}
     except KeyError as exc:  # a weights file of another layout
         raise WeightsError(f"weights {weights.name} lack the tensor {exc}") from None
     if not weights.config.groups and float_hyper is not None:

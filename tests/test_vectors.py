@@ -36,17 +36,19 @@ def test_every_readable_version_has_vectors():
 
 @pytest.fixture(scope="module", params=[b for b in BACKENDS if installed(b)])
 def fp32_lic(request):
-    """Each installed runtime.  The stored pixel digests are of torch's fp32 synthesis (a CPU with
-    native bf16 decodes in bf16 by default); onnxruntime's pixels may differ by one level."""
+    """Each installed runtime, fp32.  The stored pixels are torch's fp32 synthesis on the machine
+    that made them (a CPU with native bf16 decodes in bf16 by default)."""
     return codec.Codec(bf16=False, backend=request.param)
 
 
 def _same_pixels(lic, image: Image.Image, name: str, digest: str) -> bool:
-    """torch fp32: the stored digest exactly; another runtime: within ±1 of the stored PNG of them."""
-    if lic.backend.name == "torch":
-        return _pixels(image) == digest
+    """Within ±1 of the stored PNG, itself checked against the manifest's digest.  Only latents are
+    exact across machines: torch's own fp32 convolutions round the last bit differently from one
+    CPU to another (1 level on a few pixels in 10⁵, seen between this project's machines)."""
+    stored = Image.open(VECTORS / "pixels" / f"{name}.png")
+    assert _pixels(stored) == digest, f"the stored pixels of {name} changed"
     rgb = np.asarray(image.convert("RGB") if image.mode == "RGBA" else image).astype(np.int16)
-    return int(np.abs(rgb - np.asarray(Image.open(VECTORS / "pixels" / f"{name}.png"))).max()) <= 1
+    return int(np.abs(rgb - np.asarray(stored)).max()) <= 1
 
 
 @pytest.mark.parametrize("name", sorted(MANIFEST))
