@@ -16,7 +16,8 @@ weights are measured (what the export ships).
 A context model's parts can be knocked out of a trained checkpoint, ``PATH@no-anchors``
 (each group's second pass without the group's own anchors: no checkerboard) or
 ``PATH@no-groups`` (every group without the groups decoded before it: no channel
-context).  That measures how much the trained model leans on each input, not what a
+context) or ``PATH@no-residual`` (g_s given ŷ' without the latent residual predictor's
+correction; rates unchanged, PSNR moves).  That measures how much the trained model leans on each input, not what a
 model trained without it would reach (its other weights adapted to having it).
 """
 from __future__ import annotations
@@ -50,9 +51,14 @@ def load_ema(spec: str) -> LicModel:
     ckpt = load_checkpoint(Path(path))
     model = LicModel(ModelConfig.from_dict(ckpt["config"]))
     model.load_state_dict(ckpt["ema"])
-    if knock_out:
+    if knock_out == "no-residual":
+        if not model.config.residual:
+            raise SystemExit(f"ideal_rd: {spec}: this checkpoint has no latent residual predictor")
+        model.residual.forward = lambda y_hat, mean, scale: y_hat
+    elif knock_out:
         if knock_out not in KNOCK_OUTS or not model.config.groups:
-            raise SystemExit(f"ideal_rd: {spec}: knock-outs ({', '.join(KNOCK_OUTS)}) need a context model")
+            raise SystemExit(f"ideal_rd: {spec}: knock-outs ({', '.join(KNOCK_OUTS)}, no-residual) need a "
+                             "context model")
         step, replace = model.context.step, KNOCK_OUTS[knock_out]
         model.context.step = lambda k, decoded, anchors, mean, scale: step(k, *replace(decoded, anchors), mean, scale)
     return model.eval()

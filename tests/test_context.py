@@ -254,6 +254,19 @@ def test_ideal_rd_measures_a_grown_model_as_its_source(trained, tmp_path, capsys
     with pytest.raises(SystemExit, match="knock-outs"):
         ideal_rd([str(tmp_path / "images"), f"{tmp_path / 'ckpt.pt'}@no-anchors"])
 
+    # without the latent residual predictor: the same bits, other pixels
+    with pytest.raises(SystemExit, match="no latent residual predictor"):
+        ideal_rd([str(tmp_path / "images"), f"{grown}@no-residual"])
+    assert grow_main(["--checkpoint", str(grown), "--residual", "8"]) == 0
+    ckpt = load_checkpoint(grown)
+    ckpt["ema"]["residual.out.weight"] = torch.randn(ckpt["ema"]["residual.out.weight"].shape,
+                                                     generator=torch.Generator().manual_seed(2)) * 0.5
+    torch.save(ckpt, grown)
+    specs = [str(grown), f"{grown}@no-residual"]
+    assert ideal_rd([str(tmp_path / "images"), *specs, "--levels", "2", "--json", str(out), "--threads", "1"]) == 0
+    rows = json.loads(out.read_text())["rows"]
+    assert rows[specs[1]]["bpp"] == rows[specs[0]]["bpp"] and rows[specs[1]]["psnr"] != rows[specs[0]]["psnr"]
+
 
 def test_growing_a_residual_predictor_keeps_the_function_and_trains_on(trained, tmp_path):
     """Latent residual prediction (codec.context.LatentResidual): grown at zero it changes no bit
