@@ -183,8 +183,10 @@ def main(argv=None) -> int:
     p.add_argument("--inputs", type=int, default=None, help="stop after this many inputs (or --minutes)")
     p.add_argument("--timeout", type=int, default=10, help="seconds allowed per input")
     p.add_argument("--memory-gib", type=float, default=1.5, help="address-space cap beyond start-up")
+    p.add_argument("--threads", type=int, default=1,
+                   help="onnxruntime's threads (default 1: a fuzzer beside training takes one core, not all)")
     args = p.parse_args(argv)
-    lic = codec.Codec()
+    lic = codec.Codec(threads=args.threads)
     pool = seeds(lic)
     lic.decode(pool[0])  # warm up before capping memory
     vm = int(Path("/proc/self/statm").read_text().split()[0]) * resource.getpagesize()
