@@ -26,6 +26,7 @@ exactly, so every machine derives the same integer network.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -133,24 +134,33 @@ def _phase_taps(phase: int, stride: int, padding: int, k: int) -> list[tuple[int
     return [(i, (phase + padding - i) // stride) for i in range(k) if (phase + padding - i) % stride == 0]
 
 
-def phase_kernels(w: np.ndarray, stride: int, padding: int) -> dict:
-    """The matrices of a transposed convolution's output phases: (row phase, column phase) →
-    (taps [(row offset, column offset)], kernel (O, C·taps)), or None where no tap reaches.
-    Weights only: the exact path makes them once, when it is built."""
+@dataclass(frozen=True)
+class PhaseKernels:
+    """A transposed convolution's weights as one matrix per output phase (:func:`phase_kernels`)."""
+
+    out_channels: int
+    size: int  # k
+    phases: dict  # (row phase, column phase) → (taps [(row offset, column offset)], kernel (O, C·taps)), or []
+
+
+def phase_kernels(w: np.ndarray, stride: int, padding: int) -> PhaseKernels:
+    """The matrices of a (C, O, k, k) transposed convolution's output phases.  Weights only: the
+    exact path makes them once, when it is built, and keeps them instead of the weights."""
     C, O, k = w.shape[0], w.shape[1], w.shape[-1]
-    kernels = {}
+    phases = {}
     for py in range(stride):
         for px in range(stride):
             taps = [(i, j, dy, dx) for i, dy in _phase_taps(py, stride, padding, k)
                     for j, dx in _phase_taps(px, stride, padding, k)]
-            kernels[py, px] = taps and ([(dy, dx) for *_, dy, dx in taps], np.ascontiguousarray(
+            phases[py, px] = taps and ([(dy, dx) for *_, dy, dx in taps], np.ascontiguousarray(
                 np.stack([w[:, :, i, j] for i, j, _, _ in taps], 2).transpose(1, 0, 2).reshape(O, C * len(taps))))
-    return kernels
+    return PhaseKernels(O, k, phases)
 
 
-def conv_transpose2d(a: np.ndarray, w: np.ndarray, b: np.ndarray, stride: int, padding: int,
-                     output_padding: int, matmul=numpy_matmul, kernels: dict | None = None) -> np.ndarray:
-    """(C, H, W) transposed-convolved with (C, O, k, k) + b, as torch's conv_transpose2d.
+def conv_transpose2d(a: np.ndarray, w: np.ndarray | PhaseKernels, b: np.ndarray, stride: int, padding: int,
+                     output_padding: int, matmul=numpy_matmul) -> np.ndarray:
+    """(C, H, W) transposed-convolved with ``w`` (C, O, k, k, or its :class:`PhaseKernels` for
+    ``stride`` and ``padding``) + b, as torch's conv_transpose2d.
 
     As stride² ordinary convolutions, one per output phase (row and column mod stride), each
     reading the input through the kernel taps that reach it (for 5×5 at stride 2: 3×3, 3×2,
@@ -158,12 +168,12 @@ def conv_transpose2d(a: np.ndarray, w: np.ndarray, b: np.ndarray, stride: int, p
     scattered; the same integer sums as the scatter of every input's k×k contributions.  A band
     of output rows at a time, so that the unfolded windows never exceed CHUNK elements."""
     C, H, W = a.shape
-    O, k = w.shape[1], w.shape[-1]
-    kernels = kernels or phase_kernels(w, stride, padding)
+    kernels = w if isinstance(w, PhaseKernels) else phase_kernels(w, stride, padding)
+    O, k = kernels.out_channels, kernels.size
     out_h = (H - 1) * stride - 2 * padding + k + output_padding
     out_w = (W - 1) * stride - 2 * padding + k + output_padding
     out = np.empty((O, out_h, out_w))
-    for (py, px), taps_kernel in kernels.items():
+    for (py, px), taps_kernel in kernels.phases.items():
         phase = out[:, py::stride, px::stride]
         n_y, n_x = phase.shape[1:]
         if not phase.size:
@@ -200,8 +210,9 @@ class ExactHyperSynthesis:
             key, stride, padding, output_padding = spec
             w, b = integer_weights(weights, key)
             check_exact("h_s", [w], b, kind == "deconv")
-            kernels = phase_kernels(w, stride, padding) if kind == "deconv" else None
-            self.layers.append((kind, w, b, stride, padding, output_padding, kernels))
+            if kind == "deconv":  # its phases' matrices replace the weights (not both held)
+                w = phase_kernels(w, stride, padding)
+            self.layers.append((kind, w, b, stride, padding, output_padding))
         self.medians_q = np.round(np.asarray(weights["z_medians"], np.float64).reshape(-1, 1, 1) * 2**ACT_BITS)
 
     def integer(self, z_sym: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -211,9 +222,9 @@ class ExactHyperSynthesis:
             if kind == "leaky":
                 a = leaky(a)
             elif kind == "deconv":
-                a = activation(conv_transpose2d(a, *spec[:5], self.matmul, spec[5]))
+                a = activation(conv_transpose2d(a, *spec, self.matmul))
             else:
-                w, b, stride, padding, _, _ = spec
+                w, b, stride, padding, _ = spec
                 a = activation(conv2d(a, w, b, stride, padding, self.matmul))
         scale_q, mean_q = np.split(a, 2)
         return mean_q, scale_q
