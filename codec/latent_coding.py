@@ -37,7 +37,7 @@ def quantise(weights, backend, path: ProbabilityPath, y: np.ndarray, grid: TileG
         codes = []
         for i, z in enumerate(tiles):
             c = y[(0, slice(None), *grid.box(i).scaled(LATENT).slices)]
-            codes.append(path.walk(z, lambda step, c=c: np.round(c - step.mean[0]).astype(np.int32)))
+            codes.append(path.walk(z, lambda step, c=c: np.round(step.select(c) - step.select(step.mean[0])).astype(np.int32)))
             if progress:
                 progress("coding", i + 1, len(tiles))
         return codes
@@ -79,11 +79,7 @@ def decode_tile(weights, path: ProbabilityPath, streams: tuple[bytes, bytes], bo
     def read(step: CodingStep) -> np.ndarray:
         if step.index.shape != y_shape:
             raise CorruptFileError("latent shape does not match the header")
-        if step.where is None:
-            return reader.read(step.index)
-        symbols = np.zeros(y_shape, dtype=np.int32)
-        symbols[step.where] = reader.read(step.index[step.where])
-        return symbols
+        return reader.read(step.select(step.index))
 
     code = path.walk(z, read)
     reader.finish()

@@ -73,7 +73,8 @@ def sample(lic, width: int, height: int, seed: int = 0, quality: float = 75.0):
     z_shape = (N, box.y1 // STRIDE, box.x1 // STRIDE)
     z = _draw(rng, z_groups(z_shape), lic.weights.z_tables).astype(np.int32)
     path = lic.paths["int"]
-    code = path.walk(z, lambda step: _draw(rng, step.index, lic.weights.y_tables))
+    # every step draws the whole y and keeps its own elements: the random stream of earlier releases
+    code = path.walk(z, lambda step: step.select(_draw(rng, step.index, lic.weights.y_tables)))
     assert code.y.shape[1:] == (box.y1 // LATENT, box.x1 // LATENT)
     lat = Latents([TileLatents(z, code.y, code.index, code.mean)], grid, float(quality), path.profile)
     return Image.fromarray(lic.synthesise(lat))

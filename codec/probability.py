@@ -37,11 +37,36 @@ def z_groups(shape: tuple[int, ...]) -> np.ndarray:
 
 @dataclass(frozen=True)
 class CodingStep:
-    """y elements whose tables are known: all of them (``where`` None) or those ``where`` is True."""
+    """y elements whose tables are known: all of them (``where`` and ``block`` None), those
+    ``where`` is True, or the same as a ``block``: the channels ``block[0]`` at the ascending
+    flat positions ``block[1]`` of each, which selects without a mask the size of y (a context
+    model's ten steps each read a tenth of it).  Either way the step's symbols are coded in
+    the order of ``y[where]`` (channel, then row, then column): :meth:`select`'s order."""
 
     mean: np.ndarray  # (1, M, h, w) float32: the mean each symbol is coded around
     index: np.ndarray  # (M, h, w) table index of each element
     where: np.ndarray | None = None  # (M, h, w) bool: the elements this step codes
+    block: tuple[slice, np.ndarray] | None = None  # (channels, flat positions): the same, as a block
+
+    def select(self, a: np.ndarray) -> np.ndarray:
+        """The step's elements of a (M, h, w) array in coding order (1-D), or ``a`` for a whole step."""
+        if self.block is not None:
+            channels, at = self.block
+            part = a[channels]
+            return part.reshape(len(part), -1)[:, at].reshape(-1)
+        return a if self.where is None else a[self.where]
+
+    def place(self, dst: np.ndarray, values: np.ndarray) -> None:
+        """Write ``values`` (in :meth:`select`'s order and shape) to the step's elements of ``dst``
+        (M, h, w), C-contiguous."""
+        if self.block is not None:
+            channels, at = self.block
+            part = dst[channels]  # a view
+            part.reshape(len(part), -1)[:, at] = np.reshape(values, (len(part), -1))
+        elif self.where is None:
+            dst[...] = values
+        else:
+            dst[self.where] = values
 
 
 @dataclass(frozen=True)
@@ -53,7 +78,7 @@ class TileCode:
     index: np.ndarray  # (M, h, w)
 
 
-Visit = Callable[[CodingStep], np.ndarray]  # a step → its symbols, (M, h, w) int32 (only ``where`` read)
+Visit = Callable[[CodingStep], np.ndarray]  # a step → its symbols, int32, shaped as step.select(step.index)
 
 
 class ProbabilityPath:
@@ -82,11 +107,8 @@ class ProbabilityPath:
         mean, index = self.hyper(z_sym)
         y = np.zeros(index.shape, dtype=np.int32)
         for where in self.step_masks(index.shape):
-            symbols = np.asarray(visit(CodingStep(mean, index, where)), dtype=np.int32)
-            if where is None:
-                y = symbols
-            else:
-                y[where] = symbols[where]
+            step = CodingStep(mean, index, where)
+            step.place(y, np.asarray(visit(step), dtype=np.int32))
         return TileCode(y, mean, index)
 
 
@@ -146,12 +168,12 @@ class ContextPath(ExactPath):
         np.abs(hyper_scale, out=hyper_scale)
         M, h, w = hyper_mean.shape
         anchor = anchor_mask(h, w)
-        halves = [np.flatnonzero(half) for half in (anchor, ~anchor)]  # flat positions
+        halves = [np.flatnonzero(half) for half in (anchor, ~anchor)]  # flat positions, ascending
         cross = cross_neighbours(h, w, halves[1])
         mean_q = np.zeros((M, h * w))
+        mean = np.zeros((1, M, h, w), dtype=np.float32)  # mean_q / 2^A, kept up to date step by step
         index = np.zeros((M, h * w), dtype=np.uint8)  # 64 tables: a byte each (a large tile's y is millions)
         y = np.zeros((M, h, w), dtype=np.int32)
-        masks = iter(self.step_masks((M, h, w)))
         decoded = []
         for k, (start, end) in enumerate(self.context.bounds):
             m_k, s_k = hyper_mean[start:end].reshape(end - start, -1), hyper_scale[start:end].reshape(end - start, -1)
@@ -161,17 +183,13 @@ class ContextPath(ExactPath):
             for at in halves:
                 mean_q[start:end, at], index[start:end, at] = self.context.params(k, shared, at, anchors_q, cross,
                                                                                    m_k, s_k)
-                where = next(masks)
-                symbols = visit(CodingStep(self._mean(mean_q, h, w), index.reshape(M, h, w), where))
-                y[where] = np.asarray(symbols, dtype=np.int32)[where]
+                mean[0, start:end].reshape(end - start, -1)[:, at] = mean_q[start:end, at] / 2**ACT_BITS
+                step = CodingStep(mean, index.reshape(M, h, w), block=(slice(start, end), at))
+                step.place(y, np.asarray(visit(step), dtype=np.int32))
                 y_k = decoded_q(y[start:end], mean_q[start:end].reshape(-1, h, w))
                 anchors_q = y_k * anchor  # pass 1 sees k's anchors; the others are still zero
             decoded.append(y_k)
-        return TileCode(y, self._mean(mean_q, h, w), index.reshape(M, h, w))
-
-    @staticmethod
-    def _mean(mean_q: np.ndarray, h: int, w: int) -> np.ndarray:
-        return (mean_q / 2**ACT_BITS).astype(np.float32).reshape(1, -1, h, w)
+        return TileCode(y, mean, index.reshape(M, h, w))
 
 
 def path_for(paths: dict[str, ProbabilityPath], header) -> ProbabilityPath:

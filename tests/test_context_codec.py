@@ -60,7 +60,7 @@ def test_the_steps_are_each_groups_anchors_then_the_rest(context_codec):
 
 def _walk(path, z, symbols):
     """The walk with fixed symbols: (mean, index) of every element."""
-    code = path.walk(z, lambda step: symbols)
+    code = path.walk(z, lambda step: step.select(symbols))
     return code.mean, code.index
 
 
