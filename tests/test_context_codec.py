@@ -144,3 +144,27 @@ def test_effort_refines_then_walks_the_refined_latent_again(context_codec, photo
     assert np.array_equal(seen["mean"], plain.y_mean) and np.array_equal(seen["index"], plain.y_index)
     refined = context_codec.entropy_decode(data).tiles[0]
     assert not np.array_equal(refined.y_index, plain.y_index) or not np.array_equal(refined.y_mean, plain.y_mean)
+
+
+def test_a_block_step_selects_and_places_as_its_mask():
+    """CodingStep's block (channels × ascending flat positions) is its mask in coding order."""
+    from codec.probability import CodingStep
+
+    rng = np.random.default_rng(3)
+    a = rng.integers(-50, 50, (12, 5, 6)).astype(np.int32)
+    anchor = anchor_mask(5, 6).numpy()[0, 0]
+    for start, end in ((0, 2), (2, 6), (6, 12)):
+        for half in (anchor, ~anchor):
+            where = np.zeros(a.shape, dtype=bool)
+            where[start:end] = half
+            block = CodingStep(None, None, block=(slice(start, end), np.flatnonzero(half)))
+            masked = CodingStep(None, None, where)
+            assert np.array_equal(block.select(a), a[where]) and np.array_equal(masked.select(a), a[where])
+            values = rng.integers(-9, 9, int(where.sum())).astype(np.int32)
+            by_block, by_mask = a.copy(), a.copy()
+            block.place(by_block, values)
+            masked.place(by_mask, values)
+            assert np.array_equal(by_block, by_mask) and np.array_equal(by_block[where], values)
+            assert np.array_equal(by_block[~where], a[~where])
+    whole = CodingStep(None, None)
+    assert whole.select(a) is a
