@@ -94,12 +94,18 @@ def test_a_partly_lost_file_synthesises_only_what_survived(lic, sample_image, mo
     assert len(calls) == 1 and (image[:, 128:] == 128).all() and not (image[:, :128] == 128).all()
 
 
-def test_decoding_holds_about_two_rows_of_tiles_not_the_image(lic, sample_image, monkeypatch):
+def test_decoding_holds_the_rows_of_tiles_a_window_reaches_not_the_image(lic, sample_image, monkeypatch):
     """Tiles are decoded as the synthesis windows reach them (raster order) and dropped after their
-    last window: the latents held stay near two rows of tiles, however many rows the image has."""
+    last window: the latents held stay within the rows one window reaches (the synthesis halo, 6
+    latents with the residual predictor, spans 2 rows of 64-px tiles), however many rows the image has."""
     from codec.latent_coding import TileSource
 
-    data = lic.encode(sample_image.crop((0, 0, 384, 256)), 30, tile=64)  # 6 × 4 tiles
+    tall = Image.new("RGB", (384, 512))  # 6 × 8 tiles of 64 px
+    for top in (0, 256):
+        tall.paste(sample_image.convert("RGB").crop((0, 0, 384, 256)), (0, top))
+    data = lic.encode(tall, 30, tile=64)
+    halo = lic.weights.config.halos[1]  # latents
+    reach = -(-halo // 4)  # rows (and columns) of 4-latent tiles a window reaches on each side
     held, fetched, window = [], [], TileSource.window
 
     def watched(self, k, win):
@@ -109,7 +115,7 @@ def test_decoding_holds_about_two_rows_of_tiles_not_the_image(lic, sample_image,
 
     monkeypatch.setattr(TileSource, "window", watched)
     whole = np.asarray(lic.decode(data))
-    assert max(held) <= 2 * 6 + 2 and len(held) == 24  # one window per tile here
+    assert max(held) <= (2 * reach + 1) * 6 < 48 and len(held) == 48  # one window per tile here
     monkeypatch.setattr(TileSource, "window", window)
     assert np.array_equal(whole, lic.synthesise(lic.entropy_decode(data)))  # the same pixels as all at once
     fetch = codec.latent_coding.tile_decoder
@@ -118,10 +124,16 @@ def test_decoding_holds_about_two_rows_of_tiles_not_the_image(lic, sample_image,
         decode = fetch(*args)
         return lambda i: fetched.append(i) or decode(i)
 
+    def needed(lo: int, hi: int, tiles: int) -> set[int]:  # the tiles [lo, hi) meets, and those their windows reach
+        return set(range(max(0, lo // 64 - reach), min(tiles, -(-hi // 64) + reach)))
+
     monkeypatch.setattr(codec.api, "tile_decoder", counting)
-    part = lic.decode(data, crop=(70, 70, 40, 40))  # inside tile 7: it and its neighbours only
-    assert np.array_equal(np.asarray(part), whole[70:110, 70:110])
-    assert sorted(fetched) == [0, 1, 2, 6, 7, 8, 12, 13, 14]
+    for x, y in ((70, 70), (200, 300)):  # a crop: the tiles it meets and those their windows reach
+        fetched.clear()
+        part = lic.decode(data, crop=(x, y, 40, 40))
+        assert np.array_equal(np.asarray(part), whole[y:y + 40, x:x + 40])
+        assert sorted(fetched) == sorted(r * 6 + c for r in needed(y, y + 40, 8) for c in needed(x, x + 40, 6))
+        assert len(fetched) < 48
 
 
 @pytest.mark.parametrize("mode", ["RGB", "L", "LA", "RGBA"])
