@@ -17,7 +17,11 @@ A context model's parts can be knocked out of a trained checkpoint, ``PATH@no-an
 (each group's second pass without the group's own anchors: no checkerboard) or
 ``PATH@no-groups`` (every group without the groups decoded before it: no channel
 context) or ``PATH@no-residual`` (g_s given ŷ' without the latent residual predictor's
-correction; rates unchanged, PSNR moves).  That measures how much the trained model leans on each input, not what a
+correction; rates unchanged, PSNR moves), or ``PATH@int8`` (h_s and the context networks
+rounded as an int8 exact profile would compute them, :mod:`codec.training.fakequant`,
+calibrated on 256² crops of 16 training images, never the measured ones; ranges from min to max)
+or ``PATH@int8-inner`` (the same with the first layers' inputs unrounded, as 16-bit inputs
+would leave them, and the inner layers' ranges clipped to their 0.9999 quantiles).  That measures how much the trained model leans on each input, not what a
 model trained without it would reach (its other weights adapted to having it).
 """
 from __future__ import annotations
@@ -32,7 +36,9 @@ import torch
 from PIL import Image
 
 import codec
+from codec.training import fakequant
 from codec.training.checkpoint import load_checkpoint
+from codec.training.data import training_dir
 from codec.training.model import LicModel
 from codec.transforms import ModelConfig
 
@@ -51,7 +57,10 @@ def load_ema(spec: str) -> LicModel:
     ckpt = load_checkpoint(Path(path))
     model = LicModel(ModelConfig.from_dict(ckpt["config"]))
     model.load_state_dict(ckpt["ema"])
-    if knock_out == "no-residual":
+    if knock_out in ("int8", "int8-inner"):
+        ranges = fakequant.quantise_entropy_networks(model, *((1.0, True) if knock_out == "int8" else (0.9999, False)))
+        fakequant.calibrate(model.eval(), ranges, calibration_crops(), _run_levels)
+    elif knock_out == "no-residual":
         if not model.config.residual:
             raise SystemExit(f"ideal_rd: {spec}: this checkpoint has no latent residual predictor")
         model.residual.forward = lambda y_hat, mean, scale: y_hat
@@ -62,6 +71,23 @@ def load_ema(spec: str) -> LicModel:
         step, replace = model.context.step, KNOCK_OUTS[knock_out]
         model.context.step = lambda k, decoded, anchors, mean, scale: step(k, *replace(decoded, anchors), mean, scale)
     return model.eval()
+
+
+def calibration_crops(count: int = 16, side: int = 256) -> list[torch.Tensor]:
+    """Centre crops of ``count`` training images spread over the sorted list (deterministic)."""
+    paths = codec.find_images(training_dir(), recursive=True)
+    crops = []
+    for path in paths[:: max(1, len(paths) // count)][:count]:
+        image = Image.open(path).convert("RGB")
+        w, h = image.size
+        left, top = max(0, (w - side) // 2), max(0, (h - side) // 2)
+        crops.append(padded(image.crop((left, top, left + min(side, w), top + min(side, h))))[0])
+    return crops
+
+
+def _run_levels(model: LicModel, x: torch.Tensor) -> None:
+    for t in range(model.config.levels):  # every level: the ranges differ with the rate
+        model(x, torch.tensor([float(t)]))
 
 
 def padded(image: Image.Image) -> tuple[torch.Tensor, tuple[int, int]]:
