@@ -63,8 +63,8 @@ def _whole(y: np.ndarray, grid: TileGrid, codes) -> tuple[np.ndarray, np.ndarray
 def encode_tile(weights, path: ProbabilityPath, tile: TileLatents) -> tuple[bytes, bytes]:
     """One tile's latents → (z stream, y stream), y written in the path's coding steps."""
     writer = SymbolWriter(weights.y_tables)
-    for where in path.step_masks(tile.y.shape):
-        writer.write(*((tile.y, tile.y_index) if where is None else (tile.y[where], tile.y_index[where])))
+    for elements in path.steps(tile.y.shape):
+        writer.write(elements.select(tile.y), elements.select(tile.y_index))
     return encode_symbols(tile.z, z_groups(tile.z.shape), weights.z_tables), writer.finish()
 
 

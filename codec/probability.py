@@ -18,7 +18,7 @@ step (every element's table follows from ẑ alone); a context model
 """
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -36,37 +36,49 @@ def z_groups(shape: tuple[int, ...]) -> np.ndarray:
 
 
 @dataclass(frozen=True)
+class Elements:
+    """The y elements one coding step codes: all of them (``channels`` None), or the channels
+    ``channels`` at the ascending flat positions ``at`` of each, which selects without a mask
+    the size of y (a context model's ten steps each read a tenth of it).  The step's symbols
+    are coded in :meth:`select`'s order: channel, then row, then column."""
+
+    channels: slice | None = None
+    at: np.ndarray | None = None  # flat positions (row · w + column), ascending
+
+    def select(self, a: np.ndarray) -> np.ndarray:
+        """These elements of a (M, h, w) array in coding order (1-D), or ``a`` itself for all."""
+        if self.channels is None:
+            return a
+        part = a[self.channels]
+        return part.reshape(len(part), -1)[:, self.at].reshape(-1)
+
+    def place(self, dst: np.ndarray, values) -> None:
+        """Write ``values`` (in :meth:`select`'s order, or one value) to these elements of ``dst``
+        (M, h, w), C-contiguous."""
+        if self.channels is None:
+            dst[...] = values
+            return
+        part = dst[self.channels]  # a view
+        part.reshape(len(part), -1)[:, self.at] = np.reshape(values, (len(part), -1)) if np.ndim(values) else values
+
+
+ALL = Elements()
+
+
+@dataclass(frozen=True)
 class CodingStep:
-    """y elements whose tables are known: all of them (``where`` and ``block`` None), those
-    ``where`` is True, or the same as a ``block``: the channels ``block[0]`` at the ascending
-    flat positions ``block[1]`` of each, which selects without a mask the size of y (a context
-    model's ten steps each read a tenth of it).  Either way the step's symbols are coded in
-    the order of ``y[where]`` (channel, then row, then column): :meth:`select`'s order."""
+    """One step of a walk: its elements, and the mean and table index of every element of y
+    (final for this step's elements and those of the steps before it)."""
 
     mean: np.ndarray  # (1, M, h, w) float32: the mean each symbol is coded around
     index: np.ndarray  # (M, h, w) table index of each element
-    where: np.ndarray | None = None  # (M, h, w) bool: the elements this step codes
-    block: tuple[slice, np.ndarray] | None = None  # (channels, flat positions): the same, as a block
+    elements: Elements = ALL
 
     def select(self, a: np.ndarray) -> np.ndarray:
-        """The step's elements of a (M, h, w) array in coding order (1-D), or ``a`` for a whole step."""
-        if self.block is not None:
-            channels, at = self.block
-            part = a[channels]
-            return part.reshape(len(part), -1)[:, at].reshape(-1)
-        return a if self.where is None else a[self.where]
+        return self.elements.select(a)
 
     def place(self, dst: np.ndarray, values: np.ndarray) -> None:
-        """Write ``values`` (in :meth:`select`'s order and shape) to the step's elements of ``dst``
-        (M, h, w), C-contiguous."""
-        if self.block is not None:
-            channels, at = self.block
-            part = dst[channels]  # a view
-            part.reshape(len(part), -1)[:, at] = np.reshape(values, (len(part), -1))
-        elif self.where is None:
-            dst[...] = values
-        else:
-            dst[self.where] = values
+        self.elements.place(dst, values)
 
 
 @dataclass(frozen=True)
@@ -85,14 +97,15 @@ class ProbabilityPath:
     """Base of the paths: ``hyper`` is what a profile changes; ``walk`` is shared.
 
     The steps' order is part of the format: the y stream holds the steps' symbols in the
-    order of :meth:`step_masks`, which the coder's writer follows and its reader reads back.
+    order of :meth:`steps`, the one description of it, which the walk, the coder's writer and
+    (through the walk) its reader all follow.
     """
 
     profile: str
 
-    def step_masks(self, shape: tuple[int, int, int]) -> Iterable[np.ndarray | None]:
-        """The elements of a (M, h, w) y that each step codes, in coding order (None: all)."""
-        return [None]
+    def steps(self, shape: tuple[int, int, int]) -> list[Elements]:
+        """The elements of a (M, h, w) y that each step codes, in coding order."""
+        return [ALL]
 
     def hyper(self, z_sym: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """z symbols (N, h, w) → (mean (1, M, 4h, 4w) float32, table index (M, 4h, 4w))."""
@@ -106,8 +119,8 @@ class ProbabilityPath:
         """
         mean, index = self.hyper(z_sym)
         y = np.zeros(index.shape, dtype=np.int32)
-        for where in self.step_masks(index.shape):
-            step = CodingStep(mean, index, where)
+        for elements in self.steps(index.shape):
+            step = CodingStep(mean, index, elements)
             step.place(y, np.asarray(visit(step), dtype=np.int32))
         return TileCode(y, mean, index)
 
@@ -152,24 +165,21 @@ class ContextPath(ExactPath):
         super().__init__(weights, matmul)
         self.context = ExactContext(weights, groups, matmul)
 
-    def step_masks(self, shape: tuple[int, int, int]) -> Iterator[np.ndarray]:
-        """One mask at a time (a generator): ten of a large tile's would each be as big as y."""
+    def steps(self, shape: tuple[int, int, int]) -> list[Elements]:
+        """Per group k: k's channels at the anchors ((row + column) even), then at the others."""
         anchor = anchor_mask(*shape[1:])
-        for start, end in self.context.bounds:
-            for half in (anchor, ~anchor):
-                mask = np.zeros(shape, dtype=bool)
-                mask[start:end] = half
-                yield mask
+        halves = [np.flatnonzero(half) for half in (anchor, ~anchor)]  # flat positions, ascending
+        return [Elements(slice(start, end), at) for start, end in self.context.bounds for at in halves]
 
     def walk(self, z_sym: np.ndarray, visit: Visit) -> TileCode:
-        """The steps of :meth:`step_masks` in order; each step's means and tables from ẑ and the
-        symbols visited before it (the encoder, decoder and sampler all come through here)."""
+        """The steps of :meth:`steps` in order, two per group; each step's means and tables from ẑ
+        and the symbols visited before it (the encoder, decoder and sampler all come through here)."""
         hyper_mean, hyper_scale = self.network.integer(z_sym)
         np.abs(hyper_scale, out=hyper_scale)
         M, h, w = hyper_mean.shape
         anchor = anchor_mask(h, w)
-        halves = [np.flatnonzero(half) for half in (anchor, ~anchor)]  # flat positions, ascending
-        cross = cross_neighbours(h, w, halves[1])
+        steps = self.steps((M, h, w))
+        cross = cross_neighbours(h, w, steps[1].at)  # the non-anchors' positions, as every group's
         mean_q = np.zeros((M, h * w))
         mean = np.zeros((1, M, h, w), dtype=np.float32)  # mean_q / 2^A, kept up to date step by step
         index = np.zeros((M, h * w), dtype=np.uint8)  # 64 tables: a byte each (a large tile's y is millions)
@@ -180,11 +190,12 @@ class ContextPath(ExactPath):
             shared = self.context.nets[k].shared(np.concatenate(decoded) if decoded else None,
                                                  hyper_mean[start:end], hyper_scale[start:end])
             anchors_q = None
-            for at in halves:
+            for elements in steps[2 * k: 2 * k + 2]:  # k's anchors, then k's others
+                at = elements.at
                 mean_q[start:end, at], index[start:end, at] = self.context.params(k, shared, at, anchors_q, cross,
                                                                                    m_k, s_k)
                 mean[0, start:end].reshape(end - start, -1)[:, at] = mean_q[start:end, at] / 2**ACT_BITS
-                step = CodingStep(mean, index.reshape(M, h, w), block=(slice(start, end), at))
+                step = CodingStep(mean, index.reshape(M, h, w), elements)
                 step.place(y, np.asarray(visit(step), dtype=np.int32))
                 y_k = decoded_q(y[start:end], mean_q[start:end].reshape(-1, h, w))
                 anchors_q = y_k * anchor  # pass 1 sees k's anchors; the others are still zero

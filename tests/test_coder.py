@@ -91,13 +91,13 @@ def test_symbols_written_in_steps_read_back_step_by_step():
 def test_a_path_of_several_steps_round_trips_a_tile(hyperprior_lic, sample_image):
     """The decoder reads the steps in the order the encoder wrote them (here a checkerboard)."""
     from codec.latent_coding import decode_tile, encode_tile
-    from codec.probability import ExactPath
+    from codec.probability import Elements, ExactPath
 
     class Checkerboard(ExactPath):
-        def step_masks(self, shape):
+        def steps(self, shape):
             rows, cols = np.indices(shape[1:])
-            anchor = np.broadcast_to((rows + cols) % 2 == 0, shape)
-            return [anchor, ~anchor]
+            anchor = ((rows + cols) % 2 == 0).reshape(-1)
+            return [Elements(slice(0, shape[0]), np.flatnonzero(half)) for half in (anchor, ~anchor)]
 
     lic = hyperprior_lic  # the one-step path, reordered
     path = Checkerboard(lic.weights.arrays)

@@ -46,8 +46,18 @@ def test_files_round_trip_and_say_format_1_3(context_codec, photo, tile):
     assert np.array_equal(np.asarray(crop), np.asarray(image)[0:64, 64:128])
 
 
+def masks_of(path, shape) -> list[np.ndarray]:
+    """Each step's elements of a y of ``shape`` as a boolean mask."""
+    masks = []
+    for elements in path.steps(shape):
+        mask = np.zeros(shape, dtype=bool)
+        elements.place(mask, True)
+        masks.append(mask)
+    return masks
+
+
 def test_the_steps_are_each_groups_anchors_then_the_rest(context_codec):
-    masks = list(context_codec.paths["int"].step_masks((12, 5, 6)))
+    masks = masks_of(context_codec.paths["int"], (12, 5, 6))
     assert len(masks) == 2 * len(GROUPS)
     assert np.array_equal(np.sum(masks, axis=0), np.ones((12, 5, 6)))  # every element exactly once
     anchor = anchor_mask(5, 6).numpy()[0, 0]
@@ -68,7 +78,7 @@ def test_a_step_depends_only_on_the_steps_before_it(context_codec, photo):
     path = context_codec.paths["int"]
     tile = context_codec.to_latents(photo, 40, tile=None).tiles[0]
     z = tile.z
-    masks = list(path.step_masks(tile.y.shape))
+    masks = masks_of(path, tile.y.shape)
     mean, index = _walk(path, z, tile.y)
     for j in (1, 2, 4):  # change the symbols of step j: steps ≤ j keep their tables and means
         changed = tile.y.copy()
@@ -146,9 +156,9 @@ def test_effort_refines_then_walks_the_refined_latent_again(context_codec, photo
     assert not np.array_equal(refined.y_index, plain.y_index) or not np.array_equal(refined.y_mean, plain.y_mean)
 
 
-def test_a_block_step_selects_and_places_as_its_mask():
-    """CodingStep's block (channels × ascending flat positions) is its mask in coding order."""
-    from codec.probability import CodingStep
+def test_a_steps_elements_select_and_place_as_its_mask():
+    """Elements (channels × ascending flat positions) are their mask in coding order."""
+    from codec.probability import ALL, Elements
 
     rng = np.random.default_rng(3)
     a = rng.integers(-50, 50, (12, 5, 6)).astype(np.int32)
@@ -157,14 +167,13 @@ def test_a_block_step_selects_and_places_as_its_mask():
         for half in (anchor, ~anchor):
             where = np.zeros(a.shape, dtype=bool)
             where[start:end] = half
-            block = CodingStep(None, None, block=(slice(start, end), np.flatnonzero(half)))
-            masked = CodingStep(None, None, where)
-            assert np.array_equal(block.select(a), a[where]) and np.array_equal(masked.select(a), a[where])
+            elements = Elements(slice(start, end), np.flatnonzero(half))
+            assert np.array_equal(elements.select(a), a[where])
             values = rng.integers(-9, 9, int(where.sum())).astype(np.int32)
-            by_block, by_mask = a.copy(), a.copy()
-            block.place(by_block, values)
-            masked.place(by_mask, values)
-            assert np.array_equal(by_block, by_mask) and np.array_equal(by_block[where], values)
-            assert np.array_equal(by_block[~where], a[~where])
-    whole = CodingStep(None, None)
-    assert whole.select(a) is a
+            placed = a.copy()
+            elements.place(placed, values)
+            assert np.array_equal(placed[where], values) and np.array_equal(placed[~where], a[~where])
+    assert ALL.select(a) is a
+    everything = np.zeros(a.shape, dtype=np.int32)
+    ALL.place(everything, a)
+    assert np.array_equal(everything, a)
