@@ -163,3 +163,15 @@ def test_a_lost_tile_of_an_image_with_alpha_is_gray_and_opaque_without_its_alpha
     with pytest.warns(DamagedTilesWarning, match="tile 1"):
         image = np.asarray(lic.decode(broken, partial=True))
     assert (image[:, 64:] == (128, 128, 128, 255)).all() and (image[..., 3] == 255).all()
+
+
+def test_synthesis_output_becomes_pixels_rounded_and_clipped_nan_as_zero(lic, sample_image, monkeypatch):
+    """g_s's floats → uint8 in place: round(x·255) clipped to 0…255, NaN as 0 (as torch casts it)."""
+    data = lic.encode(sample_image.crop((0, 0, 64, 48)), 50)
+    for value, pixel in ((np.nan, 0), (-0.5, 0), (0.0, 0), (0.3, 76), (0.5, 128), (1.0, 255), (7.0, 255)):
+        def synthesis(y, value=value):  # writeable float32, as both runtimes give it
+            return np.full((y.shape[0], 3, 16 * y.shape[2], 16 * y.shape[3]), value, dtype=np.float32)
+
+        monkeypatch.setattr(lic.transforms.backend, "synthesis", synthesis)
+        pixels = np.asarray(lic.decode(data))
+        assert pixels.shape == (48, 64, 3) and (pixels == pixel).all(), value
