@@ -79,7 +79,7 @@ class OnnxTransforms:
         options = ort.SessionOptions()
         options.enable_mem_pattern = False  # measured on Kodak's g_s: peak RSS −86 MB, same speed
         # No spinning: a session's idle threads would spin on after its run, taking the cores from what
-        # runs next (the exact path's products, numpy, the next session): encode −25 %, PERFORMANCE.md.
+        # runs next (the exact path's products, numpy, the next session): encode −21 %, PERFORMANCE.md.
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         if transform == RESIDUAL:  # its buffers are freed after the run, not held in an arena while g_s
             options.enable_cpu_mem_arena = False  # runs: `lic decode` of Kodak peaks 10 MB lower
