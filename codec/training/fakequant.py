@@ -79,7 +79,8 @@ def entropy_convolutions(model: nn.Module) -> Iterable[tuple[nn.Module, bool]]:
     whether it is a first layer (its input is ẑ, ŷ or h_s's (μ, σ), not a hidden activation)."""
     convs = [m for m in model.h_s.modules() if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d))]
     yield from ((conv, i == 0) for i, conv in enumerate(convs))
-    for net in getattr(model, "context", None).nets if getattr(model, "context", None) is not None else ():
+    context = getattr(model, "context", None)  # absent without a context model
+    for net in context.nets if context is not None else ():
         yield from ((conv, conv is net.spatial or conv is net.hyper)
                     for conv in net.modules() if isinstance(conv, nn.Conv2d))
 
