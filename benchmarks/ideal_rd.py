@@ -50,6 +50,11 @@ KNOCK_OUTS = {  # (decoded groups, own anchors) → what the context network is 
     "no-groups": lambda decoded, anchors: (None if decoded is None else torch.zeros_like(decoded), anchors),
 }
 
+INT8_PROFILES = {  # knock-out → how fakequant rounds the entropy networks (see the module docstring)
+    "int8": {"quantile": 1.0, "first_layers": True},
+    "int8-inner": {"quantile": 0.9999, "first_layers": False},
+}
+
 
 def load_ema(spec: str) -> LicModel:
     """The EMA model of ``PATH`` or ``PATH@knock-out`` (see the module docstring)."""
@@ -57,8 +62,8 @@ def load_ema(spec: str) -> LicModel:
     ckpt = load_checkpoint(Path(path))
     model = LicModel(ModelConfig.from_dict(ckpt["config"]))
     model.load_state_dict(ckpt["ema"])
-    if knock_out in ("int8", "int8-inner"):
-        ranges = fakequant.quantise_entropy_networks(model, *((1.0, True) if knock_out == "int8" else (0.9999, False)))
+    if knock_out in INT8_PROFILES:
+        ranges = fakequant.quantise_entropy_networks(model, **INT8_PROFILES[knock_out])
         fakequant.calibrate(model.eval(), ranges, calibration_crops(), _run_levels)
     elif knock_out == "no-residual":
         if not model.config.residual:

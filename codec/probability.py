@@ -52,14 +52,14 @@ class Elements:
         part = a[self.channels]
         return part.reshape(len(part), -1)[:, self.at].reshape(-1)
 
-    def place(self, dst: np.ndarray, values) -> None:
-        """Write ``values`` (in :meth:`select`'s order, or one value) to these elements of ``dst``
+    def place(self, dst: np.ndarray, values: np.ndarray) -> None:
+        """Write ``values`` (in :meth:`select`'s order and shape) to these elements of ``dst``
         (M, h, w), C-contiguous."""
         if self.channels is None:
             dst[...] = values
             return
         part = dst[self.channels]  # a view
-        part.reshape(len(part), -1)[:, self.at] = np.reshape(values, (len(part), -1)) if np.ndim(values) else values
+        part.reshape(len(part), -1)[:, self.at] = np.reshape(values, (len(part), -1))
 
 
 ALL = Elements()

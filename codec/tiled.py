@@ -135,7 +135,8 @@ class TiledTransforms:
         for x, i in zip(self.backend.synthesis(np.concatenate(ys)), kept):
             part = pieces.box(i).clipped(region)
             x = x[(slice(None), *part.inside(pieces.synthesis_window(i), LATENT).slices)]
-            np.nan_to_num(x, copy=False)  # NaN: 0, as torch casts it; then round(x·255) clipped, in place: no
-            np.multiply(x, np.float32(255), out=x)  # image-sized temporaries at the decoder's peak
+            # round(x·255) clipped to 0…255, NaN as 0 (as torch casts it); in place: no image-sized
+            # temporaries at the decoder's peak memory
+            np.multiply(np.nan_to_num(x, copy=False), np.float32(255), out=x)
             np.clip(np.round(x, out=x), 0, 255, out=x)
             out.put(part.inside(region), x.astype(np.uint8).transpose(1, 2, 0))

@@ -51,7 +51,7 @@ def masks_of(path, shape) -> list[np.ndarray]:
     masks = []
     for elements in path.steps(shape):
         mask = np.zeros(shape, dtype=bool)
-        elements.place(mask, True)
+        elements.place(mask, np.ones(elements.select(mask).size, dtype=bool))
         masks.append(mask)
     return masks
 
