@@ -11,6 +11,7 @@ comes from ``os.wait4``.  Default image: Kodak's kodim23 (or the repository's sa
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
 import statistics
 import subprocess
@@ -46,7 +47,7 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         lic, png = Path(tmp) / "x.lic", Path(tmp) / "x.png"
         commands = {}
-        for backend in ("onnxruntime", "torch"):
+        for backend in [b for b in ("onnxruntime", "openvino", "torch") if importlib.util.find_spec(b) is not None]:
             commands[f"encode, {backend}"] = LIC + ["encode", args.image, "-o", str(lic), "--force", "--backend", backend]
             commands[f"decode, {backend}"] = LIC + ["decode", str(lic), "-o", str(png), "--force", "--backend", backend]
         # the PNG at Pillow's default zlib level 6, as lic wrote it before --png-level (default 1)

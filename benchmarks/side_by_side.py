@@ -4,8 +4,8 @@
 
 Why: the machine's speed drifts from day to day (a shared 2-core VM), so a change is
 judged by setups timed side by side in one process, rounds interleaved, never against
-a figure from another day.  Default: the shipped default weights on onnxruntime (fp32) and torch (fp32; where the
-CPU has native bf16, bf16 synthesis too), beside every other shipped weights file on both,
+a figure from another day.  Default: the shipped default weights on onnxruntime (fp32), torch and OpenVINO where installed
+(fp32; where the CPU has native bf16, bf16 synthesis too), beside every other shipped weights file on both,
 on Kodak's kodim23 (or the repository's sample cropped to 768×512), quality 75, 2 threads.
 Prints the median ms of ``Codec.encode``, ``Codec.decode``, ``entropy_decode`` (container,
 ANS and the probability path) and ``synthesise`` (g_s) per setup.
@@ -13,6 +13,7 @@ ANS and the probability path) and ``synthesise`` (g_s) per setup.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import statistics
 import time
 import warnings
@@ -41,6 +42,9 @@ def _setups(weights: list[str] | None) -> list[tuple[str, Path | None, str, bool
         return [(Path(w).name, Path(w), None, False) for w in weights]
     setups = [("default, onnxruntime fp32", None, "onnxruntime", False), ("default, torch fp32", None, "torch", False)]
     setups += [("default, torch bf16 g_s", None, "torch", True)] if codec.Codec(backend="torch").backend.bf16 else []
+    if importlib.util.find_spec("openvino") is not None:
+        setups.append(("default, openvino fp32", None, "openvino", False))
+        setups += [("default, openvino bf16 g_s", None, "openvino", True)] if codec.Codec(backend="openvino").backend.bf16 else []
     return setups + [(f"{path.name}, {b} fp32", path, b, False) for path in codec.weights_files()[1:]
                      for b in ("onnxruntime", "torch")]
 

@@ -49,7 +49,7 @@ def run_tree(args, kind: str, options: dict) -> int:
     removed = files.remove_leftovers(args.output)
     jobs = batch.plan(args.inputs, args.output, kind, ".lic" if kind == "encode" else ".png", args.force)
     limit = codec.MAX_PIXELS if args.max_pixels is None else (args.max_pixels or None)
-    codec_args = {"weights": args.weights, "device": args.device, "max_pixels": limit}
+    codec_args = {"weights": args.weights, "device": args.device, "max_pixels": limit, "backend": args.backend}
     os.makedirs(args.output, exist_ok=True)
     progress = TreeProgress(args.quiet)
     t0 = time.monotonic()

@@ -40,11 +40,11 @@ class Codec:
     with, ``"int"`` (exact integers, :mod:`codec.exact`) or ``"float"`` (format 1.0's, hyperprior
     weights only); decoding follows the header's.  A Codec of the shipped weights decodes the
     other shipped weights' files too (earlier releases'), loading them on first use.
-    ``backend``: ``"torch"`` or ``"onnxruntime"`` (None: onnxruntime on the CPU where installed, :mod:`codec.backends`);
-    ``threads``: onnxruntime's threads (torch's are process-wide: ``torch.set_num_threads``).
-    ``tile_batch``: tiles of equal shape per transform call (default 8 on CUDA, 1 on the CPU, where
-    batching gains nothing).  ``bf16``: torch's g_s in bf16 (None: where the CPU computes it
-    natively); pixels move ~0.01 dB, latents never.
+    ``backend``: ``"torch"``, ``"onnxruntime"`` or ``"openvino"`` (None: the fastest installed,
+    :mod:`codec.backends`); ``threads``: the graph runtimes' threads (torch's are process-wide:
+    ``torch.set_num_threads``).  ``tile_batch``: tiles of equal shape per transform call (default
+    8 on CUDA, 1 on the CPU, where batching gains nothing).  ``bf16``: g_s in bf16, torch's or
+    OpenVINO's (None: where the CPU computes it natively); pixels move ~0.01 dB, latents never.
     """
 
     def __init__(self, weights=None, device: str = "cpu", max_pixels: int | None = MAX_PIXELS,

@@ -72,10 +72,7 @@ class OnnxTransforms:
         """The session of ``transform``, made and checked against the weights file on first call."""
         if transform in self.sessions:
             return self.sessions[transform]
-        path = graph_path(self.weights_path, transform)
-        if not path.is_file():
-            raise OnnxGraphError(f"{transform} graph not found: {path} (export it with "
-                                 "python -m codec.training.export_onnx)")
+        path = self.graph(transform)
         options = ort.SessionOptions()
         options.enable_mem_pattern = False  # measured on Kodak's g_s: peak RSS −86 MB, same speed
         # No spinning: a session's idle threads would spin on after its run, taking the cores from what
@@ -90,12 +87,23 @@ class OnnxTransforms:
         except Exception as exc:  # noqa: BLE001  (onnxruntime raises its own, unexported classes)
             raise OnnxGraphError(f"{path.name} does not load with {self.weights_path.name} ({exc}); "
                                  "re-export the graphs") from None
-        recorded = session.get_modelmeta().custom_metadata_map.get(SHA_KEY, "(none)")
+        self.check_exported_from(path, session.get_modelmeta().custom_metadata_map.get(SHA_KEY, "(none)"))
+        self.sessions[transform] = session
+        return session
+
+    def graph(self, transform: str) -> Path:
+        """The graph file of ``transform``; OnnxGraphError where it is missing."""
+        path = graph_path(self.weights_path, transform)
+        if not path.is_file():
+            raise OnnxGraphError(f"{transform} graph not found: {path} (export it with "
+                                 "python -m codec.training.export_onnx)")
+        return path
+
+    def check_exported_from(self, path: Path, recorded: str) -> None:
+        """OnnxGraphError unless ``recorded`` (the graph's weights hash) is this weights file's."""
         if recorded != self.sha256:
             raise OnnxGraphError(f"{path.name} was exported from weights {recorded[:12]}, "
                                  f"not {self.weights_path.name} ({self.sha256[:12]}): re-export the graphs")
-        self.sessions[transform] = session
-        return session
 
     def _run(self, transform: str, x: np.ndarray) -> np.ndarray:
         session = self.session(transform)
@@ -156,7 +164,7 @@ class OnnxBackend:
             raise CodecError(str(exc)) from None
         except Exception as exc:  # onnxruntime's own classes (Fail, RuntimeException) are not RuntimeErrors
             first = first_line(exc, type(exc).__name__)
-            raise CodecError(("not enough memory" if "alloc" in first.lower() else "onnxruntime failed")
+            raise CodecError(("not enough memory" if "alloc" in first.lower() else f"{self.name} failed")
                              + f" ({first[:200]})") from None
 
     def analysis(self, x: np.ndarray) -> np.ndarray:

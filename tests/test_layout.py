@@ -26,7 +26,7 @@ RANKS = {
     "codec.probability": 2, "codec.weights": 2, "codec.frozen": 2, "codec.latents": 2, "codec.metrics": 2,
     "codec.entropy": 1, "codec.densities": 1, "codec.coder": 1, "codec.container": 1, "codec.exact": 1, "codec.exact_context": 1,
     "codec.exact_matmul": 1,
-    "codec.tiling": 1, "codec.efforts": 1, "codec.onnx_runtime": 1,
+    "codec.tiling": 1, "codec.efforts": 1, "codec.onnx_runtime": 1, "codec.openvino_runtime": 1,
     "codec.shipped": 1, "codec.files": 1,
     "codec.transforms": 0, "codec.context": 0, "codec.errors": 0, "codec.config": 0,
 }

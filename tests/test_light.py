@@ -2,7 +2,8 @@
 
 Runs in both environments.  In the full one each check runs in a subprocess where torch (and
 compressai) cannot be imported — ``sys.modules[name] = None`` makes ``import`` fail and
-``importlib.util.find_spec`` report it missing, as a light install does; in the light one
+``importlib.util.find_spec`` report it missing, as a light install does (OpenVINO, an extra,
+is blocked alike); in the light one
 (``.ci/run``'s second venv) torch really is absent.  The cross-runtime checks need both.
 """
 from __future__ import annotations
@@ -21,7 +22,7 @@ from codec.backends import installed
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE = ROOT / "samples" / "boothbay.png"
-BLOCK = "import sys; sys.modules['torch'] = None; sys.modules['compressai'] = None\n"
+BLOCK = "import sys; sys.modules['torch'] = None; sys.modules['compressai'] = None; sys.modules['openvino'] = None\n"
 needs_both = pytest.mark.skipif(not (installed("torch") and installed("onnxruntime")), reason="needs both runtimes")
 
 

@@ -14,8 +14,15 @@ from .conftest import ROOT
 
 pytest.importorskip("onnxruntime")
 
+from codec.backends import installed
 from codec.onnx_runtime import TRANSFORMS, OnnxGraphError, OnnxTransforms
 from codec.shipped import WEIGHTS_DIR
+
+ENGINES = [OnnxTransforms]  # and OpenVINO's, which reads the same graphs, where installed
+if installed("openvino"):
+    from codec.openvino_runtime import OpenVinoTransforms
+
+    ENGINES.append(OpenVinoTransforms)
 
 SHIPPED = sorted((p.name for p in WEIGHTS_DIR.glob("*.safetensors")), key=lambda n: n != "lic-default.safetensors")
 
@@ -74,34 +81,37 @@ def _copy_graphs(src_stem: str, dst_stem: str, folder):
         shutil.copy(WEIGHTS_DIR / f"{src_stem}.{transform}.onnx", folder / f"{dst_stem}.{transform}.onnx")
 
 
-def test_refuses_graphs_of_other_weights(tmp_path):
+@pytest.mark.parametrize("engine", ENGINES)
+def test_refuses_graphs_of_other_weights(tmp_path, engine):
     """Same-shaped weights, other bytes: the graphs' recorded SHA-256 does not match, so they are refused
     (here the other file is larger, so every external reference still lies inside it)."""
     shutil.copy(WEIGHTS_DIR / "lic-default.safetensors", tmp_path / "lic-ms-n64r2m192.safetensors")
     _copy_graphs("lic-ms-n64r2m192", "lic-ms-n64r2m192", tmp_path)
-    o = OnnxTransforms(tmp_path / "lic-ms-n64r2m192.safetensors")
+    o = engine(tmp_path / "lic-ms-n64r2m192.safetensors")
     for transform in TRANSFORMS:
         with pytest.raises(OnnxGraphError, match="exported from weights 50c52d9893ff.*re-export"):
             o.session(transform)
     assert not o.sessions
 
 
-def test_refuses_graphs_reaching_past_the_weights(tmp_path):
+@pytest.mark.parametrize("engine", ENGINES)
+def test_refuses_graphs_reaching_past_the_weights(tmp_path, engine):
     """A smaller file of other weights: onnxruntime cannot read the references; still an OnnxGraphError."""
     shutil.copy(WEIGHTS_DIR / "lic-ms-n64r2m192.safetensors", tmp_path / "lic-default.safetensors")
     _copy_graphs("lic-default", "lic-default", tmp_path)
-    o = OnnxTransforms(tmp_path / "lic-default.safetensors")
+    o = engine(tmp_path / "lic-default.safetensors")
     with pytest.raises(OnnxGraphError, match=f"exported from weights {codec.weights_info()['sha256'][:12]}.*re-export"):
         o.g_a(np.zeros((1, 3, 16, 16), np.float32))
     with pytest.raises(OnnxGraphError, match="re-export"):
         o.h_s(np.zeros((1, 64, 1, 1), np.float32))
 
 
-def test_missing_graph(tmp_path):
+@pytest.mark.parametrize("engine", ENGINES)
+def test_missing_graph(tmp_path, engine):
     shutil.copy(WEIGHTS_DIR / SHIPPED[0], tmp_path / SHIPPED[0])
     _copy_graphs("lic-default", "lic-default", tmp_path)
     (tmp_path / "lic-default.h_a.onnx").unlink()
-    o = OnnxTransforms(tmp_path / SHIPPED[0])
+    o = engine(tmp_path / SHIPPED[0])
     assert o.g_s(np.zeros((1, 192, 1, 1), np.float32)).shape == (1, 3, 16, 16)  # the others still work
     with pytest.raises(OnnxGraphError, match="h_a graph not found"):
         o.h_a(np.zeros((1, 192, 4, 4), np.float32))

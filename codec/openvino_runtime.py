@@ -1,0 +1,151 @@
+"""The float transforms in OpenVINO: the same exported graphs as onnxruntime, a faster CPU engine.
+
+Why a second engine for the same graphs: on this project's CPU, OpenVINO's CPU plugin runs g_s
+on a Kodak latent in ~124 ms fp32 against onnxruntime's ~163 ms (outputs within 4e-4 of a
+level), and in ~78 ms in bf16 where the CPU computes it natively (AVX512-BF16 or AMX), which
+onnxruntime cannot (it has no bf16 convolutions on the CPU).  It is 180 MB installed, so it is
+an extra (``lic[openvino]``) beside the light install's onnxruntime, not its replacement.
+Measurements: docs/PERFORMANCE.md.
+
+The graphs (``<weights stem>.<transform>.onnx``, :mod:`codec.onnx_runtime`) are read by
+OpenVINO's ONNX frontend, their initializers the external-data references into the weights
+file; the SHA-256 the export recorded is checked as onnxruntime's sessions check it.  Only
+g_s may run in bf16, as in the torch backend: g_a's output is quantised (bf16 there would move
+latents and cost rate), h_s chooses tables (format 1.0), and the residual predictor is small.
+And g_s's last convolution stays fp32 even then (a graph of its own, as the torch backend
+keeps its last layer out of autocast): in bf16 the pixels themselves get an 8-bit mantissa,
+which costs +0.49 % BD-rate on Kodak against +0.24 % so (docs/PERFORMANCE.md).
+
+    ŷ ─(residual, f32)─▶ ŷ' ─(g_s but its last conv, bf16 where native)─▶ h ─(last conv, f32)─▶ pixels
+    x ─(g_a, f32)─▶ y ─(h_a, f32)─▶ z
+"""
+from __future__ import annotations
+
+import os
+import threading
+
+import numpy as np
+import openvino as ov
+import openvino.opset13 as ops
+from openvino.preprocess import PrePostProcessor
+
+from .onnx_runtime import SHA_KEY, OnnxBackend, OnnxGraphError, OnnxTransforms
+
+BF16_TRANSFORMS = ("g_s",)
+
+
+def _core() -> ov.Core:
+    global _CORE
+    if _CORE is None:
+        _CORE = ov.Core()
+    return _CORE
+
+
+_CORE = None
+
+
+def native_bf16() -> bool:
+    """Whether OpenVINO's CPU plugin computes bf16 natively here (it lists BF16 only then)."""
+    return "BF16" in _core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+
+
+def split_last_convolution(model: ov.Model, hidden_type: ov.Type = ov.Type.f32) -> tuple[ov.Model, ov.Model]:
+    """``model`` cut at its last convolution's input: (body: the inputs → that tensor, as
+    ``hidden_type``; tail: (that tensor, the inputs) → the outputs, the tensor converted to f32
+    first; the tail takes the inputs too, for the shapes its reshapes read from them)."""
+    last = [op for op in model.get_ordered_ops() if op.get_type_name() == "Convolution"][-1]
+    cut = last.input(0).get_source_output()
+    consumers = list(cut.get_target_inputs())  # before the body's Result becomes one
+    body = PrePostProcessor(ov.Model([cut], model.get_parameters(), "body"))
+    body.output(0).tensor().set_element_type(hidden_type)
+    hidden = ops.parameter(cut.get_partial_shape(), hidden_type, "hidden")
+    as_f32 = ops.convert(hidden, ov.Type.f32)
+    for consumer in consumers:
+        consumer.replace_source_output(as_f32.output(0))
+    return body.build(), ov.Model(model.get_results(), [hidden, *model.get_parameters()], "tail")
+
+
+class _Chain:
+    """Compiled models run in turn: the first on the input, each next on (the previous output, the
+    input); as a compiled model, it makes one request per thread."""
+
+    def __init__(self, compiled: list[ov.CompiledModel]):
+        self.compiled = compiled
+
+    def create_infer_request(self) -> _ChainRequest:
+        return _ChainRequest([c.create_infer_request() for c in self.compiled])
+
+
+class _ChainRequest:
+    def __init__(self, requests: list[ov.InferRequest]):
+        self.requests = requests
+
+    def infer(self, inputs: list[np.ndarray]) -> list[np.ndarray]:
+        """The chain's output (in the last request's buffer); tensors pass between the requests as
+        OpenVINO's own, without a copy or a conversion through numpy."""
+        first, *rest = self.requests
+        first.infer(inputs)
+        out = first.get_output_tensor(0)
+        for request in rest:
+            request.set_input_tensor(0, out)
+            for i, x in enumerate(inputs, 1):
+                request.set_input_tensor(i, ov.Tensor(x))
+            request.infer()
+            out = request.get_output_tensor(0)
+        return [out.data]
+
+
+class OpenVinoTransforms(OnnxTransforms):
+    """:class:`codec.onnx_runtime.OnnxTransforms` with each graph compiled by OpenVINO for the CPU
+    (g_s in bf16 if ``bf16``).  A compiled model serves every spatial size; its first call at a
+    new size pays ~40 ms of kernel selection (measured on g_s, Kodak).  An infer request is not
+    thread-safe (it owns its buffers), so each thread runs its own, made on its first call."""
+
+    def __init__(self, weights_path: str | os.PathLike, threads: int | None = None, sha256: str | None = None,
+                 bf16: bool = False):
+        super().__init__(weights_path, threads, sha256)
+        self.bf16, self.requests = bf16, threading.local()
+
+    def session(self, transform: str) -> ov.CompiledModel | _Chain:
+        """The compiled model of ``transform`` (g_s in bf16: its two parts), made and checked against
+        the weights on first call."""
+        if transform in self.sessions:
+            return self.sessions[transform]
+        path = self.graph(transform)
+        try:
+            model = _core().read_model(str(path))
+        except Exception as exc:  # noqa: BLE001  (OpenVINO raises its own RuntimeError subclasses)
+            raise OnnxGraphError(f"{path.name} does not load with {self.weights_path.name} "
+                                 f"({str(exc).strip().splitlines()[-1][:200]}); re-export the graphs") from None
+        info = model.get_rt_info()  # the ONNX file's metadata, under "framework"
+        self.check_exported_from(path, info["framework"][SHA_KEY].astype(str) if "framework" in info else "(none)")
+        self.sessions[transform] = (_Chain([self._compile(part, bf16) for part, bf16
+                                            in zip(split_last_convolution(model, ov.Type.bf16), (True, False))])
+                                    if self.bf16 and transform in BF16_TRANSFORMS else self._compile(model, False))
+        return self.sessions[transform]
+
+    def _compile(self, model: ov.Model, bf16: bool) -> ov.CompiledModel:
+        config = {"INFERENCE_PRECISION_HINT": "bf16" if bf16 else "f32", "PERFORMANCE_HINT": "LATENCY"}
+        if self.threads is not None:
+            config["INFERENCE_NUM_THREADS"] = self.threads
+        return _core().compile_model(model, "CPU", config)
+
+    def _run(self, transform: str, x: np.ndarray) -> np.ndarray:
+        mine = self.requests.__dict__  # this thread's requests
+        if transform not in mine:
+            mine[transform] = self.session(transform).create_infer_request()
+        request = mine[transform]
+        # the request owns its output buffer and reuses it on the next call: copy it out
+        return np.array(request.infer([np.ascontiguousarray(x, np.float32)])[0], np.float32, copy=True)
+
+
+class OpenVinoBackend(OnnxBackend):
+    """The light runtime's backend with its transforms in OpenVINO: ``bf16`` None runs g_s in bf16
+    where the CPU computes it natively, as the torch backend decides."""
+
+    name = "openvino"
+
+    def __init__(self, weights, threads: int | None = None, bf16: bool | None = None):
+        super().__init__(weights, threads)
+        self.bf16 = native_bf16() if bf16 is None else bool(bf16)
+        self.transforms = OpenVinoTransforms(weights.path, threads, weights.sha256.hex(), self.bf16)

@@ -1,0 +1,201 @@
+"""The OpenVINO transforms (codec.openvino_runtime) against onnxruntime's, on the same exported graphs."""
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+
+import codec
+
+pytest.importorskip("openvino")
+
+from codec.backends import make_backend
+from codec.frozen import read_weights
+from codec.onnx_runtime import RESIDUAL, TRANSFORMS, OnnxTransforms
+from codec.openvino_runtime import OpenVinoTransforms, native_bf16
+from codec.shipped import WEIGHTS_DIR
+
+SHIPPED = sorted((p.name for p in WEIGHTS_DIR.glob("*.safetensors")), key=lambda n: n != "lic-default.safetensors")
+
+
+def _inputs(sample_image, weights_path):
+    """Realistic inputs of every transform, made by onnxruntime: a photo crop for g_a, its y' at a
+    middle level for h_a, the rounded ŷ for g_s, ẑ with medians for h_s, (ŷ', μ, σ) for the residual."""
+    ort_t, frozen = OnnxTransforms(weights_path, threads=2), read_weights(weights_path)
+    backend = make_backend(frozen, "onnxruntime")
+    x = np.asarray(sample_image.crop((100, 80, 292, 208)), np.float32).transpose(2, 0, 1)[None] / 255
+    y = ort_t.g_a(x) * backend.gain(5.0)[None, :, None, None]
+    z = ort_t.h_a(y)
+    medians = frozen.z_medians[None, :, None, None]
+    inputs = {"g_a": x, "h_a": y, "g_s": np.round(y) * backend.inv_gain(5.0)[None, :, None, None],
+              "h_s": (np.round(z - medians) + medians).astype(np.float32)}
+    if frozen.config.residual:
+        rng = np.random.default_rng(0)
+        inputs[RESIDUAL] = np.concatenate([np.round(y), rng.normal(0, 1, y.shape), rng.uniform(0.1, 4, y.shape)],
+                                          axis=1).astype(np.float32)
+    return ort_t, inputs
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_fp32_matches_onnxruntime(name, sample_image):
+    """Every graph of every shipped weights file: OpenVINO fp32 agrees with onnxruntime to 1e-3 of the
+    output's magnitude."""
+    ort_t, inputs = _inputs(sample_image, WEIGHTS_DIR / name)
+    ov_t = OpenVinoTransforms(WEIGHTS_DIR / name, threads=2, bf16=False)
+    for transform, x in inputs.items():
+        ref, out = getattr(ort_t, transform)(x), getattr(ov_t, transform)(x)
+        assert out.dtype == np.float32 and out.shape == ref.shape, transform
+        scale = max(1.0, float(np.abs(ref).max()))
+        assert np.abs(out - ref).max() < 1e-3 * scale, (name, transform, float(np.abs(out - ref).max()))
+
+
+def test_outputs_are_not_overwritten_by_the_next_call(sample_image):
+    """The infer request reuses its output buffer: a result must survive the next call."""
+    _, inputs = _inputs(sample_image, WEIGHTS_DIR / SHIPPED[0])
+    ov_t = OpenVinoTransforms(WEIGHTS_DIR / SHIPPED[0], threads=2)
+    first = ov_t.g_s(inputs["g_s"])
+    kept = first.copy()
+    ov_t.g_s(np.zeros_like(inputs["g_s"]))
+    assert np.array_equal(first, kept)
+
+
+def test_only_g_s_runs_in_bf16(sample_image):
+    """With bf16 on, g_s moves a little (where the CPU has bf16) and every other transform is bit for bit
+    the fp32 one: g_a's output is quantised and h_s chooses tables."""
+    _, inputs = _inputs(sample_image, WEIGHTS_DIR / SHIPPED[0])
+    fp32 = OpenVinoTransforms(WEIGHTS_DIR / SHIPPED[0], threads=2, bf16=False)
+    bf16 = OpenVinoTransforms(WEIGHTS_DIR / SHIPPED[0], threads=2, bf16=True)
+    for transform, x in inputs.items():
+        a, b = getattr(fp32, transform)(x), getattr(bf16, transform)(x)
+        if transform != "g_s":
+            assert np.array_equal(a, b), transform
+        else:
+            assert np.abs(a - b).max() < 0.05  # of pixels in 0..1
+            assert np.array_equal(a, b) != native_bf16()  # bf16 really runs where the CPU has it
+
+
+def test_files_cross_between_openvino_and_onnxruntime(small_image):
+    """A file from either runtime decodes with the other to the same latents; fp32 pixels within ±1,
+    bf16 pixels within 0.1 dB of PSNR."""
+    ov, ov16 = codec.Codec(backend="openvino", bf16=False), codec.Codec(backend="openvino", bf16=True)
+    ort = codec.Codec(backend="onnxruntime")
+    for encoder in (ov, ort):
+        for tile in (None, 64):
+            data = encoder.encode(small_image, 55, tile=tile)
+            assert ov.entropy_decode(data).digest() == ort.entropy_decode(data).digest()
+            a, b = (np.asarray(c.decode(data), np.int16) for c in (ov, ort))
+            assert np.abs(a - b).max() <= 1
+            fast = ov16.decode(data)
+            assert abs(codec.psnr(small_image, fast) - codec.psnr(small_image, ort.decode(data))) < 0.1
+
+
+def test_the_default_backend_is_openvino_where_installed():
+    lic = codec.Codec()
+    assert lic.backend.name == "openvino" and lic.backend.bf16 == native_bf16()
+
+
+def test_missing_graph_and_failures_are_codec_errors(tmp_path, small_image, monkeypatch):
+    shutil.copy(WEIGHTS_DIR / SHIPPED[0], tmp_path / SHIPPED[0])
+    for transform in TRANSFORMS + (RESIDUAL,):
+        shutil.copy(WEIGHTS_DIR / f"lic-default.{transform}.onnx", tmp_path)
+    (tmp_path / "lic-default.g_a.onnx").unlink()
+    lic = codec.Codec(tmp_path / SHIPPED[0], backend="openvino")
+    with pytest.raises(codec.CodecError, match="g_a graph not found"):
+        lic.encode(small_image, 50)
+    data = codec.Codec(backend="onnxruntime").encode(small_image, 50)
+    assert lic.decode(data).size == small_image.size  # the decoder's graphs still work
+    monkeypatch.setattr(lic.backend.transforms, "g_s", lambda y: (_ for _ in ()).throw(RuntimeError("Exception from src")))
+    with pytest.raises(codec.CodecError, match="openvino failed"):
+        lic.decode(data)
+
+
+def test_a_missing_openvino_is_one_clear_line(monkeypatch):
+    import codec.backends as backends
+
+    monkeypatch.setattr(backends, "installed", lambda name: name != "openvino")
+    with pytest.raises(codec.CodecError, match=r"openvino backend needs openvino: pip install 'lic\[openvino\]'"):
+        codec.Codec(backend="openvino")
+    assert codec.Codec().backend.name == "onnxruntime"
+
+
+def test_the_command_line_starts_one_image_on_onnxruntime():
+    """One image per process: onnxruntime (it starts sooner); several, or -r: the Codec's default
+    (OpenVINO); an explicit --backend, other weights or another device are left alone."""
+    from argparse import Namespace
+
+    from cli.arguments import backend_for
+
+    def args(**kw):
+        return Namespace(**{"backend": None, "weights": None, "device": "cpu", "inputs": ["a.lic"], **kw})
+
+    assert backend_for(args()) == "onnxruntime"
+    assert backend_for(args(inputs=["a.lic", "b.lic"])) is None
+    assert backend_for(args(recursive=True)) is None
+    assert backend_for(args(backend="openvino")) == "openvino"
+    assert backend_for(args(weights="w.safetensors")) is None
+    assert backend_for(args(device="cuda")) is None
+
+
+def test_a_tree_runs_on_the_backend_asked_for(tmp_path, small_image):
+    """lic encode -r passes --backend to its workers (it did not: they took the default).  Weights
+    without their graphs: onnxruntime, asked for, must fail each image; torch codes them."""
+    from cli.main import main
+
+    (tmp_path / "in").mkdir()
+    small_image.save(tmp_path / "in" / "a.png")
+    weights = tmp_path / "lic-default.safetensors"
+    shutil.copy(WEIGHTS_DIR / "lic-default.safetensors", weights)
+    tree = ["encode", "-r", str(tmp_path / "in"), "--weights", str(weights), "--jobs", "1", "--quiet", "-o"]
+    assert main(tree + [str(tmp_path / "ort"), "--backend", "onnxruntime"]) != 0
+    assert not (tmp_path / "ort" / "a.lic").exists()
+    assert main(tree + [str(tmp_path / "torch"), "--backend", "torch"]) == 0
+    assert (tmp_path / "torch" / "a.lic").is_file()
+
+
+def test_g_s_cut_at_its_last_convolution_computes_the_same(sample_image):
+    """The two parts of g_s, both in fp32, give the whole graph's output; in bf16 the body with an
+    fp32 tail is closer to fp32 than g_s all in bf16 (the pixels' own rounding is the larger error)."""
+    import openvino as ov
+
+    from codec.onnx_runtime import graph_path
+    from codec.openvino_runtime import _core, split_last_convolution
+
+    _, inputs = _inputs(sample_image, WEIGHTS_DIR / SHIPPED[0])
+    y = inputs["g_s"]
+    path = str(graph_path(WEIGHTS_DIR / SHIPPED[0], "g_s"))
+
+    def compiled(model, precision):
+        return _core().compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": precision}).create_infer_request()
+
+    whole = compiled(_core().read_model(path), "f32").infer([y])[0].copy()
+    body, tail = split_last_convolution(_core().read_model(path))
+    assert isinstance(body, ov.Model) and len(tail.inputs) == 2
+    hidden = compiled(body, "f32").infer([y])[0].copy()
+    assert hidden.shape[1] == 64 and hidden.shape[2:] == (y.shape[2] * 8, y.shape[3] * 8)
+    assert np.allclose(compiled(tail, "f32").infer([hidden, y])[0], whole, atol=1e-5)
+    if native_bf16():
+        all_bf16 = compiled(_core().read_model(path), "bf16").infer([y])[0]
+        mixed = OpenVinoTransforms(WEIGHTS_DIR / SHIPPED[0], bf16=True).g_s(y)
+        assert np.mean((mixed - whole) ** 2) < 0.75 * np.mean((all_bf16 - whole) ** 2)  # measured: 0.57
+
+
+def test_threads_share_a_bf16_codec(small_image):
+    """Each thread runs its own requests of the two-part g_s: concurrent decodes equal serial ones."""
+    import threading
+
+    lic = codec.Codec(backend="openvino", bf16=True)
+    files = [lic.encode(small_image.rotate(angle), q) for angle, q in ((0, 20), (90, 50), (180, 80))]
+    serial = [np.asarray(lic.decode(d)) for d in files]
+    results = {}
+
+    def work(i):
+        for _ in range(3):
+            results[i] = np.asarray(lic.decode(files[i]))
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert all(np.array_equal(results[i], serial[i]) for i in range(3))
