@@ -44,7 +44,7 @@ def _setups(weights: list[str] | None) -> list[tuple[str, Path | None, str, bool
     setups += [("default, torch bf16 g_s", None, "torch", True)] if codec.Codec(backend="torch").backend.bf16 else []
     if importlib.util.find_spec("openvino") is not None:
         setups.append(("default, openvino fp32", None, "openvino", False))
-        setups += [("default, openvino bf16 g_s", None, "openvino", True)] if codec.Codec(backend="openvino").backend.bf16 else []
+        setups += [("default, openvino bf16 g_a, g_s", None, "openvino", True)] if codec.Codec(backend="openvino").backend.bf16 else []
     return setups + [(f"{path.name}, {b} fp32", path, b, False) for path in codec.weights_files()[1:]
                      for b in ("onnxruntime", "torch")]
 

@@ -51,7 +51,7 @@ def make_backend(weights, backend: str | None = None, device: str = "cpu", bf16:
     """The backend for ``weights`` (FrozenWeights, or a torch FrozenModel: torch only).
 
     ``backend`` None chooses, for the CPU and a weights file with its graphs, OpenVINO where
-    installed (g_s 1.3× faster than onnxruntime in fp32, 2.1× in native bf16), else onnxruntime
+    installed (a loaded Codec codes in 0.64× onnxruntime's time in native bf16), else onnxruntime
     (a process starts in a tenth of torch's time, and encodes faster; both measured in
     docs/PERFORMANCE.md), torch otherwise (CUDA, models in memory, weights without graphs).
     A graph backend still uses torch where it is installed for what needs it:

@@ -1,23 +1,24 @@
 """The float transforms in OpenVINO: the same exported graphs as onnxruntime, a faster CPU engine.
 
 Why a second engine for the same graphs: on this project's CPU, OpenVINO's CPU plugin runs g_s
-on a Kodak latent in ~124 ms fp32 against onnxruntime's ~163 ms (outputs within 4e-4 of a
-level), and in ~78 ms in bf16 where the CPU computes it natively (AVX512-BF16 or AMX), which
+on a Kodak latent in ~118 ms fp32 against onnxruntime's ~166 ms (outputs within 4e-4 of a
+level), and in ~73 ms in bf16 where the CPU computes it natively (AVX512-BF16 or AMX), which
 onnxruntime cannot (it has no bf16 convolutions on the CPU).  It is 180 MB installed, so it is
 an extra (``lic[openvino]``) beside the light install's onnxruntime, not its replacement.
 Measurements: docs/PERFORMANCE.md.
 
 The graphs (``<weights stem>.<transform>.onnx``, :mod:`codec.onnx_runtime`) are read by
 OpenVINO's ONNX frontend, their initializers the external-data references into the weights
-file; the SHA-256 the export recorded is checked as onnxruntime's sessions check it.  Only
-g_s may run in bf16, as in the torch backend: g_a's output is quantised (bf16 there would move
-latents and cost rate), h_s chooses tables (format 1.0), and the residual predictor is small.
-And g_s's last convolution stays fp32 even then (a graph of its own, as the torch backend
-keeps its last layer out of autocast): in bf16 the pixels themselves get an 8-bit mantissa,
-which costs +0.49 % BD-rate on Kodak against +0.24 % so (docs/PERFORMANCE.md).
+file; the SHA-256 the export recorded is checked as onnxruntime's sessions check it.  With
+``bf16``, g_s and g_a run in bf16: h_s chooses tables (format 1.0) and stays fp32, as h_a and
+the small residual predictor do.  g_s's last convolution stays fp32 even then (a graph of its
+own, as the torch backend keeps its last layer out of autocast): in bf16 the pixels themselves
+get an 8-bit mantissa, which costs +0.49 % BD-rate on Kodak against +0.24 % so.  g_a in bf16
+moves a few latents by one step and costs nothing measurable (−0.03 % BD-rate on Kodak, the
+same decoder; encode 229 → 155 ms).  docs/PERFORMANCE.md has both measurements.
 
     ŷ ─(residual, f32)─▶ ŷ' ─(g_s but its last conv, bf16 where native)─▶ h ─(last conv, f32)─▶ pixels
-    x ─(g_a, f32)─▶ y ─(h_a, f32)─▶ z
+    x ─(g_a, bf16 where native)─▶ y ─(h_a, f32)─▶ z
 """
 from __future__ import annotations
 
@@ -31,7 +32,8 @@ from openvino.preprocess import PrePostProcessor
 
 from .onnx_runtime import SHA_KEY, OnnxBackend, OnnxGraphError, OnnxTransforms
 
-BF16_TRANSFORMS = ("g_s",)
+BF16_TRANSFORMS = ("g_a", "g_s")  # with bf16 on; the others stay fp32
+LAST_CONV_FP32 = ("g_s",)  # of those, the ones whose last convolution stays fp32
 
 
 def _core() -> ov.Core:
@@ -97,7 +99,7 @@ class _ChainRequest:
 
 class OpenVinoTransforms(OnnxTransforms):
     """:class:`codec.onnx_runtime.OnnxTransforms` with each graph compiled by OpenVINO for the CPU
-    (g_s in bf16 if ``bf16``).  A compiled model serves every spatial size; its first call at a
+    (g_a and g_s in bf16 if ``bf16``).  A compiled model serves every spatial size; its first call at a
     new size pays ~40 ms of kernel selection (measured on g_s, Kodak).  An infer request is not
     thread-safe (it owns its buffers), so each thread runs its own, made on its first call."""
 
@@ -119,9 +121,12 @@ class OpenVinoTransforms(OnnxTransforms):
                                  f"({str(exc).strip().splitlines()[-1][:200]}); re-export the graphs") from None
         info = model.get_rt_info()  # the ONNX file's metadata, under "framework"
         self.check_exported_from(path, info["framework"][SHA_KEY].astype(str) if "framework" in info else "(none)")
-        self.sessions[transform] = (_Chain([self._compile(part, bf16) for part, bf16
-                                            in zip(split_last_convolution(model, ov.Type.bf16), (True, False))])
-                                    if self.bf16 and transform in BF16_TRANSFORMS else self._compile(model, False))
+        bf16 = self.bf16 and transform in BF16_TRANSFORMS
+        if bf16 and transform in LAST_CONV_FP32:
+            body, tail = split_last_convolution(model, ov.Type.bf16)
+            self.sessions[transform] = _Chain([self._compile(body, True), self._compile(tail, False)])
+        else:
+            self.sessions[transform] = self._compile(model, bf16)
         return self.sessions[transform]
 
     def _compile(self, model: ov.Model, bf16: bool) -> ov.CompiledModel:
@@ -140,8 +145,8 @@ class OpenVinoTransforms(OnnxTransforms):
 
 
 class OpenVinoBackend(OnnxBackend):
-    """The light runtime's backend with its transforms in OpenVINO: ``bf16`` None runs g_s in bf16
-    where the CPU computes it natively, as the torch backend decides."""
+    """The light runtime's backend with its transforms in OpenVINO: ``bf16`` None runs g_a and g_s
+    in bf16 where the CPU computes it natively (the torch backend's rule, which there covers g_s)."""
 
     name = "openvino"
 

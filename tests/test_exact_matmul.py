@@ -58,7 +58,7 @@ def test_a_codec_walks_with_onnxruntime_and_codes_numpy_s_bytes(lic, sample_imag
     same bytes and decodes them to the same latents."""
     path = lic.paths["int"]
     assert isinstance(path.network.matmul, Matmul)
-    reference = codec.Codec()
+    reference = codec.Codec(bf16=False)  # as `lic`
     reference.paths = probability_paths(reference.weights, "int", reference.backend.hyper_params, matmul=numpy_matmul)
     assert reference.paths["int"].network.matmul is numpy_matmul
     photo = sample_image.crop((0, 0, 256, 192))
