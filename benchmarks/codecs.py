@@ -110,6 +110,11 @@ def lic_name(profile: str = "int", effort: int = 0) -> str:
     return "lic" + ("" if profile == "int" else f"-{profile}") + (f"-e{effort}" if effort else "")
 
 
+def _bf16(backend) -> str:
+    """What runs in bf16 (the backend's rule: OpenVINO's covers g_a and g_s, torch's g_s), or nothing."""
+    return (" (bf16 g_a, g_s)" if backend.name == "openvino" else " (bf16 g_s)") if backend.bf16 else ""
+
+
 def lic_codec(weights=None, profile: str = "int", effort: int = 0) -> BenchCodec:
     """This codec through its public API (shipped weights unless ``weights`` names a file)."""
     try:
@@ -126,7 +131,7 @@ def lic_codec(weights=None, profile: str = "int", effort: int = 0) -> BenchCodec
     name = lic_name(profile, effort)
     # the format version is part of the setup: a header change alone changes every file size
     setup = (f"lic {codec.__version__}, format {codec.FORMAT_VERSION}, weights {lic.weights.sha256.hex()[:12]}, "
-             f"profile {profile}, runtime {lic.backend.name}{' (bf16 g_s)' if lic.backend.bf16 else ''}")
+             f"profile {profile}, runtime {lic.backend.name}{_bf16(lic.backend)}")
     if effort:
         setup += f", effort {effort} ({codec.effort_schedule(effort)})"
     return BenchCodec(name, setup, LIC_QUALITIES, encode, decode)

@@ -64,19 +64,6 @@ def crop(text: str) -> tuple[int, int, int, int]:
     return x, y, w, h
 
 
-def backend_for(args) -> str | None:
-    """``--backend``, or for one image in this process (not -r) onnxruntime where installed: it starts
-    ~0.3 s sooner than OpenVINO (import, compiling the graphs), more than OpenVINO's faster synthesis
-    saves on one photo (~0.3 ms per kilopixel; docs/PERFORMANCE.md).  Otherwise the Codec's default."""
-    from importlib.util import find_spec
-
-    if (args.backend is None and getattr(args, "weights", None) is None and args.device == "cpu"
-            and not getattr(args, "recursive", False) and len(getattr(args, "inputs", ())) <= 1
-            and find_spec("onnxruntime") is not None):
-        return "onnxruntime"
-    return args.backend
-
-
 def _version() -> str:
     """Package, format, weights, and the runtimes installed (the first is the CPU's default)."""
     from importlib.metadata import PackageNotFoundError, version

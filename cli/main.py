@@ -19,7 +19,7 @@ import warnings
 import codec
 from codec import CodecError
 
-from .arguments import VersionAction, backend_for, byte_size, crop, number, size, tile_size
+from .arguments import VersionAction, byte_size, crop, number, size, tile_size
 from .io import (
     OutputExists, Progress, image_writer, input_file, not_a_lic_name, not_an_image_name, plan_outputs, read_input,
     write_output,
@@ -108,7 +108,8 @@ OPTIONS: dict[str, tuple[tuple[str, ...], dict]] = {
     "quality": (("-q", "--quality"), {"type": number(float, 0, 100), "default": 75.0}),
     "device": (("--device",), {"default": "cpu", "choices": ["cpu", "cuda"]}),
     "backend": (("--backend",), {"default": None, "choices": list(codec.BACKENDS),
-                                 "help": "what runs the transforms (default: openvino, else onnxruntime, where installed; else torch)"}),
+                                 "help": "what runs the transforms (default: openvino, else onnxruntime, where installed; else torch); "
+                                         "a one-image command on onnxruntime starts 0.15-0.3 s sooner than on openvino"}),
     "weights": (("--weights",), {"help": argparse.SUPPRESS}),
     "max-pixels": (("--max-pixels",), {
         "type": number(int, 0), "default": None, "metavar": "N",
@@ -147,7 +148,7 @@ def _error(msg: str) -> None:
 
 def _make_codec(args):
     limit = codec.MAX_PIXELS if args.max_pixels is None else (args.max_pixels or None)
-    return codec.Codec(weights=args.weights, device=args.device, max_pixels=limit, backend=backend_for(args))
+    return codec.Codec(weights=args.weights, device=args.device, max_pixels=limit, backend=args.backend)
 
 
 def _each(args, work, bar: bool = True) -> tuple[int, list]:

@@ -50,6 +50,8 @@ def run_tree(args, kind: str, options: dict) -> int:
     jobs = batch.plan(args.inputs, args.output, kind, ".lic" if kind == "encode" else ".png", args.force)
     limit = codec.MAX_PIXELS if args.max_pixels is None else (args.max_pixels or None)
     codec_args = {"weights": args.weights, "device": args.device, "max_pixels": limit, "backend": args.backend}
+    if args.backend is not None or args.device != "cpu":  # one clear line here, not a traceback per worker
+        codec.Codec(**codec_args)
     os.makedirs(args.output, exist_ok=True)
     progress = TreeProgress(args.quiet)
     t0 = time.monotonic()

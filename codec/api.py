@@ -43,8 +43,8 @@ class Codec:
     ``backend``: ``"torch"``, ``"onnxruntime"`` or ``"openvino"`` (None: the fastest installed,
     :mod:`codec.backends`); ``threads``: the graph runtimes' threads (torch's are process-wide:
     ``torch.set_num_threads``).  ``tile_batch``: tiles of equal shape per transform call (default
-    8 on CUDA, 1 on the CPU, where batching gains nothing).  ``bf16``: g_s in bf16, torch's or
-    OpenVINO's (None: where the CPU computes it natively); pixels move ~0.01 dB, latents never.
+    8 on CUDA, 1 on the CPU, where batching gains nothing).  ``bf16`` (None: where the CPU computes
+    it natively): g_s in bf16 (pixels move ~0.01 dB), and on OpenVINO g_a too (encoded bytes move).
     """
 
     def __init__(self, weights=None, device: str = "cpu", max_pixels: int | None = MAX_PIXELS,

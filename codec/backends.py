@@ -20,7 +20,7 @@ import functools
 import importlib.util
 import os
 
-from .errors import CodecError
+from .errors import CodecError, first_line
 
 BACKENDS = ("torch", "onnxruntime", "openvino")
 LIGHT = ("openvino", "onnxruntime")  # the graph runtimes, the faster first (docs/PERFORMANCE.md)
@@ -68,7 +68,8 @@ def make_backend(weights, backend: str | None = None, device: str = "cpu", bf16:
             raise CodecError(f"device {device} needs the torch backend" if device != "cpu"
                              else "a model in memory needs the torch backend")
         backend = "torch"
-    if backend is None:
+    chosen = backend is None
+    if chosen:
         graphs = weights.path is not None and _has_graphs(weights.path, weights.config.residual)
         light = [name for name in LIGHT if installed(name)] if graphs or not installed("torch") else []
         backend = light[0] if light else ("torch" if installed("torch") else "onnxruntime")
@@ -83,9 +84,14 @@ def make_backend(weights, backend: str | None = None, device: str = "cpu", bf16:
         raise CodecError(f"the {backend} backend needs {backend}: "
                          + ("pip install 'lic[openvino]'" if backend == "openvino" else "pip install onnxruntime"))
     if backend == "openvino":
-        from .openvino_runtime import OpenVinoBackend
+        try:
+            from .openvino_runtime import OpenVinoBackend
 
-        light = OpenVinoBackend(weights, threads, bf16)
+            light = OpenVinoBackend(weights, threads, bf16)
+        except (ImportError, OSError, RuntimeError) as exc:  # installed but broken (a library, its CPU plugin)
+            if not chosen:
+                raise CodecError(f"openvino does not start here ({first_line(exc, type(exc).__name__)[:200]})") from None
+            return make_backend(weights, "onnxruntime", device, bf16, threads)  # the next fastest
     else:
         from .onnx_runtime import OnnxBackend
 

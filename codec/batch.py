@@ -14,7 +14,8 @@ failed without stopping, and keep every core busy.  The engine-independent core:
 
 A killed run, restarted with the same arguments, skips the outputs that exist (written
 atomically, so never half files), removes the temporary files the killed run left, and
-codes the rest.  A file coded here is byte-identical to ``lic encode`` of it alone.
+codes the rest.  A file coded here is byte-identical to ``lic encode`` of it alone (on the same
+runtime: OpenVINO's bf16 analysis and onnxruntime's fp32 one may round a few latents apart).
 """
 from __future__ import annotations
 
@@ -179,7 +180,7 @@ def run(jobs: list[Job], kind: str, options: dict | None = None, *, workers: int
 
     ``options``: the keywords of :meth:`Codec.encode` (encode; ``best_effort=True`` also keeps
     a file larger than its target) or ``partial`` (decode); ``codec_args``: those of
-    :class:`Codec` (weights, device, max_pixels); ``progress(row, done, total)`` after each file.
+    :class:`Codec` (weights, device, max_pixels, backend); ``progress(row, done, total)`` after each file.
     """
     options, codec_args = options or {}, codec_args or {}
     cores = os.cpu_count() or 1

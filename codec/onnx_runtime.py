@@ -151,7 +151,7 @@ class OnnxBackend:
     def __init__(self, weights, threads: int | None = None):
         """``weights``: a :class:`codec.frozen.FrozenWeights` read from a file (its graphs lie beside it)."""
         if weights.path is None:
-            raise CodecError("the onnxruntime backend runs weights files (with their exported graphs), "
+            raise CodecError(f"the {self.name} backend runs weights files (with their exported graphs), "
                              "not models in memory")
         self.transforms = OnnxTransforms(weights.path, threads, weights.sha256.hex())
         self.log_gain, self.log_inv_gain = weights.arrays["gains.log_gain"], weights.arrays["gains.log_inv_gain"]
@@ -163,9 +163,13 @@ class OnnxBackend:
         except OnnxGraphError as exc:
             raise CodecError(str(exc)) from None
         except Exception as exc:  # onnxruntime's own classes (Fail, RuntimeException) are not RuntimeErrors
-            first = first_line(exc, type(exc).__name__)
-            raise CodecError(("not enough memory" if "alloc" in first.lower() else f"{self.name} failed")
-                             + f" ({first[:200]})") from None
+            raise CodecError(("not enough memory" if "alloc" in str(exc).lower() else f"{self.name} failed")
+                             + f" ({self.why(exc)[:200]})") from None
+
+    @staticmethod
+    def why(exc: BaseException) -> str:
+        """The line of a runtime's exception that says what went wrong (onnxruntime's: the first)."""
+        return first_line(exc, type(exc).__name__)
 
     def analysis(self, x: np.ndarray) -> np.ndarray:
         return self._run("g_a", x)

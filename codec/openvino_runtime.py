@@ -55,8 +55,10 @@ def split_last_convolution(model: ov.Model, hidden_type: ov.Type = ov.Type.f32) 
     """``model`` cut at its last convolution's input: (body: the inputs → that tensor, as
     ``hidden_type``; tail: (that tensor, the inputs) → the outputs, the tensor converted to f32
     first; the tail takes the inputs too, for the shapes its reshapes read from them)."""
-    last = [op for op in model.get_ordered_ops() if op.get_type_name() == "Convolution"][-1]
-    cut = last.input(0).get_source_output()
+    convolutions = [op for op in model.get_ordered_ops() if op.get_type_name() == "Convolution"]
+    if not convolutions:
+        raise OnnxGraphError(f"{model.get_friendly_name()} has no convolution to keep in fp32")
+    cut = convolutions[-1].input(0).get_source_output()
     consumers = list(cut.get_target_inputs())  # before the body's Result becomes one
     body = PrePostProcessor(ov.Model([cut], model.get_parameters(), "body"))
     body.output(0).tensor().set_element_type(hidden_type)
@@ -64,7 +66,10 @@ def split_last_convolution(model: ov.Model, hidden_type: ov.Type = ov.Type.f32) 
     as_f32 = ops.convert(hidden, ov.Type.f32)
     for consumer in consumers:
         consumer.replace_source_output(as_f32.output(0))
-    return body.build(), ov.Model(model.get_results(), [hidden, *model.get_parameters()], "tail")
+    tail = ov.Model(model.get_results(), [hidden, *model.get_parameters()], "tail")
+    if sum(op.get_type_name() == "Convolution" for op in tail.get_ordered_ops()) != 1:  # the body reached past the cut
+        raise OnnxGraphError(f"{model.get_friendly_name()}: its last convolution is not the only way to its outputs")
+    return body.build(), tail
 
 
 class _Chain:
@@ -82,11 +87,12 @@ class _ChainRequest:
     def __init__(self, requests: list[ov.InferRequest]):
         self.requests = requests
 
-    def infer(self, inputs: list[np.ndarray]) -> list[np.ndarray]:
-        """The chain's output (in the last request's buffer); tensors pass between the requests as
-        OpenVINO's own, without a copy or a conversion through numpy."""
+    def infer(self, inputs: list[np.ndarray], share_outputs: bool = True) -> list[np.ndarray]:
+        """The chain's output, always in the last request's buffer (``share_outputs`` as
+        ``InferRequest.infer`` takes it); tensors pass between the requests as OpenVINO's own,
+        without a conversion through numpy."""
         first, *rest = self.requests
-        first.infer(inputs)
+        first.infer(inputs, share_outputs=True)
         out = first.get_output_tensor(0)
         for request in rest:
             request.set_input_tensor(0, out)
@@ -94,7 +100,7 @@ class _ChainRequest:
                 request.set_input_tensor(i, ov.Tensor(x))
             request.infer()
             out = request.get_output_tensor(0)
-        return [out.data]
+        return [out.data]  # the last request's buffer: the caller copies it out
 
 
 class OpenVinoTransforms(OnnxTransforms):
@@ -118,9 +124,10 @@ class OpenVinoTransforms(OnnxTransforms):
             model = _core().read_model(str(path))
         except Exception as exc:  # noqa: BLE001  (OpenVINO raises its own RuntimeError subclasses)
             raise OnnxGraphError(f"{path.name} does not load with {self.weights_path.name} "
-                                 f"({str(exc).strip().splitlines()[-1][:200]}); re-export the graphs") from None
+                                 f"({why(exc)[:200]}); re-export the graphs") from None
         info = model.get_rt_info()  # the ONNX file's metadata, under "framework"
-        self.check_exported_from(path, info["framework"][SHA_KEY].astype(str) if "framework" in info else "(none)")
+        recorded = info["framework"] if "framework" in info else {}
+        self.check_exported_from(path, recorded[SHA_KEY].astype(str) if SHA_KEY in recorded else "(none)")
         bf16 = self.bf16 and transform in BF16_TRANSFORMS
         if bf16 and transform in LAST_CONV_FP32:
             body, tail = split_last_convolution(model, ov.Type.bf16)
@@ -140,8 +147,17 @@ class OpenVinoTransforms(OnnxTransforms):
         if transform not in mine:
             mine[transform] = self.session(transform).create_infer_request()
         request = mine[transform]
-        # the request owns its output buffer and reuses it on the next call: copy it out
-        return np.array(request.infer([np.ascontiguousarray(x, np.float32)])[0], np.float32, copy=True)
+        # the request owns its output buffer and reuses it on the next call: copied out once, here
+        out = request.infer([np.ascontiguousarray(x, np.float32)], share_outputs=True)[0]
+        return np.array(out, np.float32, copy=True)
+
+
+def why(exc: BaseException) -> str:
+    """The line of an OpenVINO exception that says what went wrong: its messages open with lines of
+    source locations ("Exception from src/inference/...:123:") and end with the reason."""
+    lines = [line.strip() for line in str(exc).splitlines()]
+    lines = [line for line in lines if line and not line.startswith(("Exception from ", "Check '"))]
+    return lines[-1] if lines else type(exc).__name__
 
 
 class OpenVinoBackend(OnnxBackend):
@@ -154,3 +170,5 @@ class OpenVinoBackend(OnnxBackend):
         super().__init__(weights, threads)
         self.bf16 = native_bf16() if bf16 is None else bool(bf16)
         self.transforms = OpenVinoTransforms(weights.path, threads, weights.sha256.hex(), self.bf16)
+
+    why = staticmethod(why)
