@@ -33,10 +33,16 @@ def photo(sample_image):
 HYPERPRIOR = codec.shipped.WEIGHTS_DIR / "lic-ms-n64r2m192.safetensors"  # the float profile needs it
 
 
+def _noisy(transform: nn.Sequential) -> nn.Sequential:
+    """``transform`` with Noisy's error on its output, still a Sequential of layers (the torch
+    backend runs g_s's last layer apart from the others in bf16)."""
+    return nn.Sequential(*transform[:-1], Noisy(transform[-1]))
+
+
 def _perturbed_codec(profile: str) -> codec.Codec:
     c = codec.Codec(HYPERPRIOR if profile == "float" else None, profile=profile, backend="torch")
     for name in ("g_a", "g_s", "h_a", "h_s"):
-        setattr(c.model, name, Noisy(getattr(c.model, name)))
+        setattr(c.model, name, _noisy(getattr(c.model, name)))
     return c
 
 
