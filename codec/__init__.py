@@ -17,7 +17,8 @@ from pathlib import Path
 
 from .container import FORMAT_MAJOR, FORMAT_MINOR, MAX_PIXELS, Header
 from .errors import CodecError, CorruptFileError, WeightsError, WeightsMismatchError
-from .shipped import DEFAULT_WEIGHTS, WEIGHTS_DIR, manifest_hash, read_metadata, shipped_manifest, shipped_weights
+from .shipped import (CUT_FROM_KEY, DEFAULT_WEIGHTS, WEIGHTS_DIR, read_metadata, shipped_manifest, shipped_weights,
+                      weights_id)
 from .tiling import DEFAULT_TILE
 
 __version__ = "0.1.0"
@@ -76,8 +77,9 @@ def read_header(data) -> Header:
 
 
 def weights_info(path: str | os.PathLike | None = None, *, header: Header | None = None) -> dict:
-    """Name, SHA-256 and training step of a weights file: ``path``, the shipped weights that
-    made the file of ``header`` (WeightsError if none), or the shipped default.
+    """Name, SHA-256 (the id its files' headers name), training step and whether it is decode-only
+    (a former default without its analysis transforms) of a weights file: ``path``, the shipped
+    weights that made the file of ``header`` (WeightsError if none), or the shipped default.
 
     Reads only the safetensors JSON header (never torch): used by ``lic --version`` and ``lic info``.
     """
@@ -89,10 +91,11 @@ def weights_info(path: str | os.PathLike | None = None, *, header: Header | None
     try:
         meta = read_metadata(path)
         extra = json.loads(meta.get("extra", "{}"))
-        sha = manifest_hash(path) or ""
+        sha = weights_id(path) or ""
     except (OSError, ValueError, struct.error) as exc:
         raise WeightsError(f"{path}: cannot read weights metadata ({exc})") from None
-    return {"name": meta.get("name", "?"), "sha256": sha, "step": extra.get("step")}
+    return {"name": meta.get("name", "?"), "sha256": sha, "step": extra.get("step"),
+            "decode_only": CUT_FROM_KEY in meta}
 
 
 def weights_files() -> list[Path]:

@@ -69,9 +69,9 @@ class Codec:
     # -- encode -----------------------------------------------------------------------------------
     def _source(self, image, strip: bool = False):
         """Any input → (mode/alpha/metadata, or None for tensors; pixels: uint8 HWC or float CHW array)."""
+        self.weights.check_encodes()  # every encoder's first step: decode-only weights refuse by name
         if type(image).__module__.partition(".")[0] == "torch":
             from .torch_backend import tensor_pixels
-
             self._check_pixels(image.shape[-1], image.shape[-2])
             return None, tensor_pixels(image)
         src = images.prepare(image, strip=strip)

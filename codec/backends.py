@@ -70,7 +70,8 @@ def make_backend(weights, backend: str | None = None, device: str = "cpu", bf16:
         backend = "torch"
     chosen = backend is None
     if chosen:
-        graphs = weights.path is not None and _has_graphs(weights.path, weights.config.residual)
+        graphs = weights.path is not None and _has_graphs(weights.path, weights.config.residual,
+                                                          weights.decode_only)
         light = [name for name in LIGHT if installed(name)] if graphs or not installed("torch") else []
         backend = light[0] if light else ("torch" if installed("torch") else "onnxruntime")
     if backend == "torch":
@@ -102,7 +103,7 @@ def make_backend(weights, backend: str | None = None, device: str = "cpu", bf16:
 
 
 
-def _has_graphs(weights_path, residual: int = 0) -> bool:
+def _has_graphs(weights_path, residual: int = 0, decode_only: bool = False) -> bool:
     from .onnx_runtime import has_graphs
 
-    return has_graphs(weights_path, bool(residual))
+    return has_graphs(weights_path, bool(residual), decode_only)

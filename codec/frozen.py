@@ -20,12 +20,13 @@ from .config import ModelConfig
 from .container import sha256_file
 from .entropy import TableSet
 from .errors import WeightsError
-from .shipped import DEFAULT_WEIGHTS, WEIGHTS_DIR, manifest_hash
+from .shipped import CUT_FROM_KEY, DEFAULT_WEIGHTS, WEIGHTS_DIR, manifest_hash
 
 FORMAT_TAG = "lic-weights-1"
 # weights whose g_s input needs more than ŷ' (a latent residual predictor): a tag older readers refuse,
 # since they would otherwise decode such files without it, silently wrong
 RESIDUAL_FORMAT_TAG = "lic-weights-2"
+ENCODER_PREFIXES = ("g_a.", "h_a.")  # the tensors only encoding needs: what a decode-only file leaves out
 TABLE_KEYS = ("tables.z.freqs", "tables.z.radius", "tables.y.freqs", "tables.y.radius")
 
 
@@ -41,10 +42,28 @@ class FrozenWeights:
     sha256: bytes = b"\0" * 32  # identifies the weights in file headers
     path: Path | None = None
     extra: dict = field(default_factory=dict)
+    file_sha256: bytes | None = None  # the file's own digest where it differs from the id (decode-only files)
 
     @property
     def z_medians(self) -> np.ndarray:
         return np.asarray(self.arrays["z_medians"], np.float32)
+
+    @property
+    def decode_only(self) -> bool:
+        """Whether the analysis transforms were cut away (:mod:`codec.training.retire`): a former default
+        kept so that its files keep decoding, which encodes nothing."""
+        return not any(k.startswith(ENCODER_PREFIXES) for k in self.arrays)
+
+    def check_encodes(self) -> None:
+        """WeightsError, naming these weights, if they are decode-only."""
+        if self.decode_only:
+            raise WeightsError(f"weights {self.name} ({self.sha256.hex()[:12]}) are decode-only: they decode "
+                               "the files they made, and encode nothing")
+
+    @property
+    def file_digest(self) -> bytes:
+        """SHA-256 of the weights file's own bytes: what its ONNX graphs record (the id, unless decode-only)."""
+        return self.file_sha256 or self.sha256
 
 
 def unflat_tables(flat: np.ndarray, radius: np.ndarray) -> TableSet:
@@ -88,10 +107,16 @@ def read_weights(path: str | os.PathLike | None = None, verify: bool = True) -> 
         z_tables = unflat_tables(arrays.pop(TABLE_KEYS[0]), arrays.pop(TABLE_KEYS[1]))
         y_tables = unflat_tables(arrays.pop(TABLE_KEYS[2]), arrays.pop(TABLE_KEYS[3]))
         extra = json.loads(meta.get("extra", "{}"))
+        weights_id = bytes.fromhex(meta.get(CUT_FROM_KEY, digest.hex()))
+        if len(weights_id) != 32:
+            raise WeightsError(f"{path.name}: its {CUT_FROM_KEY} is not a SHA-256")
         if "z_medians" not in arrays:
             raise WeightsError(f"{path.name} has no z medians")
     except WeightsError:
         raise
     except Exception as exc:  # safetensors/json errors all mean a bad file
         raise WeightsError(f"weights file {path.name} is unreadable: {exc}") from None
-    return FrozenWeights(meta["name"], config, z_tables, y_tables, arrays, digest, path, extra)
+    weights = FrozenWeights(meta["name"], config, z_tables, y_tables, arrays, weights_id, path, extra, digest)
+    if weights_id != digest and not weights.decode_only:
+        raise WeightsError(f"{path.name} names weights it was cut from but still holds their analysis transforms")
+    return weights

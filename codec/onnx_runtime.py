@@ -39,10 +39,11 @@ def graph_path(weights_path: str | os.PathLike, transform: str) -> Path:
     return weights_path.with_name(f"{weights_path.stem}.{transform}.onnx")
 
 
-def has_graphs(weights_path: str | os.PathLike, residual: bool = False) -> bool:
+def has_graphs(weights_path: str | os.PathLike, residual: bool = False, decode_only: bool = False) -> bool:
     """Whether every transform's graph (and the residual predictor's, if the weights have one)
-    lies beside a weights file."""
-    return all(graph_path(weights_path, t).is_file() for t in TRANSFORMS + ((RESIDUAL,) if residual else ()))
+    lies beside a weights file (decode-only weights: the synthesis side's)."""
+    wanted = TRANSFORMS[2:] if decode_only else TRANSFORMS
+    return all(graph_path(weights_path, t).is_file() for t in wanted + ((RESIDUAL,) if residual else ()))
 
 
 class OnnxGraphError(RuntimeError):
@@ -153,7 +154,7 @@ class OnnxBackend:
         if weights.path is None:
             raise CodecError(f"the {self.name} backend runs weights files (with their exported graphs), "
                              "not models in memory")
-        self.transforms = OnnxTransforms(weights.path, threads, weights.sha256.hex())
+        self.transforms = OnnxTransforms(weights.path, threads, weights.file_digest.hex())
         self.log_gain, self.log_inv_gain = weights.arrays["gains.log_gain"], weights.arrays["gains.log_inv_gain"]
         self.z_medians = weights.z_medians[None, :, None, None]
 

@@ -166,6 +166,6 @@ class OpenVinoBackend(OnnxBackend):
     def __init__(self, weights, threads: int | None = None, bf16: bool | None = None):
         super().__init__(weights, threads)
         self.bf16 = native_bf16() if bf16 is None else bool(bf16)
-        self.transforms = OpenVinoTransforms(weights.path, threads, weights.sha256.hex(), self.bf16)
+        self.transforms = OpenVinoTransforms(weights.path, threads, weights.file_digest.hex(), self.bf16)
 
     why = staticmethod(why)

@@ -20,6 +20,9 @@ DEFAULT_WEIGHTS = WEIGHTS_DIR / "lic-default.safetensors"
 MANIFEST_NAME = "MANIFEST.json"
 MANIFEST = WEIGHTS_DIR / MANIFEST_NAME
 MAX_METADATA = 1 << 24  # a safetensors JSON header larger than this is not a weights file of ours
+# A decode-only file's metadata key (codec.training.retire): the SHA-256 (hex) of the full weights file
+# it was cut from, which is what the headers of its files name (docs/FORMAT.md, "Decode-only weights")
+CUT_FROM_KEY = "cut_from"
 
 
 def manifest_hash(path: str | os.PathLike) -> str | None:
@@ -36,12 +39,27 @@ def shipped_manifest() -> dict[str, str]:
     return json.loads(MANIFEST.read_text()) if MANIFEST.exists() else {}
 
 
-def shipped_weights(weights_id: bytes) -> Path | None:
-    """The shipped weights file whose SHA-256 begins with ``weights_id`` (a header's), if any."""
-    if len(weights_id) < 8:
+def weights_id(path: str | os.PathLike, digest: str | None = None) -> str | None:
+    """The SHA-256 (hex) that file headers name for weights file ``path``: its own digest (``digest``,
+    else the manifest's), or, for a decode-only file, that of the full file it was cut from."""
+    try:
+        cut_from = read_metadata(path).get(CUT_FROM_KEY)
+    except (OSError, ValueError, struct.error):
+        cut_from = None
+    return cut_from or digest or manifest_hash(path)
+
+
+def shipped_ids() -> dict[str, str]:
+    """The package's weights file names → the SHA-256 (hex) their files' headers name."""
+    return {name: weights_id(WEIGHTS_DIR / name, digest) for name, digest in shipped_manifest().items()}
+
+
+def shipped_weights(header_id: bytes) -> Path | None:
+    """The shipped weights file whose id (:func:`weights_id`) begins with ``header_id`` (a header's), if any."""
+    if len(header_id) < 8:
         return None
-    for name, digest in sorted(shipped_manifest().items()):
-        if bytes.fromhex(digest).startswith(weights_id):
+    for name, digest in sorted(shipped_ids().items()):
+        if bytes.fromhex(digest).startswith(header_id):
             return WEIGHTS_DIR / name
     return None
 
@@ -62,7 +80,7 @@ class OtherShipped:
         if key not in self.made:
             found = shipped_weights(key)
             if found is None:
-                listed = ", ".join(digest[:12] for digest in sorted(shipped_manifest().values())) or loaded
+                listed = ", ".join(digest[:12] for digest in sorted(shipped_ids().values())) or loaded
                 raise WeightsMismatchError(f"file was made with weights {weights_id.hex()[:12]}, which are not "
                                            f"installed (this lic ships {listed})")
             self.made[key] = self.make(found)

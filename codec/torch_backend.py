@@ -70,7 +70,8 @@ class TorchBackend:
         model = weights if isinstance(weights, FrozenModel) else FrozenModel.from_weights(weights)
         self.model = model.to(self.device)
         for transform in (self.model.g_a, self.model.g_s):  # oneDNN's fastest layout (PERFORMANCE.md)
-            transform.to(memory_format=torch.channels_last)
+            if transform is not None:  # decode-only weights have no g_a
+                transform.to(memory_format=torch.channels_last)
         self.bf16 = native_bf16(self.device) if bf16 is None else bf16
         self.batch = 8 if self.device.type == "cuda" else 1  # tiles per call: a GPU gains, a CPU does not
 

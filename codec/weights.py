@@ -60,6 +60,8 @@ class FrozenModel(nn.Module):
     def from_weights(cls, weights: FrozenWeights) -> FrozenModel:
         """The torch modules of a weights file read with :func:`codec.frozen.read_weights`."""
         frozen = cls(weights.config, weights.name, weights.z_tables, weights.y_tables, weights.z_medians)
+        if weights.decode_only:  # a former default without its analysis transforms (codec.training.retire)
+            frozen.g_a = frozen.h_a = None
         try:
             frozen.load_state_dict({k: torch.from_numpy(np.asarray(v, np.float32)) for k, v in weights.arrays.items()},
                                    strict=True)

@@ -228,8 +228,8 @@ def _verify(path: Path, file_tensors: dict[str, np.ndarray]) -> None:
 
 
 def export_graphs(weights_path: str | os.PathLike) -> list[Path]:
-    """Export g_a, h_a, g_s, h_s (and the residual predictor, if any) of ``weights_path`` (fp32, dynamic
-    batch/height/width) → the written paths."""
+    """Export g_a, h_a, g_s, h_s (and the residual predictor, if any; decode-only weights: no g_a, h_a)
+    of ``weights_path`` (fp32, dynamic batch/height/width) → the written paths."""
     weights_path = Path(weights_path)
     frozen = load_weights(weights_path)
     digest = sha256_file(weights_path).hex()
@@ -240,6 +240,8 @@ def export_graphs(weights_path: str | os.PathLike) -> list[Path]:
     written = []
     for transform in TRANSFORMS + ((RESIDUAL,) if frozen.config.residual else ()):
         module = _Stacked(frozen.residual) if transform == RESIDUAL else getattr(frozen, transform)
+        if module is None:  # decode-only weights (codec.training.retire): no analysis transforms
+            continue
         model = _export(module.float().eval(), transform, frozen.config)
         onnx.checker.check_model(model)
         embedded = _externalise(model, transform, file_tensors, layout, weights_path.name)
