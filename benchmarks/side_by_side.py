@@ -46,6 +46,7 @@ def _setups(weights: list[str] | None) -> list[tuple[str, Path | None, str, bool
         setups.append(("default, openvino fp32", None, "openvino", False))
         setups += [("default, openvino bf16 g_a, g_s", None, "openvino", True)] if codec.Codec(backend="openvino").backend.bf16 else []
     return setups + [(f"{path.name}, {b} fp32", path, b, False) for path in codec.weights_files()[1:]
+                     if not codec.weights_info(path)["decode_only"]  # a retired default encodes nothing
                      for b in ("onnxruntime", "torch")]
 
 

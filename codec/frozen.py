@@ -52,7 +52,7 @@ class FrozenWeights:
     def decode_only(self) -> bool:
         """Whether the analysis transforms were cut away (:mod:`codec.training.retire`): a former default
         kept so that its files keep decoding, which encodes nothing."""
-        return not any(k.startswith(ENCODER_PREFIXES) for k in self.arrays)
+        return not any(k.startswith(ENCODER_PREFIXES) for k in self.arrays)  # read_weights: iff cut_from
 
     def check_encodes(self) -> None:
         """WeightsError, naming these weights, if they are decode-only."""
@@ -117,6 +117,8 @@ def read_weights(path: str | os.PathLike | None = None, verify: bool = True) -> 
     except Exception as exc:  # safetensors/json errors all mean a bad file
         raise WeightsError(f"weights file {path.name} is unreadable: {exc}") from None
     weights = FrozenWeights(meta["name"], config, z_tables, y_tables, arrays, weights_id, path, extra, digest)
-    if weights_id != digest and not weights.decode_only:
-        raise WeightsError(f"{path.name} names weights it was cut from but still holds their analysis transforms")
+    if weights_id != digest and not weights.decode_only:  # decode-only: cut_from named, g_a and h_a gone
+        raise WeightsError(f"{path.name} names weights it was cut from but still holds analysis transforms")
+    if weights_id == digest and weights.decode_only:
+        raise WeightsError(f"{path.name} has no analysis transforms and names no weights it was cut from")
     return weights

@@ -46,6 +46,8 @@ def weights_id(path: str | os.PathLike, digest: str | None = None) -> str | None
         cut_from = read_metadata(path).get(CUT_FROM_KEY)
     except (OSError, ValueError, struct.error):
         cut_from = None
+    if not (isinstance(cut_from, str) and len(cut_from) == 64 and all(c in "0123456789abcdef" for c in cut_from)):
+        cut_from = None  # not a SHA-256: read_weights refuses such a file by name when it is loaded
     return cut_from or digest or manifest_hash(path)
 
 

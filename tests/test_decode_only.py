@@ -97,5 +97,61 @@ def test_weights_that_name_a_source_but_keep_their_encoder_are_refused(tmp_path)
         meta = dict(f.metadata())
     meta[shipped.CUT_FROM_KEY] = "ab" * 32
     save_file(tensors(FULL), str(tmp_path / "odd.safetensors"), metadata=meta)
-    with pytest.raises(WeightsError, match="still holds their analysis transforms"):
+    with pytest.raises(WeightsError, match="still holds analysis transforms"):
         read_weights(tmp_path / "odd.safetensors")
+
+
+def test_a_file_without_the_encoder_that_names_no_source_is_refused(tmp_path):
+    with safe_open(str(FULL), framework="numpy") as f:
+        meta = dict(f.metadata())
+    kept = {k: v for k, v in tensors(FULL).items() if not k.startswith(("g_a.", "h_a."))}
+    save_file(kept, str(tmp_path / "stripped.safetensors"), metadata=meta)
+    with pytest.raises(WeightsError, match="names no weights it was cut from"):
+        read_weights(tmp_path / "stripped.safetensors")
+
+
+def test_the_copy_runs_on_its_own_graphs_which_record_its_own_bytes(retired):
+    import onnx
+
+    lic = codec.Codec(retired)
+    assert lic.backend.name in ("openvino", "onnxruntime")  # the synthesis side's graphs are enough
+    model = onnx.load(str(retired.with_name("old.g_s.onnx")), load_external_data=False)
+    recorded = {p.key: p.value for p in model.metadata_props}["weights_sha256"]
+    assert recorded == lic.weights.file_digest.hex() != lic.weights.sha256.hex()
+
+
+def test_lic_encode_with_decode_only_weights_says_so_in_one_line(retired, tmp_path, small_image, capsys):
+    from cli.main import main
+
+    small_image.save(tmp_path / "a.png")
+    assert main(["encode", str(tmp_path / "a.png"), "-o", str(tmp_path / "a.lic"), "--weights", str(retired)]) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "decode-only" in err and "Traceback" not in err
+    assert not (tmp_path / "a.lic").exists()
+
+
+def test_retire_refuses_bad_input_and_the_default_without_writing(tmp_path, capsys):
+    bad = tmp_path / "bad.safetensors"
+    bad.write_bytes(b"not a weights file at all")
+    assert retire_tool.main([str(bad), "--out", str(tmp_path / "out.safetensors")]) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "is not a weights file" in err
+    assert not (tmp_path / "out.safetensors").exists() and bad.read_bytes() == b"not a weights file at all"
+    before = shipped.DEFAULT_WEIGHTS.stat().st_mtime_ns
+    with pytest.raises(ValueError, match="is the default, which encodes"):
+        retire_tool.retire(shipped.DEFAULT_WEIGHTS, graphs=False)
+    assert shipped.DEFAULT_WEIGHTS.stat().st_mtime_ns == before
+
+
+def test_a_failed_export_puts_the_full_file_back(tmp_path, monkeypatch):
+    from codec.training import export_onnx
+
+    work = tmp_path / "full.safetensors"
+    shutil.copy(FULL, work)
+
+    def broken(path):
+        raise RuntimeError("export failed")
+    monkeypatch.setattr(export_onnx, "export_graphs", broken)
+    with pytest.raises(RuntimeError, match="export failed"):
+        retire_tool.retire(work)
+    assert work.read_bytes() == FULL.read_bytes()

@@ -23,13 +23,15 @@ def _inputs(sample_image, weights_path):
     """Realistic inputs of every transform, made by onnxruntime: a photo crop for g_a, its y' at a
     middle level for h_a, the rounded ŷ for g_s, ẑ with medians for h_s, (ŷ', μ, σ) for the residual."""
     ort_t, frozen = OnnxTransforms(weights_path, threads=2), read_weights(weights_path)
+    encoder = OnnxTransforms(WEIGHTS_DIR / SHIPPED[0], threads=2) if frozen.decode_only else ort_t  # no g_a
     backend = make_backend(frozen, "onnxruntime")
     x = np.asarray(sample_image.crop((100, 80, 292, 208)), np.float32).transpose(2, 0, 1)[None] / 255
-    y = ort_t.g_a(x) * backend.gain(5.0)[None, :, None, None]
-    z = ort_t.h_a(y)
+    y = encoder.g_a(x) * backend.gain(5.0)[None, :, None, None]
+    z = encoder.h_a(y)
     medians = frozen.z_medians[None, :, None, None]
-    inputs = {"g_a": x, "h_a": y, "g_s": np.round(y) * backend.inv_gain(5.0)[None, :, None, None],
-              "h_s": (np.round(z - medians) + medians).astype(np.float32)}
+    inputs = {} if frozen.decode_only else {"g_a": x, "h_a": y}
+    inputs.update({"g_s": np.round(y) * backend.inv_gain(5.0)[None, :, None, None],
+                   "h_s": (np.round(z - medians) + medians).astype(np.float32)})
     if frozen.config.residual:
         rng = np.random.default_rng(0)
         inputs[RESIDUAL] = np.concatenate([np.round(y), rng.normal(0, 1, y.shape), rng.uniform(0.1, 4, y.shape)],

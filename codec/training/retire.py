@@ -26,47 +26,78 @@ from pathlib import Path
 from ..container import sha256_file
 from ..frozen import ENCODER_PREFIXES
 from ..onnx_runtime import graph_path
-from ..shipped import CUT_FROM_KEY, MANIFEST
+from ..shipped import CUT_FROM_KEY, DEFAULT_WEIGHTS, MANIFEST, manifest_hash
 from ..weights import _canonical
 from .commands import run_tool
+
+
+def _read(src: Path) -> tuple[dict, dict]:
+    """(metadata, every tensor but the analysis transforms') of a full weights file; ValueError otherwise."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(src), framework="numpy") as f:
+            meta = dict(f.metadata() or {})
+            kept = {k: f.get_tensor(k) for k in f.keys() if not k.startswith(ENCODER_PREFIXES)}  # noqa: SIM118
+    except Exception as exc:  # noqa: BLE001  (safetensors raises its own error class for a bad file)
+        raise ValueError(f"{src.name} is not a weights file ({exc})") from None
+    if CUT_FROM_KEY in meta:
+        raise ValueError(f"{src.name} is decode-only already (cut from {meta[CUT_FROM_KEY][:12]})")
+    if not any(k.startswith("g_s.") for k in kept):
+        raise ValueError(f"{src.name} is not a lic weights file")
+    return meta, kept
+
+
+def _set_manifest(name: str, digest: str) -> None:
+    manifest = json.loads(MANIFEST.read_text()) if MANIFEST.exists() else {}
+    manifest[name] = digest
+    MANIFEST.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
 
 
 def retire(src: str | os.PathLike, out: str | os.PathLike | None = None, graphs: bool = True) -> str:
     """Write the decode-only copy of weights file ``src`` to ``out`` (default: over ``src``) → a report line.
 
     ``graphs``: export the copy's ONNX graphs (needs the ``export`` extra) and remove its stale
-    g_a / h_a graphs.  A copy in the package's weights folder gets its manifest entry.
+    g_a / h_a graphs; if that fails, ``src`` is put back as it was.  A copy in the package's
+    weights folder gets its manifest entry.  The shipped default is refused: it encodes.
     """
-    from safetensors import safe_open
     from safetensors.numpy import save
 
     src, out = Path(src), Path(out or src)
     if not src.is_file():
         raise FileNotFoundError(f"weights file not found: {src}")
-    with safe_open(str(src), framework="numpy") as f:
-        meta = dict(f.metadata() or {})
-        if CUT_FROM_KEY in meta:
-            raise ValueError(f"{src.name} is decode-only already (cut from {meta[CUT_FROM_KEY][:12]})")
-        kept = {k: f.get_tensor(k) for k in f.keys() if not k.startswith(ENCODER_PREFIXES)}  # noqa: SIM118
-    if not any(k.startswith("g_s.") for k in kept):
-        raise ValueError(f"{src.name} is not a lic weights file")
-    meta[CUT_FROM_KEY], before = sha256_file(src).hex(), src.stat().st_size
+    if out.resolve() == DEFAULT_WEIGHTS.resolve():
+        raise ValueError(f"{out.name} is the default, which encodes: retire a former default (git mv it first)")
+    export_graphs = None
+    if graphs:
+        try:
+            from .export_onnx import export_graphs
+        except ImportError as exc:
+            raise ValueError(f"the copy's graphs need the export extra: pip install 'lic[export]' ({exc})") from None
+    meta, kept = _read(src)
+    original, shipped = src.read_bytes(), out.parent.resolve() == MANIFEST.parent.resolve()
+    meta[CUT_FROM_KEY] = sha256_file(src).hex()
+    if (recorded := manifest_hash(src)) is not None and recorded != meta[CUT_FROM_KEY]:
+        raise ValueError(f"{src.name} does not match its manifest entry: its files would name other weights")
     tmp = out.with_name(out.name + ".tmp")
     tmp.write_bytes(_canonical(save(kept, metadata=meta)))
     os.chmod(tmp, 0o644)
     os.replace(tmp, out)
     digest = sha256_file(out).hex()
-    if out.parent.resolve() == MANIFEST.parent.resolve():
-        manifest = json.loads(MANIFEST.read_text()) if MANIFEST.exists() else {}
-        manifest[out.name] = digest
-        MANIFEST.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
-    if graphs:
-        from .export_onnx import export_graphs
-
-        for transform in ("g_a", "h_a"):
+    if shipped:
+        _set_manifest(out.name, digest)
+    if export_graphs is not None:
+        try:
+            export_graphs(out)
+        except BaseException:
+            if out == src:  # in place: the full file back (a graph already rewritten says "re-export")
+                src.write_bytes(original)
+                if shipped:
+                    _set_manifest(src.name, meta[CUT_FROM_KEY])
+            raise
+        for transform in ("g_a", "h_a"):  # stale: they name the full file's digest
             graph_path(out, transform).unlink(missing_ok=True)
-        export_graphs(out)
-    return (f"wrote {out}: decode-only, {before} → {out.stat().st_size} bytes, sha256 {digest}, "
+    return (f"wrote {out}: decode-only, {len(original)} → {out.stat().st_size} bytes, sha256 {digest}, "
             f"id {meta[CUT_FROM_KEY][:12]}")
 
 
