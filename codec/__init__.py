@@ -17,8 +17,8 @@ from pathlib import Path
 
 from .container import FORMAT_MAJOR, FORMAT_MINOR, MAX_PIXELS, Header
 from .errors import CodecError, CorruptFileError, WeightsError, WeightsMismatchError
-from .shipped import (CUT_FROM_KEY, DEFAULT_WEIGHTS, WEIGHTS_DIR, read_metadata, shipped_manifest, shipped_weights,
-                      weights_id)
+from .shipped import (DEFAULT_WEIGHTS, WEIGHTS_DIR, cut_from, manifest_hash, read_metadata, shipped_manifest,
+                      shipped_weights)
 from .tiling import DEFAULT_TILE
 
 __version__ = "0.1.0"
@@ -91,11 +91,11 @@ def weights_info(path: str | os.PathLike | None = None, *, header: Header | None
     try:
         meta = read_metadata(path)
         extra = json.loads(meta.get("extra", "{}"))
-        sha = weights_id(path) or ""
+        source = cut_from(meta)  # a decode-only file's id: the SHA-256 of the file it was cut from
+        sha = source or manifest_hash(path) or ""
     except (OSError, ValueError, struct.error) as exc:
         raise WeightsError(f"{path}: cannot read weights metadata ({exc})") from None
-    return {"name": meta.get("name", "?"), "sha256": sha, "step": extra.get("step"),
-            "decode_only": CUT_FROM_KEY in meta}
+    return {"name": meta.get("name", "?"), "sha256": sha, "step": extra.get("step"), "decode_only": source is not None}
 
 
 def weights_files() -> list[Path]:

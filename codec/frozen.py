@@ -20,13 +20,13 @@ from .config import ModelConfig
 from .container import sha256_file
 from .entropy import TableSet
 from .errors import WeightsError
-from .shipped import CUT_FROM_KEY, DEFAULT_WEIGHTS, WEIGHTS_DIR, manifest_hash
+from .shipped import CUT_FROM_KEY, DEFAULT_WEIGHTS, ENCODER_TRANSFORMS, WEIGHTS_DIR, manifest_hash
 
 FORMAT_TAG = "lic-weights-1"
 # weights whose g_s input needs more than ŷ' (a latent residual predictor): a tag older readers refuse,
 # since they would otherwise decode such files without it, silently wrong
 RESIDUAL_FORMAT_TAG = "lic-weights-2"
-ENCODER_PREFIXES = ("g_a.", "h_a.")  # the tensors only encoding needs: what a decode-only file leaves out
+ENCODER_PREFIXES = tuple(f"{t}." for t in ENCODER_TRANSFORMS)  # their tensors' keys
 TABLE_KEYS = ("tables.z.freqs", "tables.z.radius", "tables.y.freqs", "tables.y.radius")
 
 

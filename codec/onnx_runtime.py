@@ -26,6 +26,7 @@ import numpy as np
 import onnxruntime as ort
 
 from .errors import CodecError, first_line
+from .shipped import ENCODER_TRANSFORMS
 
 TRANSFORMS = ("g_a", "h_a", "g_s", "h_s")
 RESIDUAL = "residual"  # the latent residual predictor's graph: only beside weights that have one
@@ -42,7 +43,7 @@ def graph_path(weights_path: str | os.PathLike, transform: str) -> Path:
 def has_graphs(weights_path: str | os.PathLike, residual: bool = False, decode_only: bool = False) -> bool:
     """Whether every transform's graph (and the residual predictor's, if the weights have one)
     lies beside a weights file (decode-only weights: the synthesis side's)."""
-    wanted = TRANSFORMS[2:] if decode_only else TRANSFORMS
+    wanted = tuple(t for t in TRANSFORMS if not (decode_only and t in ENCODER_TRANSFORMS))
     return all(graph_path(weights_path, t).is_file() for t in wanted + ((RESIDUAL,) if residual else ()))
 
 

@@ -23,6 +23,7 @@ MAX_METADATA = 1 << 24  # a safetensors JSON header larger than this is not a we
 # A decode-only file's metadata key (codec.training.retire): the SHA-256 (hex) of the full weights file
 # it was cut from, which is what the headers of its files name (docs/FORMAT.md, "Decode-only weights")
 CUT_FROM_KEY = "cut_from"
+ENCODER_TRANSFORMS = ("g_a", "h_a")  # what a decode-only file leaves out: only encoding runs them
 
 
 def manifest_hash(path: str | os.PathLike) -> str | None:
@@ -39,16 +40,23 @@ def shipped_manifest() -> dict[str, str]:
     return json.loads(MANIFEST.read_text()) if MANIFEST.exists() else {}
 
 
+def cut_from(meta: dict) -> str | None:
+    """The SHA-256 (hex) a decode-only file's metadata names as the full file it was cut from; None for
+    a full file, or where it is no SHA-256 (read_weights refuses such a file by name when it is loaded)."""
+    value = meta.get(CUT_FROM_KEY)
+    if isinstance(value, str) and len(value) == 64 and all(c in "0123456789abcdef" for c in value):
+        return value
+    return None
+
+
 def weights_id(path: str | os.PathLike, digest: str | None = None) -> str | None:
     """The SHA-256 (hex) that file headers name for weights file ``path``: its own digest (``digest``,
     else the manifest's), or, for a decode-only file, that of the full file it was cut from."""
     try:
-        cut_from = read_metadata(path).get(CUT_FROM_KEY)
+        source = cut_from(read_metadata(path))
     except (OSError, ValueError, struct.error):
-        cut_from = None
-    if not (isinstance(cut_from, str) and len(cut_from) == 64 and all(c in "0123456789abcdef" for c in cut_from)):
-        cut_from = None  # not a SHA-256: read_weights refuses such a file by name when it is loaded
-    return cut_from or digest or manifest_hash(path)
+        source = None
+    return source or digest or manifest_hash(path)
 
 
 def shipped_ids() -> dict[str, str]:

@@ -26,7 +26,7 @@ from pathlib import Path
 from ..container import sha256_file
 from ..frozen import ENCODER_PREFIXES
 from ..onnx_runtime import graph_path
-from ..shipped import CUT_FROM_KEY, DEFAULT_WEIGHTS, MANIFEST, manifest_hash
+from ..shipped import CUT_FROM_KEY, DEFAULT_WEIGHTS, ENCODER_TRANSFORMS, MANIFEST, manifest_hash
 from ..weights import _canonical
 from .commands import run_tool
 
@@ -95,7 +95,7 @@ def retire(src: str | os.PathLike, out: str | os.PathLike | None = None, graphs:
                 if shipped:
                     _set_manifest(src.name, meta[CUT_FROM_KEY])
             raise
-        for transform in ("g_a", "h_a"):  # stale: they name the full file's digest
+        for transform in ENCODER_TRANSFORMS:  # stale: they name the full file's digest
             graph_path(out, transform).unlink(missing_ok=True)
     return (f"wrote {out}: decode-only, {len(original)} → {out.stat().st_size} bytes, sha256 {digest}, "
             f"id {meta[CUT_FROM_KEY][:12]}")
