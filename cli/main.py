@@ -171,16 +171,17 @@ def _each(args, work, bar: bool = True) -> tuple[int, list]:
     return failures, rows
 
 
-def _each_output(args, suffix: str, work, refuse_suffix=None) -> tuple[int, list]:
+def _each_output(args, suffix: str, work, refuse_suffix=None, ready=lambda codec: None) -> tuple[int, list]:
     """_each for encode and decode: ``work(codec, input, its output path, progress)``.
 
     Outputs are ``-o`` (one input), ``-o``'s directory, or the input's name with ``suffix``;
-    each is checked before any work (cli.io.plan_outputs), ``refuse_suffix`` names a wrong kind.
-    """
+    each is checked before any work (cli.io.plan_outputs), ``refuse_suffix`` names a wrong kind,
+    ``ready(codec)`` may refuse the whole command once (decode-only weights asked to encode)."""
     if args.output == "-" and len(args.inputs) > 1:
         raise CodecError("-o - takes a single input")
     plan = iter(plan_outputs(args.inputs, args.output, suffix, args.force, refuse_suffix))
     lic = _make_codec(args)
+    ready(lic)
 
     def one(inp: str, progress: Progress):
         _, out, why = next(plan)  # _each visits the inputs in order
@@ -236,7 +237,8 @@ def cmd_encode(args) -> int:
             progress.message(_describe(row))
         return row
 
-    failures, rows = _each_output(args, ".lic", encode, refuse_suffix=not_a_lic_name)
+    failures, rows = _each_output(args, ".lic", encode, refuse_suffix=not_a_lic_name,
+                                  ready=lambda lic: lic.weights.check_encodes())
     if args.json:
         _print_json(args, rows)
     return 1 if failures else 0

@@ -125,11 +125,18 @@ def test_the_copy_runs_on_its_own_graphs_which_record_its_own_bytes(retired):
 def test_lic_encode_with_decode_only_weights_says_so_in_one_line(retired, tmp_path, small_image, capsys):
     from cli.main import main
 
-    small_image.save(tmp_path / "a.png")
-    assert main(["encode", str(tmp_path / "a.png"), "-o", str(tmp_path / "a.lic"), "--weights", str(retired)]) == 1
+    names = [tmp_path / f"{c}.png" for c in "abc"]
+    for name in names:
+        small_image.save(name)
+    assert main(["encode", str(names[0]), "-o", str(tmp_path / "a.lic"), "--weights", str(retired)]) == 1
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "decode-only" in err and "Traceback" not in err
     assert not (tmp_path / "a.lic").exists()
+    # several inputs: refused once, before any input is read, not once per input
+    assert main(["encode", *map(str, names), "--weights", str(retired)]) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "decode-only" in err
+    assert not list(tmp_path.glob("*.lic"))
 
 
 def test_retire_refuses_bad_input_and_the_default_without_writing(tmp_path, capsys):

@@ -15,6 +15,18 @@ the straight-through rounded latent it will see at decode time::
     rate_y  = -log2 p(y' + u | μ, σ)        u ~ U(-½, ½)
     ŷ'      = round(y' - μ) + μ  (straight-through)
     x̂       = g_s(ŷ' × inv_gain)
+
+With ``hard`` set (the soft-then-hard phase, after Guo et al. 2021, "Soft then Hard:
+Rethinking the Quantization in Neural Image Compression"; :meth:`LicModel.start_hard_phase`):
+the analysis side (g_a, h_a, the encoder gains) is frozen, so the latents are fixed, and
+the entropy model trains on the rates the coder really pays: the discrete probabilities of
+the rounded symbols of y and z instead of densities at noisy values, so the scales learn
+what a table costs.  The mean still needs a pull towards y (the rounded symbol's
+probability is flat in μ, and a free μ drifts until the symbols blow up: measured), so the
+symbol reaches the rate straight-through::
+
+    rate_y  = -log2 P(s | σ),  s = round(y' - μ) in value, y' - μ in the gradient
+    rate_z  = -log2 P(round(z - median))
 """
 from __future__ import annotations
 
@@ -57,6 +69,17 @@ class LicModel(nn.Module):
             self.context = ChannelContext(config.groups)
         if config.residual:
             self.residual = LatentResidual(M, config.residual)
+        self.hard = False  # the soft-then-hard phase (module docstring)
+
+    def analysis_parameters(self) -> list[nn.Parameter]:
+        """What the encoder alone computes from: g_a, h_a, the encoder gains."""
+        return [*self.g_a.parameters(), *self.h_a.parameters(), self.gains.log_gain]
+
+    def start_hard_phase(self) -> None:
+        """Freeze the analysis side and price the rounded symbols from here on (module docstring)."""
+        self.hard = True
+        for prm in self.analysis_parameters():
+            prm.requires_grad_(False)
 
     # -- pieces shared with the frozen codec -------------------------------------------------
     def mean_scale(self, z_hat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -75,9 +98,10 @@ class LicModel(nn.Module):
         """
         y = self.g_a(x).float() * self.gains.gain(t)
         z = self.h_a(y)
-        z_tilde, z_lik = self.entropy_bottleneck(z.float())
+        hard = self.hard and self.training
+        z_tilde, z_lik = self.entropy_bottleneck(z.float(), training=False if hard else None)
         if self.config.groups:
-            def visit(k, where, mean_k, scale_k):  # ŷ_k as a decoder will have it, straight-through
+            def visit(k, where, mean_k, scale_k):  # ŷ_k as a decoder will have it
                 start, end = self.context.bounds[k]
                 return _straight_through(y[:, start:end], mean_k)
 
@@ -86,7 +110,9 @@ class LicModel(nn.Module):
         else:
             mean, scale = self.mean_scale(z_tilde)
             y_hat = _straight_through(y, mean)
-        if self.training:
+        if hard:
+            y_lik = gaussian_likelihood(_round_straight_through(y - mean), scale)
+        elif self.training:
             noisy = y + torch.empty_like(y).uniform_(-0.5, 0.5)
             y_lik = gaussian_likelihood(noisy - mean, scale)
             if new_rate is not None and new_rate[1] < 1.0:
@@ -114,6 +140,11 @@ def table_scale(scale: torch.Tensor) -> torch.Tensor:
     beyond the grid), as :func:`codec.exact.table_index` picks it; no gradient."""
     grid = torch.as_tensor(scale_grid(), dtype=scale.dtype, device=scale.device)
     return grid[torch.searchsorted(grid, scale.detach().contiguous()).clamp_(max=len(grid) - 1)]
+
+
+def _round_straight_through(v: torch.Tensor) -> torch.Tensor:
+    """round(v) in value, the identity in the gradient."""
+    return (torch.round(v) - v).detach() + v
 
 
 def _straight_through(y: torch.Tensor, mean: torch.Tensor) -> torch.Tensor:

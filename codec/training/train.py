@@ -123,6 +123,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--context-lr-mult", type=float, default=10.0,
                    help="the context model's and the latent residual predictor's networks (codec.context; "
                         "added with surgery.grow --groups / --residual) learn this many times faster than the rest")
+    p.add_argument("--hard", action="store_true",
+                   help="soft-then-hard phase (Guo et al. 2021; codec.training.model): the analysis side frozen, "
+                        "the rest trained on hard-rounded latents with the rates the coder pays")
+    p.add_argument("--start-from-ema", action="store_true",
+                   help="copy the EMA weights into the model first: a fine-tuning phase starts from what "
+                        "export would ship, not from the noisier raw weights")
     return p.parse_args(argv)
 
 
@@ -227,6 +233,10 @@ def train(args: argparse.Namespace) -> None:
         print(f"resumed {ckpt_path} at step {step} ({elapsed / 3600:.2f} h trained)", flush=True)
     else:
         ema.load_state_dict(model.state_dict())
+    if args.start_from_ema:
+        model.load_state_dict(ema.state_dict())
+    if args.hard:
+        model.start_hard_phase()
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
     # the lr tail's anchor: kept across resumes of a run towards the same --steps
