@@ -17,7 +17,7 @@ from pathlib import Path
 
 from .container import FORMAT_MAJOR, FORMAT_MINOR, MAX_PIXELS, Header
 from .errors import CodecError, CorruptFileError, WeightsError, WeightsMismatchError
-from .shipped import (DEFAULT_WEIGHTS, WEIGHTS_DIR, cut_from, manifest_hash, read_metadata, shipped_manifest,
+from .shipped import (DEFAULT_WEIGHTS, cut_from, manifest_hash, read_metadata, shipped_files,
                       shipped_weights)
 from .tiling import DEFAULT_TILE
 
@@ -100,8 +100,8 @@ def weights_info(path: str | os.PathLike | None = None, *, header: Header | None
 
 def weights_files() -> list[Path]:
     """The weights files the package ships, the default first; the others decode older files."""
-    others = sorted(n for n in shipped_manifest() if n != DEFAULT_WEIGHTS.name)
-    return [DEFAULT_WEIGHTS] + [WEIGHTS_DIR / n for n in others]
+    files = shipped_files()
+    return [DEFAULT_WEIGHTS] + [files[n] for n in sorted(files) if n != DEFAULT_WEIGHTS.name]
 
 
 def __getattr__(name: str):

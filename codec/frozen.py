@@ -20,7 +20,7 @@ from .config import ModelConfig
 from .container import sha256_file
 from .entropy import TableSet
 from .errors import WeightsError
-from .shipped import CUT_FROM_KEY, DEFAULT_WEIGHTS, ENCODER_TRANSFORMS, WEIGHTS_DIR, manifest_hash
+from .shipped import CUT_FROM_KEY, DEFAULT_WEIGHTS, ENCODER_TRANSFORMS, manifest_hash, weights_dirs
 
 FORMAT_TAG = "lic-weights-1"
 # weights whose g_s input needs more than ŷ' (a latent residual predictor): a tag older readers refuse,
@@ -92,7 +92,7 @@ def read_weights(path: str | os.PathLike | None = None, verify: bool = True) -> 
     if not path.is_file():
         raise WeightsError(f"weights file not found: {path}")
     digest = sha256_file(path)
-    expected = manifest_hash(path) if verify and path.parent == WEIGHTS_DIR else None
+    expected = manifest_hash(path) if verify and path.parent in weights_dirs() else None
     if expected is not None and digest.hex() != expected:
         raise WeightsError(f"weights file {path.name} is corrupt (SHA-256 does not match the manifest)")
     try:

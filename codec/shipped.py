@@ -4,9 +4,17 @@ Standard library only: ``lic --version`` and ``lic info`` read these without
 importing torch.  The manifest (``weights/MANIFEST.json``) maps each shipped
 weights file to its SHA-256; :func:`codec.weights.load_weights` refuses a
 shipped file whose bytes do not match it.
+
+Two folders may hold shipped weights: the package's own (the default, the former default,
+the last hyperprior) and, where it is installed, that of the ``lic-legacy`` package
+(``legacy/`` in the repository): earlier releases' decode-only weights, moved out so the
+light install stays small as releases accumulate.  Files those releases wrote decode when
+it is installed; without it, one line names the weights and the package
+(``weights/LEGACY.json`` lists what moved there).
 """
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import struct
@@ -19,6 +27,8 @@ WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 DEFAULT_WEIGHTS = WEIGHTS_DIR / "lic-default.safetensors"
 MANIFEST_NAME = "MANIFEST.json"
 MANIFEST = WEIGHTS_DIR / MANIFEST_NAME
+LEGACY_PACKAGE = "lic_legacy"  # pip install lic-legacy (legacy/ in the repository)
+LEGACY_LIST = "LEGACY.json"  # in WEIGHTS_DIR: name → id of each weights file that moved to lic-legacy
 MAX_METADATA = 1 << 24  # a safetensors JSON header larger than this is not a weights file of ours
 # A decode-only file's metadata key (codec.training.retire): the SHA-256 (hex) of the full weights file
 # it was cut from, which is what the headers of its files name (docs/FORMAT.md, "Decode-only weights")
@@ -35,9 +45,39 @@ def manifest_hash(path: str | os.PathLike) -> str | None:
     return json.loads(manifest.read_text()).get(path.name)
 
 
+def legacy_dir() -> Path | None:
+    """lic-legacy's weights folder where that package is installed (found, not imported), else None."""
+    spec = importlib.util.find_spec(LEGACY_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    folder = Path(next(iter(spec.submodule_search_locations))) / "weights"
+    return folder if (folder / MANIFEST_NAME).is_file() else None
+
+
+def weights_dirs() -> list[Path]:
+    """The folders of shipped weights: the package's own, then lic-legacy's where installed."""
+    return [WEIGHTS_DIR, *filter(None, [legacy_dir()])]
+
+
+def shipped_files() -> dict[str, Path]:
+    """Every installed shipped weights file: name → path (names are unique across the folders)."""
+    files = {}
+    for folder in weights_dirs():
+        manifest = folder / MANIFEST_NAME
+        for name in json.loads(manifest.read_text()) if manifest.is_file() else {}:
+            files.setdefault(name, folder / name)
+    return files
+
+
 def shipped_manifest() -> dict[str, str]:
-    """The package's manifest: weights file name → SHA-256 (hex); empty where there is none."""
-    return json.loads(MANIFEST.read_text()) if MANIFEST.exists() else {}
+    """The installed shipped weights: file name → SHA-256 (hex) of its bytes; empty where there are none."""
+    return {name: manifest_hash(path) for name, path in shipped_files().items()}
+
+
+def legacy_list() -> dict[str, str]:
+    """The weights files that ship in lic-legacy, installed or not: name → the id their files' headers name."""
+    listed = WEIGHTS_DIR / LEGACY_LIST
+    return json.loads(listed.read_text()) if listed.is_file() else {}
 
 
 def cut_from(meta: dict) -> str | None:
@@ -60,18 +100,29 @@ def weights_id(path: str | os.PathLike, digest: str | None = None) -> str | None
 
 
 def shipped_ids() -> dict[str, str]:
-    """The package's weights file names → the SHA-256 (hex) their files' headers name."""
-    return {name: weights_id(WEIGHTS_DIR / name, digest) for name, digest in shipped_manifest().items()}
+    """The installed shipped weights file names → the SHA-256 (hex) their files' headers name."""
+    return {name: weights_id(path) for name, path in shipped_files().items()}
 
 
 def shipped_weights(header_id: bytes) -> Path | None:
     """The shipped weights file whose id (:func:`weights_id`) begins with ``header_id`` (a header's), if any."""
     if len(header_id) < 8:
         return None
+    files = shipped_files()
     for name, digest in sorted(shipped_ids().items()):
         if bytes.fromhex(digest).startswith(header_id):
-            return WEIGHTS_DIR / name
+            return files[name]
     return None
+
+
+def not_installed(weights_id: bytes, loaded: str) -> str:
+    """Why a file made with ``weights_id`` cannot decode here, in one line: lic-legacy's, or unknown."""
+    for name, digest in sorted(legacy_list().items()):
+        if bytes.fromhex(digest).startswith(bytes(weights_id[:8])):
+            return (f"file was made with weights {digest[:12]} ({name.removesuffix('.safetensors')}, an earlier "
+                    "release's), which ship in the lic-legacy package: pip install lic-legacy")
+    listed = ", ".join(digest[:12] for digest in sorted(shipped_ids().values())) or loaded
+    return f"file was made with weights {weights_id.hex()[:12]}, which are not installed (this lic ships {listed})"
 
 
 class OtherShipped:
@@ -90,9 +141,7 @@ class OtherShipped:
         if key not in self.made:
             found = shipped_weights(key)
             if found is None:
-                listed = ", ".join(digest[:12] for digest in sorted(shipped_ids().values())) or loaded
-                raise WeightsMismatchError(f"file was made with weights {weights_id.hex()[:12]}, which are not "
-                                           f"installed (this lic ships {listed})")
+                raise WeightsMismatchError(not_installed(weights_id, loaded))
             self.made[key] = self.make(found)
         return self.made[key]
 

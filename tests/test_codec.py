@@ -190,7 +190,7 @@ def test_unfrozen_model_is_refused():
 
 
 def test_corrupt_weights_file_is_rejected_by_hash(tmp_path, monkeypatch):
-    from codec import frozen, weights
+    from codec import shipped, weights
 
     bad_dir = tmp_path / "weights"
     bad_dir.mkdir()
@@ -198,7 +198,7 @@ def test_corrupt_weights_file_is_rejected_by_hash(tmp_path, monkeypatch):
     blob[-100] ^= 0xFF
     (bad_dir / weights.DEFAULT_WEIGHTS.name).write_bytes(bytes(blob))
     (bad_dir / "MANIFEST.json").write_text(weights.MANIFEST.read_text())
-    monkeypatch.setattr(frozen, "WEIGHTS_DIR", bad_dir)
+    monkeypatch.setattr(shipped, "WEIGHTS_DIR", bad_dir)  # a shipped folder: its manifest is checked
     with pytest.raises(codec.WeightsError, match="SHA-256"):
         weights.load_weights(bad_dir / weights.DEFAULT_WEIGHTS.name)
 

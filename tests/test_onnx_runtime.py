@@ -16,7 +16,7 @@ pytest.importorskip("onnxruntime")
 
 from codec.backends import installed
 from codec.onnx_runtime import TRANSFORMS, OnnxGraphError, OnnxTransforms
-from codec.shipped import ENCODER_TRANSFORMS, WEIGHTS_DIR
+from codec.shipped import ENCODER_TRANSFORMS, WEIGHTS_DIR, shipped_files
 
 ENGINES = [OnnxTransforms]  # and OpenVINO's, which reads the same graphs, where installed
 if installed("openvino"):
@@ -24,7 +24,8 @@ if installed("openvino"):
 
     ENGINES.append(OpenVinoTransforms)
 
-SHIPPED = sorted((p.name for p in WEIGHTS_DIR.glob("*.safetensors")), key=lambda n: n != "lic-default.safetensors")
+FILES = shipped_files()  # the package's and lic-legacy's
+SHIPPED = sorted(FILES, key=lambda n: n != "lic-default.safetensors")
 
 
 @pytest.mark.parametrize("name", SHIPPED)
@@ -36,9 +37,9 @@ def test_matches_torch(name, sample_image):
 
     from codec.weights import load_weights
 
-    path = WEIGHTS_DIR / name
+    path = FILES[name]
     onnx_t, model = OnnxTransforms(path, threads=2), load_weights(path)
-    encoder = model if model.g_a is not None else load_weights(WEIGHTS_DIR / SHIPPED[0])  # decode-only: no g_a
+    encoder = model if model.g_a is not None else load_weights(FILES[SHIPPED[0]])  # decode-only: no g_a
     x = torch.from_numpy(np.asarray(sample_image.crop((100, 80, 292, 208)), np.float32) / 255).permute(2, 0, 1)[None]
     t = torch.tensor([5.0])
     medians = model.z_medians.view(1, -1, 1, 1)
@@ -71,7 +72,7 @@ def test_runtime_does_not_import_torch():
             "assert x.shape == (1, 3, 32, 48), x.shape\n"
             "assert sorted(o.sessions) == ['g_s', 'h_s'], sorted(o.sessions)\n"
             "print('torch' in sys.modules, 'safetensors' in sys.modules)\n")
-    out = subprocess.run([sys.executable, "-c", code, str(WEIGHTS_DIR / SHIPPED[0])], cwd=ROOT,
+    out = subprocess.run([sys.executable, "-c", code, str(FILES[SHIPPED[0]])], cwd=ROOT,
                          capture_output=True, text=True, timeout=120, check=False)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "False False"
@@ -109,7 +110,7 @@ def test_refuses_graphs_reaching_past_the_weights(tmp_path, engine):
 
 @pytest.mark.parametrize("engine", ENGINES)
 def test_missing_graph(tmp_path, engine):
-    shutil.copy(WEIGHTS_DIR / SHIPPED[0], tmp_path / SHIPPED[0])
+    shutil.copy(FILES[SHIPPED[0]], tmp_path / SHIPPED[0])
     _copy_graphs("lic-default", "lic-default", tmp_path)
     (tmp_path / "lic-default.h_a.onnx").unlink()
     o = engine(tmp_path / SHIPPED[0])
@@ -121,9 +122,9 @@ def test_missing_graph(tmp_path, engine):
 def test_graphs_hold_no_weights():
     """The weights ship once, in the safetensors file: each graph is operators and a few shape constants."""
     for name in SHIPPED:
-        decode_only = codec.weights_info(WEIGHTS_DIR / name)["decode_only"]  # no g_a, h_a graphs
+        decode_only = codec.weights_info(FILES[name])["decode_only"]  # no g_a, h_a graphs
         for transform in (t for t in TRANSFORMS if not (decode_only and t in ENCODER_TRANSFORMS)):
-            assert (WEIGHTS_DIR / name).with_suffix(f".{transform}.onnx").stat().st_size < 32 << 10
+            assert (FILES[name]).with_suffix(f".{transform}.onnx").stat().st_size < 32 << 10
 
 
 def test_g_s_has_no_transposed_convolutions():
@@ -131,7 +132,7 @@ def test_g_s_has_no_transposed_convolutions():
     C_out·25 × H·W column buffer: ~120 MB more peak memory on a Kodak image), their kernels still the file's."""
     onnx = pytest.importorskip("onnx")
     for name in SHIPPED:
-        model = onnx.load(str(WEIGHTS_DIR / name.replace(".safetensors", ".g_s.onnx")), load_external_data=False)
+        model = onnx.load(str(FILES[name].with_name(name.replace(".safetensors", ".g_s.onnx"))), load_external_data=False)
         ops = [n.op_type for n in model.graph.node]
         assert "ConvTranspose" not in ops and ops.count("DepthToSpace") == 4, name
         external = {i.name for i in model.graph.initializer if i.data_location == onnx.TensorProto.EXTERNAL}

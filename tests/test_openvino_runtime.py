@@ -14,16 +14,17 @@ from codec.backends import make_backend
 from codec.frozen import read_weights
 from codec.onnx_runtime import RESIDUAL, TRANSFORMS, OnnxTransforms
 from codec.openvino_runtime import OpenVinoTransforms, native_bf16
-from codec.shipped import WEIGHTS_DIR
+from codec.shipped import WEIGHTS_DIR, shipped_files
 
-SHIPPED = sorted((p.name for p in WEIGHTS_DIR.glob("*.safetensors")), key=lambda n: n != "lic-default.safetensors")
+FILES = shipped_files()  # the package's and lic-legacy's
+SHIPPED = sorted(FILES, key=lambda n: n != "lic-default.safetensors")
 
 
 def _inputs(sample_image, weights_path):
     """Realistic inputs of every transform, made by onnxruntime: a photo crop for g_a, its y' at a
     middle level for h_a, the rounded ŷ for g_s, ẑ with medians for h_s, (ŷ', μ, σ) for the residual."""
     ort_t, frozen = OnnxTransforms(weights_path, threads=2), read_weights(weights_path)
-    encoder = OnnxTransforms(WEIGHTS_DIR / SHIPPED[0], threads=2) if frozen.decode_only else ort_t  # no g_a
+    encoder = OnnxTransforms(FILES[SHIPPED[0]], threads=2) if frozen.decode_only else ort_t  # no g_a
     backend = make_backend(frozen, "onnxruntime")
     x = np.asarray(sample_image.crop((100, 80, 292, 208)), np.float32).transpose(2, 0, 1)[None] / 255
     y = encoder.g_a(x) * backend.gain(5.0)[None, :, None, None]
@@ -43,8 +44,8 @@ def _inputs(sample_image, weights_path):
 def test_fp32_matches_onnxruntime(name, sample_image):
     """Every graph of every shipped weights file: OpenVINO fp32 agrees with onnxruntime to 1e-3 of the
     output's magnitude."""
-    ort_t, inputs = _inputs(sample_image, WEIGHTS_DIR / name)
-    ov_t = OpenVinoTransforms(WEIGHTS_DIR / name, threads=2, bf16=False)
+    ort_t, inputs = _inputs(sample_image, FILES[name])
+    ov_t = OpenVinoTransforms(FILES[name], threads=2, bf16=False)
     for transform, x in inputs.items():
         ref, out = getattr(ort_t, transform)(x), getattr(ov_t, transform)(x)
         assert out.dtype == np.float32 and out.shape == ref.shape, transform
@@ -58,8 +59,8 @@ def test_fp32_matches_onnxruntime(name, sample_image):
 def test_outputs_are_not_overwritten_by_the_next_call(sample_image, bf16):
     """A request reuses its output buffer (and g_s in bf16 is a chain of two): a result must survive
     the next call."""
-    _, inputs = _inputs(sample_image, WEIGHTS_DIR / SHIPPED[0])
-    ov_t = OpenVinoTransforms(WEIGHTS_DIR / SHIPPED[0], threads=2, bf16=bf16)
+    _, inputs = _inputs(sample_image, FILES[SHIPPED[0]])
+    ov_t = OpenVinoTransforms(FILES[SHIPPED[0]], threads=2, bf16=bf16)
     first = ov_t.g_s(inputs["g_s"])
     kept = first.copy()
     ov_t.g_s(np.zeros_like(inputs["g_s"]))
@@ -69,9 +70,9 @@ def test_outputs_are_not_overwritten_by_the_next_call(sample_image, bf16):
 def test_only_g_a_and_g_s_run_in_bf16(sample_image):
     """With bf16 on, g_a and g_s move a little (where the CPU has bf16) and every other transform is
     bit for bit the fp32 one: h_s chooses tables."""
-    _, inputs = _inputs(sample_image, WEIGHTS_DIR / SHIPPED[0])
-    fp32 = OpenVinoTransforms(WEIGHTS_DIR / SHIPPED[0], threads=2, bf16=False)
-    bf16 = OpenVinoTransforms(WEIGHTS_DIR / SHIPPED[0], threads=2, bf16=True)
+    _, inputs = _inputs(sample_image, FILES[SHIPPED[0]])
+    fp32 = OpenVinoTransforms(FILES[SHIPPED[0]], threads=2, bf16=False)
+    bf16 = OpenVinoTransforms(FILES[SHIPPED[0]], threads=2, bf16=True)
     for transform, x in inputs.items():
         a, b = getattr(fp32, transform)(x), getattr(bf16, transform)(x)
         if transform not in ("g_a", "g_s"):
@@ -103,7 +104,7 @@ def test_the_default_backend_is_openvino_where_installed():
 
 
 def test_missing_graph_and_failures_are_codec_errors(tmp_path, small_image):
-    shutil.copy(WEIGHTS_DIR / SHIPPED[0], tmp_path / SHIPPED[0])
+    shutil.copy(FILES[SHIPPED[0]], tmp_path / SHIPPED[0])
     for transform in TRANSFORMS + (RESIDUAL,):
         shutil.copy(WEIGHTS_DIR / f"lic-default.{transform}.onnx", tmp_path)
     (tmp_path / "lic-default.g_a.onnx").unlink()
@@ -167,9 +168,9 @@ def test_g_s_cut_at_its_last_convolution_computes_the_same(sample_image):
     from codec.onnx_runtime import graph_path
     from codec.openvino_runtime import _core, split_last_convolution
 
-    _, inputs = _inputs(sample_image, WEIGHTS_DIR / SHIPPED[0])
+    _, inputs = _inputs(sample_image, FILES[SHIPPED[0]])
     y = inputs["g_s"]
-    path = str(graph_path(WEIGHTS_DIR / SHIPPED[0], "g_s"))
+    path = str(graph_path(FILES[SHIPPED[0]], "g_s"))
 
     def compiled(model, precision):
         return _core().compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": precision}).create_infer_request()
@@ -183,7 +184,7 @@ def test_g_s_cut_at_its_last_convolution_computes_the_same(sample_image):
     assert np.allclose(compiled(tail, "f32").infer([hidden, y])[0], whole, atol=1e-5)
     if native_bf16():
         all_bf16 = compiled(_core().read_model(path), "bf16").infer([y])[0]
-        mixed = OpenVinoTransforms(WEIGHTS_DIR / SHIPPED[0], bf16=True).g_s(y)
+        mixed = OpenVinoTransforms(FILES[SHIPPED[0]], bf16=True).g_s(y)
         assert np.mean((mixed - whole) ** 2) < 0.75 * np.mean((all_bf16 - whole) ** 2)  # measured: 0.57
 
 

@@ -14,19 +14,27 @@ What changes and what does not::
 
 The ONNX graphs are exported again (their external data are offsets into the file, which
 moved), without g_a's and h_a's.  Encoding with decode-only weights is refused by name.
+
+``--to-legacy`` (in a checkout) then moves a decode-only shipped file and its graphs out of the
+package into ``legacy/lic_legacy/weights`` (the ``lic-legacy`` package): every release adds
+one decode-only file, and the light install's 250 MB hold only so many.  Both manifests are
+rewritten, and ``LEGACY.json`` keeps the moved file's name and id in the package, so a file it
+made gets one line naming lic-legacy (:func:`codec.shipped.not_installed`).
 """
 from __future__ import annotations
 
 import argparse
 import json
 import os
+import struct
 import sys
 from pathlib import Path
 
 from ..container import sha256_file
 from ..frozen import ENCODER_PREFIXES
 from ..onnx_runtime import graph_path
-from ..shipped import CUT_FROM_KEY, DEFAULT_WEIGHTS, ENCODER_TRANSFORMS, MANIFEST, manifest_hash
+from ..shipped import (CUT_FROM_KEY, DEFAULT_WEIGHTS, ENCODER_TRANSFORMS, LEGACY_LIST, MANIFEST, MANIFEST_NAME,
+                       WEIGHTS_DIR, cut_from, manifest_hash, read_metadata)
 from ..weights import _canonical
 from .commands import run_tool
 
@@ -48,10 +56,41 @@ def _read(src: Path) -> tuple[dict, dict]:
     return meta, kept
 
 
-def _set_manifest(name: str, digest: str) -> None:
-    manifest = json.loads(MANIFEST.read_text()) if MANIFEST.exists() else {}
-    manifest[name] = digest
-    MANIFEST.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+def _set_manifest(name: str, digest: str | None, manifest: Path | None = None) -> None:
+    """Record (or, with ``digest`` None, drop) one entry of a manifest-like JSON file (the package's)."""
+    manifest = manifest or MANIFEST
+    entries = json.loads(manifest.read_text()) if manifest.exists() else {}
+    if digest is None:
+        entries.pop(name, None)
+    else:
+        entries[name] = digest
+    manifest.write_text(json.dumps(entries, indent=2, sort_keys=True) + "\n")
+
+
+LEGACY_WEIGHTS = Path(__file__).resolve().parents[2] / "legacy" / "lic_legacy" / "weights"  # in a checkout
+
+
+def to_legacy(src: str | os.PathLike, legacy: Path = LEGACY_WEIGHTS) -> str:
+    """Move decode-only shipped weights ``src`` and its graphs into lic-legacy's folder → a report line."""
+    src = Path(src)
+    if src.parent.resolve() != WEIGHTS_DIR.resolve() or not src.is_file():
+        raise ValueError(f"{src} is not a weights file in the package's folder {WEIGHTS_DIR}")
+    try:
+        source = cut_from(read_metadata(src))
+    except (OSError, ValueError, struct.error) as exc:
+        raise ValueError(f"{src.name} is not a weights file ({exc})") from None
+    if source is None:
+        raise ValueError(f"{src.name} is not decode-only: retire it first")
+    if not legacy.is_dir():
+        raise ValueError(f"no lic-legacy weights folder at {legacy} (a checkout of the repository has one)")
+    digest = manifest_hash(src)
+    moved = [src, *sorted(WEIGHTS_DIR.glob(f"{src.name.removesuffix('.safetensors')}.*.onnx"))]
+    for path in moved:
+        os.replace(path, legacy / path.name)
+    _set_manifest(src.name, digest, legacy / MANIFEST_NAME)
+    _set_manifest(src.name, None)
+    _set_manifest(src.name, source, WEIGHTS_DIR / LEGACY_LIST)
+    return f"moved {', '.join(p.name for p in moved)} to {legacy} (id {source[:12]})"
 
 
 def retire(src: str | os.PathLike, out: str | os.PathLike | None = None, graphs: bool = True) -> str:
@@ -105,8 +144,11 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m codec.training.retire", description=__doc__.splitlines()[0])
     p.add_argument("weights", help="the full weights file (a former default)")
     p.add_argument("--out", default=None, help="where the copy goes (default: over the file itself)")
+    p.add_argument("--to-legacy", action="store_true",
+                   help="instead: move shipped decode-only weights and their graphs into the lic-legacy package")
     args = p.parse_args(argv)
-    return run_tool("python -m codec.training.retire", lambda: retire(args.weights, args.out))
+    work = (lambda: to_legacy(args.weights)) if args.to_legacy else (lambda: retire(args.weights, args.out))
+    return run_tool("python -m codec.training.retire", work)
 
 
 if __name__ == "__main__":

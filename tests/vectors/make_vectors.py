@@ -20,7 +20,7 @@ and ``float``), 1.2 (the compact header; one tile and tiles, RGB, RGBA with alph
 ICC/EXIF/XMP metadata), made with the hyperprior weights the package shipped as its default
 until the context model (``lic-ms-n64r2m192``, 50c52d9893ff, still shipped), and 1.3 (the
 context model's coding steps; one tile and tiles, RGBA) made with the weights that introduced
-it (``lic-ctx-n64r2m192-799k``, 115d2fc5f855, still shipped), plus one RGB file of each later
+it (``lic-ctx-n64r2m192-799k``, 115d2fc5f855, in lic-legacy since 2026-12-05), plus one RGB file of each later
 default (``-846k-``: 86c8184400fd; ``-895k-``: b4d4218a3c5a, the first with the latent residual
 predictor, also tiled; ``-954k-``: 395780aee60f, also tiled); all from crops of ``samples/boothbay.png``.
 Since 395780aee60f the former context-model defaults ship decode-only, so their vectors stand as stored.  The header layout of each version comes from
