@@ -92,7 +92,8 @@ def read_weights(path: str | os.PathLike | None = None, verify: bool = True) -> 
     if not path.is_file():
         raise WeightsError(f"weights file not found: {path}")
     digest = sha256_file(path)
-    expected = manifest_hash(path) if verify and path.parent in weights_dirs() else None
+    shipped = path.resolve().parent in [d.resolve() for d in weights_dirs()]
+    expected = manifest_hash(path.resolve()) if verify and shipped else None
     if expected is not None and digest.hex() != expected:
         raise WeightsError(f"weights file {path.name} is corrupt (SHA-256 does not match the manifest)")
     try:

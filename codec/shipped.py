@@ -119,8 +119,11 @@ def not_installed(weights_id: bytes, loaded: str) -> str:
     """Why a file made with ``weights_id`` cannot decode here, in one line: lic-legacy's, or unknown."""
     for name, digest in sorted(legacy_list().items()):
         if bytes.fromhex(digest).startswith(bytes(weights_id[:8])):
-            return (f"file was made with weights {digest[:12]} ({name.removesuffix('.safetensors')}, an earlier "
-                    "release's), which ship in the lic-legacy package: pip install lic-legacy")
+            stem = name.removesuffix(".safetensors")
+            what = f"file was made with weights {digest[:12]} ({stem}, an earlier release's)"
+            if legacy_dir() is None:
+                return f"{what}, which ship in lic-legacy (legacy/ in lic's repository): pip install ./legacy"
+            return f"{what}, which the installed lic-legacy lacks: upgrade it (pip install -U ./legacy)"
     listed = ", ".join(digest[:12] for digest in sorted(shipped_ids().values())) or loaded
     return f"file was made with weights {weights_id.hex()[:12]}, which are not installed (this lic ships {listed})"
 

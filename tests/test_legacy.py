@@ -11,7 +11,6 @@ import pytest
 import codec
 from codec import shipped
 from codec.errors import WeightsMismatchError
-from codec.training import retire as retire_tool
 
 from .conftest import ROOT
 
@@ -39,7 +38,8 @@ def test_installed_legacy_weights_decode_their_files():
     for vector in _made_by_legacy_weights():
         path = shipped.shipped_weights(codec.read_header(vector).weights_sha256)
         assert path is not None and path.parent == shipped.legacy_dir()
-        assert codec.decode(vector.read_bytes()).size == codec.Codec(path).decode(vector.read_bytes()).size
+        by_default = np.asarray(codec.Codec().decode(vector.read_bytes()))  # finds them by the header's id
+        assert np.array_equal(by_default, np.asarray(codec.Codec(path).decode(vector.read_bytes())))
 
 
 def test_without_lic_legacy_its_files_get_one_line_naming_the_package(monkeypatch, tmp_path, capsys):
@@ -47,16 +47,23 @@ def test_without_lic_legacy_its_files_get_one_line_naming_the_package(monkeypatc
 
     monkeypatch.setattr(shipped, "legacy_dir", lambda: None)
     vector = _made_by_legacy_weights()[0]
-    with pytest.raises(WeightsMismatchError, match=r"ship in the lic-legacy package: pip install lic-legacy"):
+    with pytest.raises(WeightsMismatchError, match=r"which ship in lic-legacy .*: pip install \./legacy"):
         codec.Codec().decode(vector.read_bytes())  # a fresh one: codec.decode's may have met them installed
     assert main(["decode", str(vector), "-o", str(tmp_path / "x.png")]) == 1
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "lic-legacy" in err and "Traceback" not in err
     assert not (tmp_path / "x.png").exists()
+    # an installed lic-legacy that predates the move: upgrade it
+    monkeypatch.setattr(shipped, "legacy_dir", lambda: tmp_path)  # a folder without them
+    with pytest.raises(WeightsMismatchError, match=r"the installed lic-legacy lacks: upgrade it"):
+        codec.Codec().decode(vector.read_bytes())
     # (weights nobody ships still get the plain line: test_codec's test_foreign_weights_are_refused)
 
 
 def test_to_legacy_moves_a_decode_only_file_with_its_graphs_and_both_manifests(monkeypatch, tmp_path, capsys):
+    pytest.importorskip("torch")  # the training wing's tools (the light install has none)
+    from codec.training import retire as retire_tool
+
     package, legacy = tmp_path / "weights", tmp_path / "legacy"
     package.mkdir(), legacy.mkdir()
     (legacy / "MANIFEST.json").write_text("{}\n")
@@ -72,8 +79,14 @@ def test_to_legacy_moves_a_decode_only_file_with_its_graphs_and_both_manifests(m
     graphs = sorted(p.name for p in package.glob(f"{name}.*.onnx"))
     assert graphs
 
+    monkeypatch.setattr(retire_tool, "LEGACY_WEIGHTS", legacy)
     assert retire_tool.main([str(package / "lic-default.safetensors"), "--to-legacy"]) == 1  # whole: refused
     assert "not decode-only" in capsys.readouterr().err
+    (legacy / graphs[0]).write_bytes(b"already here")
+    with pytest.raises(ValueError, match="already has"):  # nothing is overwritten, nothing moves
+        retire_tool.to_legacy(package / f"{name}.safetensors", legacy)
+    assert (package / f"{name}.safetensors").exists() and (legacy / graphs[0]).read_bytes() == b"already here"
+    (legacy / graphs[0]).unlink()
     report = retire_tool.to_legacy(package / f"{name}.safetensors", legacy)
     assert name in report
     assert sorted(p.name for p in legacy.glob("*.onnx")) == graphs and not list(package.glob(f"{name}.*"))

@@ -50,7 +50,7 @@ from safetensors import safe_open
 
 from ..container import sha256_file
 from ..onnx_runtime import RESIDUAL, TRANSFORMS, graph_path
-from ..shipped import WEIGHTS_DIR, shipped_manifest
+from ..shipped import shipped_files
 from ..weights import load_weights
 
 OPSET = 17
@@ -273,7 +273,7 @@ def main(argv: list[str] | None = None) -> int:
     if any(a in ("-h", "--help") for a in args):
         print(__doc__)
         return 0
-    paths = [Path(a) for a in args] or [WEIGHTS_DIR / name for name in sorted(shipped_manifest())]
+    paths = [Path(a) for a in args] or [path for _, path in sorted(shipped_files().items())]
     for path in paths:
         export_graphs(path)
     return 0

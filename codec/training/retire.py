@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import struct
 import sys
 from pathlib import Path
@@ -70,9 +71,13 @@ def _set_manifest(name: str, digest: str | None, manifest: Path | None = None) -
 LEGACY_WEIGHTS = Path(__file__).resolve().parents[2] / "legacy" / "lic_legacy" / "weights"  # in a checkout
 
 
-def to_legacy(src: str | os.PathLike, legacy: Path = LEGACY_WEIGHTS) -> str:
-    """Move decode-only shipped weights ``src`` and its graphs into lic-legacy's folder → a report line."""
-    src = Path(src)
+def to_legacy(src: str | os.PathLike, legacy: Path | None = None) -> str:
+    """Move decode-only shipped weights ``src`` and its graphs into lic-legacy's folder → a report line.
+
+    Copies first, then rewrites the manifests, then deletes the originals: an interruption leaves
+    the file shipped where it was (perhaps with a stray copy), never listed nowhere.
+    """
+    src, legacy = Path(src), legacy or LEGACY_WEIGHTS
     if src.parent.resolve() != WEIGHTS_DIR.resolve() or not src.is_file():
         raise ValueError(f"{src} is not a weights file in the package's folder {WEIGHTS_DIR}")
     try:
@@ -84,12 +89,18 @@ def to_legacy(src: str | os.PathLike, legacy: Path = LEGACY_WEIGHTS) -> str:
     if not legacy.is_dir():
         raise ValueError(f"no lic-legacy weights folder at {legacy} (a checkout of the repository has one)")
     digest = manifest_hash(src)
+    if digest is None or digest != sha256_file(src).hex():
+        raise ValueError(f"{src.name} does not match the package's manifest: check it before it moves")
     moved = [src, *sorted(WEIGHTS_DIR.glob(f"{src.name.removesuffix('.safetensors')}.*.onnx"))]
+    if taken := [p.name for p in moved if (legacy / p.name).exists()]:
+        raise ValueError(f"lic-legacy already has {', '.join(taken)}: nothing moved")
     for path in moved:
-        os.replace(path, legacy / path.name)
+        shutil.copy2(path, legacy / path.name)
     _set_manifest(src.name, digest, legacy / MANIFEST_NAME)
-    _set_manifest(src.name, None)
     _set_manifest(src.name, source, WEIGHTS_DIR / LEGACY_LIST)
+    _set_manifest(src.name, None)
+    for path in moved:
+        path.unlink()
     return f"moved {', '.join(p.name for p in moved)} to {legacy} (id {source[:12]})"
 
 

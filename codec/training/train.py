@@ -233,7 +233,7 @@ def train(args: argparse.Namespace) -> None:
         print(f"resumed {ckpt_path} at step {step} ({elapsed / 3600:.2f} h trained)", flush=True)
     else:
         ema.load_state_dict(model.state_dict())
-    if args.start_from_ema:
+    if args.start_from_ema and not (resume or {}).get("args", {}).get("start_from_ema"):  # once, not per resume
         model.load_state_dict(ema.state_dict())
     if args.hard:
         model.start_hard_phase()
