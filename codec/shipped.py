@@ -59,19 +59,25 @@ def weights_dirs() -> list[Path]:
     return [WEIGHTS_DIR, *filter(None, [legacy_dir()])]
 
 
-def shipped_files() -> dict[str, Path]:
-    """Every installed shipped weights file: name → path (names are unique across the folders)."""
-    files = {}
+def _shipped_entries() -> dict[str, tuple[Path, str]]:
+    """Every installed shipped weights file: name → (path, SHA-256 of its bytes), each manifest read once
+    (names are unique across the folders)."""
+    entries = {}
     for folder in weights_dirs():
         manifest = folder / MANIFEST_NAME
-        for name in json.loads(manifest.read_text()) if manifest.is_file() else {}:
-            files.setdefault(name, folder / name)
-    return files
+        for name, digest in (json.loads(manifest.read_text()) if manifest.is_file() else {}).items():
+            entries.setdefault(name, (folder / name, digest))
+    return entries
+
+
+def shipped_files() -> dict[str, Path]:
+    """Every installed shipped weights file: name → path."""
+    return {name: path for name, (path, _) in _shipped_entries().items()}
 
 
 def shipped_manifest() -> dict[str, str]:
     """The installed shipped weights: file name → SHA-256 (hex) of its bytes; empty where there are none."""
-    return {name: manifest_hash(path) for name, path in shipped_files().items()}
+    return {name: digest for name, (_, digest) in _shipped_entries().items()}
 
 
 def legacy_list() -> dict[str, str]:
@@ -99,19 +105,23 @@ def weights_id(path: str | os.PathLike, digest: str | None = None) -> str | None
     return source or digest or manifest_hash(path)
 
 
+def _shipped_ids() -> dict[str, tuple[Path, str]]:
+    """The installed shipped weights file names → (path, the SHA-256 (hex) their files' headers name)."""
+    return {name: (path, weights_id(path, digest)) for name, (path, digest) in _shipped_entries().items()}
+
+
 def shipped_ids() -> dict[str, str]:
     """The installed shipped weights file names → the SHA-256 (hex) their files' headers name."""
-    return {name: weights_id(path) for name, path in shipped_files().items()}
+    return {name: ident for name, (_, ident) in _shipped_ids().items()}
 
 
 def shipped_weights(header_id: bytes) -> Path | None:
     """The shipped weights file whose id (:func:`weights_id`) begins with ``header_id`` (a header's), if any."""
     if len(header_id) < 8:
         return None
-    files = shipped_files()
-    for name, digest in sorted(shipped_ids().items()):
-        if bytes.fromhex(digest).startswith(header_id):
-            return files[name]
+    for _, (path, ident) in sorted(_shipped_ids().items()):
+        if bytes.fromhex(ident).startswith(header_id):
+            return path
     return None
 
 

@@ -149,5 +149,4 @@ def _round_straight_through(v: torch.Tensor) -> torch.Tensor:
 
 def _straight_through(y: torch.Tensor, mean: torch.Tensor) -> torch.Tensor:
     """round(y − mean) + mean in value, the identity in the gradient (what g_s and the context see)."""
-    centred = y - mean
-    return (torch.round(centred) - centred).detach() + centred + mean
+    return _round_straight_through(y - mean) + mean
