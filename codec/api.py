@@ -100,7 +100,7 @@ class Codec:
 
     def entropy_encode(self, lat: Latents) -> list[tuple[bytes, bytes]]:
         """Entropy-coding stage: latents → one (z stream, y stream) per tile."""
-        return [encode_tile((lic := self._codec_for(lat.weights)).weights, lic.paths[lat.profile], t) for t in lat.tiles]
+        return [encode_tile((lic := self._codec_for(lat.weights)).weights, lic.paths[lat.profile], t, lat.quality) for t in lat.tiles]
 
     @codec_call
     def entropy_decode(self, data, tiles: list[int] | None = None, partial: bool = False) -> Latents:
@@ -166,7 +166,7 @@ class Codec:
     def _entropy_decode(self, parsed: container.LicFile, wanted, partial: bool) -> tuple[Latents, list[int]]:
         """Streams → latents of the ``wanted`` tiles (all: None), and the tiles found damaged (``partial``)."""
         grid, h = self._checked_grid(parsed), parsed.header
-        tiles, damaged = decode_tiles(self.weights, path_for(self.paths, h), grid, parsed.tiles, wanted, partial)
+        tiles, damaged = decode_tiles(self.weights, path_for(self.paths, h), grid, parsed.tiles, h.quality, wanted, partial)
         return Latents(tiles, grid, h.quality, h.profile, self.weights.sha256), damaged
 
     def _checked_grid(self, parsed: container.LicFile) -> TileGrid:
@@ -205,7 +205,7 @@ class Codec:
             return lic.decode(data, crop=crop, partial=partial, progress=progress)
         grid, h = self._checked_grid(parsed), parsed.header
         region = crop_box(crop, h.width, h.height)  # tiles decoded as the windows reach them: only the crop's
-        decode = tile_decoder(self.weights, path_for(self.paths, h), grid, parsed.tiles, partial)
+        decode = tile_decoder(self.weights, path_for(self.paths, h), grid, parsed.tiles, h.quality, partial)
         source = TileSource(self.weights, self.backend, grid, h.quality, decode)
         canvas = self.transforms.synthesis(source, grid, region, progress, image_canvas(parsed, region))
         if damaged := sorted(source.lost):

@@ -94,13 +94,17 @@ def _crc(*parts: bytes) -> int:
     return crc
 
 
+def quality_code(quality: float) -> int:
+    """A quality as the header stores it: × 100, rounded, 0 … 10000 (what a decoder reads back ÷ 100)."""
+    return round(min(max(quality, 0.0), 100.0) * 100)
+
+
 def _pack_header(h: Header) -> bytes:
     if not (1 <= h.width <= MAX_SIDE and 1 <= h.height <= MAX_SIDE):
         raise CorruptFileError(f"image size {h.width}x{h.height} outside 1..{MAX_SIDE}")
     if h.version[0] != FORMAT_MAJOR or not 0 <= h.version[1] <= FORMAT_MINOR:
         raise ValueError(f"cannot write format version {h.version}")
-    q = round(min(max(h.quality, 0.0), 100.0) * 100)
-    fields = (h.width, h.height, MODES.index(h.mode), PROFILES.index(h.profile), q)
+    fields = (h.width, h.height, MODES.index(h.mode), PROFILES.index(h.profile), quality_code(h.quality))
     if h.version >= COMPACT_SINCE:
         if len(h.weights_sha256) < WEIGHTS_ID_BYTES:
             raise ValueError(f"weights id shorter than {WEIGHTS_ID_BYTES} bytes")

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from .config import ModelConfig
-from .container import sha256_file
+from .container import quality_code, sha256_file
 from .entropy import TableSet
 from .errors import WeightsError
 from .shipped import CUT_FROM_KEY, DEFAULT_WEIGHTS, ENCODER_TRANSFORMS, manifest_hash, weights_dirs
@@ -26,6 +26,10 @@ FORMAT_TAG = "lic-weights-1"
 # weights whose g_s input needs more than ŷ' (a latent residual predictor): a tag older readers refuse,
 # since they would otherwise decode such files without it, silently wrong
 RESIDUAL_FORMAT_TAG = "lic-weights-2"
+# weights whose z tables come one set per rate level (docs/FORMAT.md, step 2): older readers would code z
+# with the first set at every quality, so they must refuse these (with or without a residual predictor)
+Z_LEVELS_FORMAT_TAG = "lic-weights-3"
+FORMAT_TAGS = (FORMAT_TAG, RESIDUAL_FORMAT_TAG, Z_LEVELS_FORMAT_TAG)
 ENCODER_PREFIXES = tuple(f"{t}." for t in ENCODER_TRANSFORMS)  # their tensors' keys
 TABLE_KEYS = ("tables.z.freqs", "tables.z.radius", "tables.y.freqs", "tables.y.radius")
 
@@ -43,6 +47,18 @@ class FrozenWeights:
     path: Path | None = None
     extra: dict = field(default_factory=dict)
     file_sha256: bytes | None = None  # the file's own digest where it differs from the id (decode-only files)
+    z_levels: int = 1  # z-table sets: 1 (one for every quality), or config.levels (one per rate level)
+    _z_sets: dict = field(default_factory=dict, repr=False, compare=False)
+
+    def z_tables_at(self, quality: float) -> TableSet:
+        """The z tables a file of this ``quality`` codes with: the one set, or that of the nearest level."""
+        if self.z_levels == 1:
+            return self.z_tables
+        k = z_table_level(quality, self.z_levels)
+        if k not in self._z_sets:
+            n = len(self.z_tables) // self.z_levels
+            self._z_sets[k] = TableSet(self.z_tables.freqs[k * n : (k + 1) * n], self.z_tables.radius[k * n : (k + 1) * n])
+        return self._z_sets[k]
 
     @property
     def z_medians(self) -> np.ndarray:
@@ -64,6 +80,12 @@ class FrozenWeights:
     def file_digest(self) -> bytes:
         """SHA-256 of the weights file's own bytes: what its ONNX graphs record (the id, unless decode-only)."""
         return self.file_sha256 or self.sha256
+
+
+def z_table_level(quality: float, levels: int) -> int:
+    """The rate level nearest to ``quality`` as the header stores it (Q = quality × 100, an integer):
+    (Q·(levels − 1) + 5000) // 10000, integers only, so encoder and decoder agree on every machine."""
+    return (quality_code(quality) * (levels - 1) + 5000) // 10000
 
 
 def unflat_tables(flat: np.ndarray, radius: np.ndarray) -> TableSet:
@@ -100,13 +122,16 @@ def read_weights(path: str | os.PathLike | None = None, verify: bool = True) -> 
         with safe_open(str(path), framework="numpy") as f:
             meta = f.metadata() or {}
             arrays = {k: f.get_tensor(k) for k in f.keys()}
-        if meta.get("format") not in (FORMAT_TAG, RESIDUAL_FORMAT_TAG):
+        if meta.get("format") not in FORMAT_TAGS:
             raise WeightsError(f"{path.name} is not a lic weights file")
         config = ModelConfig.from_dict(json.loads(meta["config"]))
         if config.residual and not any(k.startswith("residual.") for k in arrays):
             raise WeightsError(f"{path.name} names a latent residual predictor in its config but holds none")
         z_tables = unflat_tables(arrays.pop(TABLE_KEYS[0]), arrays.pop(TABLE_KEYS[1]))
         y_tables = unflat_tables(arrays.pop(TABLE_KEYS[2]), arrays.pop(TABLE_KEYS[3]))
+        z_levels = config.levels if meta["format"] == Z_LEVELS_FORMAT_TAG else 1
+        if len(z_tables) != z_levels * config.N:
+            raise WeightsError(f"{path.name} holds {len(z_tables)} z tables, not {z_levels} × {config.N}")
         extra = json.loads(meta.get("extra", "{}"))
         weights_id = bytes.fromhex(meta.get(CUT_FROM_KEY, digest.hex()))
         if len(weights_id) != 32:
@@ -117,7 +142,7 @@ def read_weights(path: str | os.PathLike | None = None, verify: bool = True) -> 
         raise
     except Exception as exc:  # safetensors/json errors all mean a bad file
         raise WeightsError(f"weights file {path.name} is unreadable: {exc}") from None
-    weights = FrozenWeights(meta["name"], config, z_tables, y_tables, arrays, weights_id, path, extra, digest)
+    weights = FrozenWeights(meta["name"], config, z_tables, y_tables, arrays, weights_id, path, extra, digest, z_levels)
     if weights_id != digest and not weights.decode_only:  # decode-only: cut_from named, g_a and h_a gone
         raise WeightsError(f"{path.name} names weights it was cut from but still holds analysis transforms")
     if weights_id == digest and weights.decode_only:

@@ -60,19 +60,20 @@ def _whole(y: np.ndarray, grid: TileGrid, codes) -> tuple[np.ndarray, np.ndarray
     return mean, index
 
 
-def encode_tile(weights, path: ProbabilityPath, tile: TileLatents) -> tuple[bytes, bytes]:
-    """One tile's latents → (z stream, y stream), y written in the path's coding steps."""
+def encode_tile(weights, path: ProbabilityPath, tile: TileLatents, quality: float) -> tuple[bytes, bytes]:
+    """One tile's latents → (z stream, y stream), y written in the path's coding steps; z with the
+    tables of ``quality`` (the file's, :meth:`codec.frozen.FrozenWeights.z_tables_at`)."""
     writer = SymbolWriter(weights.y_tables)
     for elements in path.steps(tile.y.shape):
         writer.write(elements.select(tile.y), elements.select(tile.y_index))
-    return encode_symbols(tile.z, z_groups(tile.z.shape), weights.z_tables), writer.finish()
+    return encode_symbols(tile.z, z_groups(tile.z.shape), weights.z_tables_at(quality)), writer.finish()
 
 
-def decode_tile(weights, path: ProbabilityPath, streams: tuple[bytes, bytes], box: Box) -> TileLatents:
-    """(z stream, y stream) of the tile at ``box`` (pixels) → its latents."""
+def decode_tile(weights, path: ProbabilityPath, streams: tuple[bytes, bytes], box: Box, quality: float) -> TileLatents:
+    """(z stream, y stream) of the tile at ``box`` (pixels) of a file of ``quality`` → its latents."""
     zb, yb = box.scaled(STRIDE), box.scaled(LATENT)
     z_shape = (weights.config.N, zb.y1 - zb.y0, zb.x1 - zb.x0)
-    z = decode_symbols(streams[0], z_groups(z_shape), weights.z_tables)
+    z = decode_symbols(streams[0], z_groups(z_shape), weights.z_tables_at(quality))
     y_shape = (weights.config.M, yb.y1 - yb.y0, yb.x1 - yb.x0)
     reader = SymbolReader(streams[1], weights.y_tables, y_shape[0] * y_shape[1] * y_shape[2])
 
@@ -102,7 +103,7 @@ def where(grid: TileGrid, index: int) -> str:
     return f"tile {index} (row {r}, column {c})"
 
 
-def tile_decoder(weights, path: ProbabilityPath, grid: TileGrid, streams: list, partial: bool
+def tile_decoder(weights, path: ProbabilityPath, grid: TileGrid, streams: list, quality: float, partial: bool
                  ) -> Callable[[int], TileLatents | None]:
     """``decode(i)``: tile i's latents from its streams; None for a damaged tile with ``partial``,
     else CorruptFileError naming it."""
@@ -110,7 +111,7 @@ def tile_decoder(weights, path: ProbabilityPath, grid: TileGrid, streams: list, 
         try:
             if streams[i] is None:
                 raise CorruptFileError("damaged chunk")
-            return decode_tile(weights, path, streams[i], grid.box(i))
+            return decode_tile(weights, path, streams[i], grid.box(i), quality)
         except CorruptFileError as exc:
             if not partial:
                 raise exc if grid.single else CorruptFileError(where(grid, i) + f": {exc}") from None
@@ -118,11 +119,11 @@ def tile_decoder(weights, path: ProbabilityPath, grid: TileGrid, streams: list, 
     return decode
 
 
-def decode_tiles(weights, path: ProbabilityPath, grid: TileGrid, streams: list, wanted: list[int] | None,
-                 partial: bool) -> tuple[list[TileLatents | None], list[int]]:
+def decode_tiles(weights, path: ProbabilityPath, grid: TileGrid, streams: list, quality: float,
+                 wanted: list[int] | None, partial: bool) -> tuple[list[TileLatents | None], list[int]]:
     """Streams → the latents of the ``wanted`` tiles (all by default), and those found damaged
     (None with ``partial``)."""
-    decode = tile_decoder(weights, path, grid, streams, partial)
+    decode = tile_decoder(weights, path, grid, streams, quality, partial)
     wanted = range(len(grid)) if wanted is None else set(wanted)
     tiles = [decode(i) if i in wanted else None for i in range(len(grid))]
     return tiles, [i for i in wanted if tiles[i] is None]

@@ -41,7 +41,7 @@ def score(lic, image, quality: float = 75.0) -> float:
     lat = lic.to_latents(image, quality)
     bits = 0.0
     for t in lat.tiles:
-        bits += _code_length(t.z, z_groups(t.z.shape), lic.weights.z_tables)
+        bits += _code_length(t.z, z_groups(t.z.shape), lic.weights.z_tables_at(lat.quality))
         bits += _code_length(t.y, t.y_index, lic.weights.y_tables)
     return bits / (lat.width * lat.height)
 
@@ -71,7 +71,7 @@ def sample(lic, width: int, height: int, seed: int = 0, quality: float = 75.0):
     box = grid.box(0)
     N = lic.weights.config.N
     z_shape = (N, box.y1 // STRIDE, box.x1 // STRIDE)
-    z = _draw(rng, z_groups(z_shape), lic.weights.z_tables).astype(np.int32)
+    z = _draw(rng, z_groups(z_shape), lic.weights.z_tables_at(quality)).astype(np.int32)
     path = lic.paths["int"]
     # every step draws the whole y and keeps its own elements: the random stream of earlier releases
     code = path.walk(z, lambda step: step.select(_draw(rng, step.index, lic.weights.y_tables)))

@@ -23,7 +23,7 @@ from .container import sha256_file
 from .context import ChannelContext, LatentResidual
 from .entropy import TableSet
 from .errors import WeightsError
-from .frozen import FORMAT_TAG, RESIDUAL_FORMAT_TAG, FrozenWeights, flat_tables, read_weights
+from .frozen import FORMAT_TAG, RESIDUAL_FORMAT_TAG, Z_LEVELS_FORMAT_TAG, FrozenWeights, flat_tables, read_weights
 from .shipped import DEFAULT_WEIGHTS, MANIFEST  # noqa: F401  (export's)
 from .transforms import (
     FrozenGDN, GainUnits, ModelConfig, analysis, hyper_analysis, hyper_synthesis, split_hyper_params, synthesis,
@@ -36,7 +36,7 @@ class FrozenModel(nn.Module):
     """Transforms + medians + frozen tables: what encode and decode need, nothing to train."""
 
     def __init__(self, config: ModelConfig, name: str, z_tables: TableSet, y_tables: TableSet,
-                 z_medians: np.ndarray):
+                 z_medians: np.ndarray, z_levels: int = 1):
         super().__init__()
         self.config, self.name = config, name
         N, M = config.N, config.M
@@ -48,6 +48,7 @@ class FrozenModel(nn.Module):
         self.context = ChannelContext(config.groups) if config.groups else None  # format 1.3's steps
         self.residual = LatentResidual(M, config.residual) if config.residual else None  # g_s's input
         self.z_tables, self.y_tables = z_tables, y_tables
+        self.z_levels = z_levels  # z-table sets: 1, or one per rate level (rows level·N + channel)
         self.register_buffer("z_medians", torch.as_tensor(np.asarray(z_medians, np.float32)))
         self.sha256 = b"\0" * 32  # set by load_weights: identifies the weights in file headers
         self.requires_grad_(False).eval()
@@ -59,7 +60,8 @@ class FrozenModel(nn.Module):
     @classmethod
     def from_weights(cls, weights: FrozenWeights) -> FrozenModel:
         """The torch modules of a weights file read with :func:`codec.frozen.read_weights`."""
-        frozen = cls(weights.config, weights.name, weights.z_tables, weights.y_tables, weights.z_medians)
+        frozen = cls(weights.config, weights.name, weights.z_tables, weights.y_tables, weights.z_medians,
+                     weights.z_levels)
         if weights.decode_only:  # a former default without its analysis transforms (codec.training.retire)
             frozen.g_a = frozen.h_a = None
         try:
@@ -73,7 +75,8 @@ class FrozenModel(nn.Module):
 
     def frozen_weights(self) -> FrozenWeights:
         """These modules as the runtime-neutral :class:`~codec.frozen.FrozenWeights`."""
-        return FrozenWeights(self.name, self.config, self.z_tables, self.y_tables, self.arrays(), self.sha256)
+        return FrozenWeights(self.name, self.config, self.z_tables, self.y_tables, self.arrays(), self.sha256,
+                             z_levels=self.z_levels)
 
     @torch.inference_mode()
     def hyper_params(self, z_sym: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -97,8 +100,10 @@ def save_weights(frozen: FrozenModel, path: str | os.PathLike, extra: dict | Non
                for k, v in frozen.state_dict().items()}  # medians) stay fp32: they are tiny
     for prefix, tables in (("tables.z", frozen.z_tables), ("tables.y", frozen.y_tables)):
         tensors[f"{prefix}.freqs"], tensors[f"{prefix}.radius"] = map(torch.from_numpy, flat_tables(tables))
-    meta = {"format": RESIDUAL_FORMAT_TAG if frozen.config.residual else FORMAT_TAG, "name": frozen.name, "config": json.dumps(frozen.config.to_dict()),
-            "extra": json.dumps(extra or {})}
+    if len(frozen.z_tables) != frozen.z_levels * frozen.config.N:
+        raise ValueError(f"{len(frozen.z_tables)} z tables for {frozen.z_levels} set(s) of {frozen.config.N}")
+    tag = Z_LEVELS_FORMAT_TAG if frozen.z_levels > 1 else RESIDUAL_FORMAT_TAG if frozen.config.residual else FORMAT_TAG
+    meta = {"format": tag, "name": frozen.name, "config": json.dumps(frozen.config.to_dict()), "extra": json.dumps(extra or {})}
     path = Path(path)
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_bytes(_canonical(save(tensors, metadata=meta)))

@@ -103,7 +103,7 @@ def test_a_path_of_several_steps_round_trips_a_tile(hyperprior_lic, sample_image
     path = Checkerboard(lic.weights.arrays)
     lat = lic.to_latents(sample_image.crop((0, 0, 128, 64)), 60)
     tile = lat.tiles[0]
-    z_stream, y_stream = encode_tile(lic.weights, path, tile)
-    assert y_stream != encode_tile(lic.weights, lic.paths["int"], tile)[1]  # another order, other bytes
-    back = decode_tile(lic.weights, path, (z_stream, y_stream), lat.grid.box(0))
+    z_stream, y_stream = encode_tile(lic.weights, path, tile, lat.quality)
+    assert y_stream != encode_tile(lic.weights, lic.paths["int"], tile, lat.quality)[1]  # another order, other bytes
+    back = decode_tile(lic.weights, path, (z_stream, y_stream), lat.grid.box(0), lat.quality)
     assert np.array_equal(back.y, tile.y) and np.array_equal(back.z, tile.z)

@@ -49,7 +49,7 @@ def test_training_crops_are_reproducible_and_bounded(tmp_path):
 def test_fitted_tables_code_fewer_bits_and_decode_the_same_pixels(torch_lic, sample_image):
     lic = torch_lic
     image = sample_image.crop((0, 0, 256, 192))
-    counts = symbol_counts(lic, [(image, 20.0)], lic.weights.y_tables)
+    counts, _ = symbol_counts(lic, [(image, 20.0)], lic.weights.y_tables)
     frozen = copy.copy(lic.model)
     frozen.y_tables = fit_tables(counts, lic.weights.y_tables)
     fitted = codec.Codec(frozen, bf16=False)

@@ -73,7 +73,7 @@ def test_region_decode_reads_only_the_tiles_it_needs(lic, photo, tiled, monkeypa
 
     real = codec.latent_coding.decode_tile
     monkeypatch.setattr(codec.latent_coding, "decode_tile",
-                        lambda model, path, streams, box: decoded.append(box) or real(model, path, streams, box))
+                        lambda model, path, streams, box, quality: decoded.append(box) or real(model, path, streams, box, quality))
     part = lic.decode(tiled, crop=(10, 20, 50, 40))  # inside tile 0
     assert part.size == (50, 40)
     assert np.array_equal(np.asarray(part), full[20:60, 10:60])

@@ -21,7 +21,7 @@ from .checkpoint import load_checkpoint
 from .data import training_dir
 from .freeze import freeze
 from .model import LicModel
-from .tablefit import FitOptions, fit_y_tables
+from .tablefit import FitOptions, fit_entropy_tables
 
 
 def export(checkpoint: str | Path, out: str | Path = DEFAULT_WEIGHTS, name: str | None = None,
@@ -44,8 +44,11 @@ def export(checkpoint: str | Path, out: str | Path = DEFAULT_WEIGHTS, name: str 
     info = {"step": ckpt["step"], "train_hours": round(ckpt["elapsed_seconds"] / 3600, 3)}
     frozen = freeze(model, name)
     if fit is not None:
-        frozen.y_tables = fit_y_tables(frozen, fit)
+        frozen.y_tables, z_tables = fit_entropy_tables(frozen, fit)
         info["y_tables"] = {"fitted_crops": fit.crops, "seed": fit.seed, "pseudo_count": fit.pseudo_count}
+        if z_tables is not None:  # one set per rate level
+            frozen.z_tables, frozen.z_levels = z_tables, config.levels
+            info["z_tables"] = {**info["y_tables"], "per_level": config.levels}
     digest = save_weights(frozen, out, extra=info).hex()
     out = Path(out)
     if out.parent.resolve() == MANIFEST.parent.resolve():
@@ -66,10 +69,13 @@ def main(argv: list[str] | None = None) -> int:
                    help="training images the y tables are fitted on (default: as lic train's --data)")
     p.add_argument("--fit-crops", type=int, default=600,
                    help="training crops the y tables are fitted on (0: Gaussian tables)")
+    p.add_argument("--one-z-set", action="store_true",
+                   help="keep the bottleneck's one set of z tables (default: z tables fitted per rate level)")
     args = p.parse_args(argv)
 
     def run() -> str:
-        fit = FitOptions(training_dir(args.fit_data), args.fit_crops) if args.fit_crops > 0 else None
+        fit = (FitOptions(training_dir(args.fit_data), args.fit_crops, z_per_level=not args.one_z_set)
+               if args.fit_crops > 0 else None)
         return f"wrote {args.out} sha256 {export(args.checkpoint, args.out, args.name, not args.no_ema, fit)}"
 
     return run_tool("python -m codec.training.export", run)

@@ -1,4 +1,4 @@
-"""Frozen y tables fitted to the symbols that real images produce (used by ``codec.training.export``).
+"""Frozen tables fitted to the symbols that real images produce (used by ``codec.training.export``).
 
 Why: training prices y' with a density (a Gaussian of the predicted σ, convolved with the
 uniform noise that stands in for rounding), while the coder codes round(y' − mean) with the
@@ -6,14 +6,17 @@ table of the grid σ just above the predicted one (:func:`codec.densities.scale_
 Every σ of a grid step shares one table, and the symbols real images give at a table are
 not exactly that discretised Gaussian.  On held-out training crops, refitting each table to
 the histogram of the symbols it codes cut the y bits by 0.8–1.3 % (most at low rates), and on
-Kodak by 0.7–1.5 % (docs/MODEL_CARD.md, "Fitted tables").
+Kodak by 0.7–1.5 % (docs/MODEL_CARD.md, "Fitted tables").  z's factorised density is one
+compromise over every rate level; refitted as one set per level (the decoder picks the set of
+the level nearest the header's quality, docs/FORMAT.md step 2) it codes the same z in up to
+1 % fewer bits at the lowest rates (−0.16 % BD-rate on Kodak with the weights of 2026-12-05).
 
-    training crops ─Codec.to_latents─▶ (table index, symbol) counts ─fit_tables─▶ y TableSet
+    training crops ─Codec.to_latents─▶ (table, symbol) counts ─fit_tables─▶ y TableSet, z TableSet per level
 
-Each table keeps its radius and escape entry and is the count histogram plus its Gaussian
-weighted as ``pseudo_count`` symbols, so tables that training crops rarely reach stay
-Gaussian.  The index, the σ grid and the file format are unchanged: a fitted weights file
-differs from a Gaussian one only in the numbers of ``tables.y.freqs``.
+Each table keeps its radius and escape entry and is the count histogram plus its prior (the
+y table's Gaussian, the bottleneck's z table) weighted as ``pseudo_count`` symbols, so tables
+that training crops rarely reach stay as they were.  y's index, the σ grid and the file format
+are unchanged; z tables per level are a weights tag of their own (``lic-weights-3``).
 """
 from __future__ import annotations
 
@@ -25,7 +28,9 @@ import numpy as np
 from PIL import Image
 
 from ..entropy import PRECISION, TableSet, quantize_pmf, stack_tables
+from ..frozen import z_table_level
 from ..images import find_images
+from ..probability import z_groups
 from .patches import open_training_image
 
 CROP = 512  # side of the training crops (whole image if smaller): images, not patches
@@ -42,6 +47,7 @@ class FitOptions:
     crops: int = 600
     seed: int = 0
     pseudo_count: float = PSEUDO_COUNT
+    z_per_level: bool = True  # z tables refitted too, one set per rate level (weights format lic-weights-3)
 
 
 def training_crops(options: FitOptions) -> Iterator[tuple[Image.Image, float]]:
@@ -58,18 +64,30 @@ def training_crops(options: FitOptions) -> Iterator[tuple[Image.Image, float]]:
         yield im.crop((x0, y0, x0 + w, y0 + h)), float(rng.uniform(0, 100))
 
 
-def symbol_counts(codec, crops, tables: TableSet) -> list[np.ndarray]:
-    """Per y table, the counts of the symbols −radius … radius it codes, then of its escapes."""
+def _add(counts: list[np.ndarray], symbols: np.ndarray, table: np.ndarray, radius: np.ndarray) -> None:
+    """Each symbol into the histogram of its table: entries −radius … radius, then the escape."""
+    symbols, table = symbols.reshape(-1).astype(np.int64), np.asarray(table).reshape(-1)
+    r = radius[table].astype(np.int64)
+    entry = np.where(np.abs(symbols) > r, 2 * r + 1, symbols + r)
+    for k in np.unique(table):
+        counts[k] += np.bincount(entry[table == k], minlength=len(counts[k]))
+
+
+def symbol_counts(codec, crops, tables: TableSet, z_tables: TableSet | None = None, z_levels: int = 1
+                  ) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """(per y table, per z table row) the counts of the symbols −radius … radius each codes, then
+    of its escapes.  z rows (with ``z_tables``, one per channel) come ``z_levels`` sets deep: row
+    level·N + channel counts the crops whose quality is nearest that level (as a decoder picks)."""
     counts = [np.zeros(2 * int(r) + 2, dtype=np.int64) for r in tables.radius]
+    z_radius = np.tile(z_tables.radius, z_levels) if z_tables is not None else np.zeros(0, np.int32)
+    z_counts = [np.zeros(2 * int(r) + 2, dtype=np.int64) for r in z_radius]
     for image, quality in crops:
+        offset = z_table_level(quality, z_levels) * len(z_tables) if z_tables is not None else 0
         for tile in codec.to_latents(image, quality).tiles:
-            index = tile.y_index.reshape(-1)
-            symbol = tile.y.reshape(-1).astype(np.int64)
-            radius = tables.radius[index].astype(np.int64)
-            entry = np.where(np.abs(symbol) > radius, 2 * radius + 1, symbol + radius)
-            for k in np.unique(index):
-                counts[k] += np.bincount(entry[index == k], minlength=len(counts[k]))
-    return counts
+            _add(counts, tile.y, tile.y_index, tables.radius)
+            if z_tables is not None:
+                _add(z_counts, tile.z, offset + z_groups(tile.z.shape), z_radius)
+    return counts, z_counts
 
 
 def fit_tables(counts: list[np.ndarray], prior: TableSet, pseudo_count: float = PSEUDO_COUNT) -> TableSet:
@@ -82,10 +100,17 @@ def fit_tables(counts: list[np.ndarray], prior: TableSet, pseudo_count: float = 
     return stack_tables(rows, [int(r) for r in prior.radius])
 
 
-def fit_y_tables(frozen, options: FitOptions) -> TableSet:
-    """``frozen``'s y tables refitted on training crops (``frozen`` itself is not changed)."""
+def fit_entropy_tables(frozen, options: FitOptions) -> tuple[TableSet, TableSet | None]:
+    """``frozen``'s y tables refitted on training crops, and (``options.z_per_level``) its z tables
+    refitted as one set per rate level, rows level·N + channel; None keeps its z tables.
+    ``frozen`` itself is not changed."""
     from ..api import Codec
 
-    codec = Codec(frozen)
-    return fit_tables(symbol_counts(codec, training_crops(options), frozen.y_tables),
-                      frozen.y_tables, options.pseudo_count)
+    levels = frozen.config.levels if options.z_per_level else 1
+    z_tables = frozen.z_tables if options.z_per_level else None
+    y_counts, z_counts = symbol_counts(Codec(frozen), training_crops(options), frozen.y_tables, z_tables, levels)
+    y_fitted = fit_tables(y_counts, frozen.y_tables, options.pseudo_count)
+    if z_tables is None:
+        return y_fitted, None
+    z_prior = TableSet(np.tile(z_tables.freqs, (levels, 1)), np.tile(z_tables.radius, levels))
+    return y_fitted, fit_tables(z_counts, z_prior, options.pseudo_count)
