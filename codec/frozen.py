@@ -48,17 +48,24 @@ class FrozenWeights:
     extra: dict = field(default_factory=dict)
     file_sha256: bytes | None = None  # the file's own digest where it differs from the id (decode-only files)
     z_levels: int = 1  # z-table sets: 1 (one for every quality), or config.levels (one per rate level)
-    _z_sets: dict = field(default_factory=dict, repr=False, compare=False)
+    # the sets z_tables_at has cut, and the z_tables they were cut from (a copy or a replace starts again)
+    _z_sets: tuple = field(default_factory=lambda: (None, {}), init=False, repr=False, compare=False)
+
+    def __post_init__(self):
+        check_z_sets(len(self.z_tables), self.z_levels, self.config)
 
     def z_tables_at(self, quality: float) -> TableSet:
         """The z tables a file of this ``quality`` codes with: the one set, or that of the nearest level."""
         if self.z_levels == 1:
             return self.z_tables
+        of, sets = self._z_sets
+        if of is not self.z_tables:  # built for other tables (replaced since, or a copy's): start again
+            self._z_sets = of, sets = self.z_tables, {}
         k = z_table_level(quality, self.z_levels)
-        if k not in self._z_sets:
-            n = len(self.z_tables) // self.z_levels
-            self._z_sets[k] = TableSet(self.z_tables.freqs[k * n : (k + 1) * n], self.z_tables.radius[k * n : (k + 1) * n])
-        return self._z_sets[k]
+        if k not in sets:
+            n = self.config.N
+            sets[k] = TableSet(self.z_tables.freqs[k * n : (k + 1) * n], self.z_tables.radius[k * n : (k + 1) * n])
+        return sets[k]
 
     @property
     def z_medians(self) -> np.ndarray:
@@ -80,6 +87,13 @@ class FrozenWeights:
     def file_digest(self) -> bytes:
         """SHA-256 of the weights file's own bytes: what its ONNX graphs record (the id, unless decode-only)."""
         return self.file_sha256 or self.sha256
+
+
+def check_z_sets(tables: int, z_levels: int, config: ModelConfig) -> None:
+    """WeightsError unless there are ``z_levels`` sets of N z tables, one set or one per rate level."""
+    if z_levels not in (1, config.levels) or tables != z_levels * config.N:
+        raise WeightsError(f"{tables} z tables in {z_levels} set(s): expected {config.N} tables in one set, "
+                           f"or in one set per level ({config.levels})")
 
 
 def z_table_level(quality: float, levels: int) -> int:
@@ -130,8 +144,10 @@ def read_weights(path: str | os.PathLike | None = None, verify: bool = True) -> 
         z_tables = unflat_tables(arrays.pop(TABLE_KEYS[0]), arrays.pop(TABLE_KEYS[1]))
         y_tables = unflat_tables(arrays.pop(TABLE_KEYS[2]), arrays.pop(TABLE_KEYS[3]))
         z_levels = config.levels if meta["format"] == Z_LEVELS_FORMAT_TAG else 1
-        if len(z_tables) != z_levels * config.N:
-            raise WeightsError(f"{path.name} holds {len(z_tables)} z tables, not {z_levels} × {config.N}")
+        try:
+            check_z_sets(len(z_tables), z_levels, config)
+        except WeightsError as exc:
+            raise WeightsError(f"{path.name}: {exc}") from None
         extra = json.loads(meta.get("extra", "{}"))
         weights_id = bytes.fromhex(meta.get(CUT_FROM_KEY, digest.hex()))
         if len(weights_id) != 32:

@@ -66,6 +66,12 @@ def sample(lic, width: int, height: int, seed: int = 0, quality: float = 75.0):
     lic._check_pixels(width, height)
     if width < 1 or height < 1:
         raise CodecError(f"sample size must be positive, got {width}x{height}")
+    try:
+        quality = float(quality)
+    except (TypeError, ValueError):
+        raise CodecError(f"quality must be a number, got {quality!r}") from None
+    if not 0 <= quality <= 100:  # NaN too: it would pick no z tables and no gains
+        raise CodecError(f"quality must be within 0..100, got {quality}")
     rng = np.random.default_rng(seed)
     grid = TileGrid.for_image(width, height, None, lic.weights.config.halos).checked(lic.limited)
     box = grid.box(0)

@@ -23,7 +23,9 @@ from .container import sha256_file
 from .context import ChannelContext, LatentResidual
 from .entropy import TableSet
 from .errors import WeightsError
-from .frozen import FORMAT_TAG, RESIDUAL_FORMAT_TAG, Z_LEVELS_FORMAT_TAG, FrozenWeights, flat_tables, read_weights
+from .frozen import (
+    FORMAT_TAG, RESIDUAL_FORMAT_TAG, Z_LEVELS_FORMAT_TAG, FrozenWeights, check_z_sets, flat_tables, read_weights,
+)
 from .shipped import DEFAULT_WEIGHTS, MANIFEST  # noqa: F401  (export's)
 from .transforms import (
     FrozenGDN, GainUnits, ModelConfig, analysis, hyper_analysis, hyper_synthesis, split_hyper_params, synthesis,
@@ -100,8 +102,7 @@ def save_weights(frozen: FrozenModel, path: str | os.PathLike, extra: dict | Non
                for k, v in frozen.state_dict().items()}  # medians) stay fp32: they are tiny
     for prefix, tables in (("tables.z", frozen.z_tables), ("tables.y", frozen.y_tables)):
         tensors[f"{prefix}.freqs"], tensors[f"{prefix}.radius"] = map(torch.from_numpy, flat_tables(tables))
-    if len(frozen.z_tables) != frozen.z_levels * frozen.config.N:
-        raise ValueError(f"{len(frozen.z_tables)} z tables for {frozen.z_levels} set(s) of {frozen.config.N}")
+    check_z_sets(len(frozen.z_tables), frozen.z_levels, frozen.config)
     tag = Z_LEVELS_FORMAT_TAG if frozen.z_levels > 1 else RESIDUAL_FORMAT_TAG if frozen.config.residual else FORMAT_TAG
     meta = {"format": tag, "name": frozen.name, "config": json.dumps(frozen.config.to_dict()), "extra": json.dumps(extra or {})}
     path = Path(path)

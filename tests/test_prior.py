@@ -49,6 +49,9 @@ def test_sample_is_seeded_and_sized(lic):
     assert np.asarray(a).std() > 2  # an image, not a flat field
     with pytest.raises(codec.CodecError):
         lic.sample(0, 10)
+    for quality in (float("nan"), -1, 101, "high"):
+        with pytest.raises(codec.CodecError, match="quality must be"):
+            lic.sample(16, 16, quality=quality)
 
 
 def test_sample_command(tmp_path):

@@ -2,6 +2,8 @@
 level nearest its stored quality, on both sides; such weights round-trip and are checked on load."""
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -97,10 +99,23 @@ def test_a_set_count_that_does_not_match_the_tag_is_refused(per_level, tmp_path)
         meta, tensors = f.metadata(), {k: f.get_tensor(k) for k in f.keys()}
     bad = tmp_path / "bad.safetensors"
     save_file(tensors, str(bad), metadata={**meta, "format": "lic-weights-3"})
-    with pytest.raises(WeightsError, match="holds 8 z tables, not 11 × 8"):
+    with pytest.raises(WeightsError, match="bad.safetensors: 8 z tables in 11 set"):
         read_weights(bad)
     frozen = Codec(one, backend="torch").model
-    frozen.z_levels = LEVELS
-    with pytest.raises(ValueError, match="z tables"):
+    frozen.z_levels = LEVELS  # one set's tables, said to be eleven
+    with pytest.raises(WeightsError, match="z tables"):
+        save_weights(frozen, tmp_path / "never.safetensors")
+    frozen.z_tables, frozen.z_levels = TableSet(np.tile(frozen.z_tables.freqs, (5, 1)), np.tile(frozen.z_tables.radius, 5)), 5
+    with pytest.raises(WeightsError, match="one set per level"):  # 5 sets of 8, but not one per level
         save_weights(frozen, tmp_path / "never.safetensors")
     assert not (tmp_path / "never.safetensors").exists()
+
+
+def test_replaced_tables_are_cut_again(per_level):
+    _, many, _ = per_level
+    weights = read_weights(many)
+    first = weights.z_tables_at(100)
+    shifted = TableSet(np.roll(weights.z_tables.freqs, 8, axis=0), np.roll(weights.z_tables.radius, 8))
+    other = dataclasses.replace(weights, z_tables=shifted)  # level 10's rows now hold level 9's tables
+    assert np.array_equal(other.z_tables_at(100).freqs, weights.z_tables_at(90).freqs)
+    assert weights.z_tables_at(100) is first  # the original keeps its own

@@ -1,7 +1,8 @@
 """Export the shipped weights from a training checkpoint (``python -m codec.training.export``).
 
-Takes the EMA weights of the checkpoint, freezes the probability tables (the
-y tables then refitted on training crops, :mod:`codec.training.tablefit`), stores the
+Takes the EMA weights of the checkpoint, freezes the probability tables (the y tables
+then refitted on training crops, and the z tables as one set per rate level,
+:mod:`codec.training.tablefit`), stores the
 transforms in fp16 and records the file's SHA-256 in the manifest that
 :func:`codec.weights.load_weights` checks; then exports the transforms' ONNX graphs beside
 it (:mod:`codec.training.export_onnx`), which the light runtime needs.
@@ -26,9 +27,10 @@ from .tablefit import FitOptions, fit_entropy_tables
 
 def export(checkpoint: str | Path, out: str | Path = DEFAULT_WEIGHTS, name: str | None = None,
            use_ema: bool = True, fit: FitOptions | None = None) -> str:
-    """Checkpoint → weights file; ``fit`` (None: Gaussian y tables) says what the y tables are fitted on."""
+    """Checkpoint → weights file; ``fit`` says what the tables are fitted on (None: Gaussian y tables and the
+    bottleneck's one set of z tables; else fitted y tables, and z tables per level unless ``fit.z_per_level`` is off)."""
     if fit is not None and not find_images(fit.data):  # before the checkpoint is loaded and frozen
-        raise FileNotFoundError(f"no training images under {fit.data} to fit the y tables on")
+        raise FileNotFoundError(f"no training images under {fit.data} to fit the tables on")
     try:
         from .export_onnx import export_graphs
     except ImportError as exc:
@@ -66,9 +68,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--name", default=None)
     p.add_argument("--no-ema", action="store_true", help="export the raw weights, not the EMA")
     p.add_argument("--fit-data", default=None,
-                   help="training images the y tables are fitted on (default: as lic train's --data)")
+                   help="training images the tables are fitted on (default: as lic train's --data)")
     p.add_argument("--fit-crops", type=int, default=600,
-                   help="training crops the y tables are fitted on (0: Gaussian tables)")
+                   help="training crops the y and z tables are fitted on (0: Gaussian y tables, one set of z tables)")
     p.add_argument("--one-z-set", action="store_true",
                    help="keep the bottleneck's one set of z tables (default: z tables fitted per rate level)")
     args = p.parse_args(argv)
