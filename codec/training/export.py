@@ -50,7 +50,7 @@ def export(checkpoint: str | Path, out: str | Path = DEFAULT_WEIGHTS, name: str 
         info["y_tables"] = {"fitted_crops": fit.crops, "seed": fit.seed, "pseudo_count": fit.pseudo_count}
         if z_tables is not None:  # one set per rate level
             frozen.z_tables, frozen.z_levels = z_tables, config.levels
-            info["z_tables"] = {**info["y_tables"], "per_level": config.levels}
+            info["z_tables"] = {**info["y_tables"], "pseudo_count": fit.z_pseudo_count, "per_level": config.levels}
     digest = save_weights(frozen, out, extra=info).hex()
     out = Path(out)
     if out.parent.resolve() == MANIFEST.parent.resolve():
