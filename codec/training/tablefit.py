@@ -15,8 +15,7 @@ the level nearest the header's quality, docs/FORMAT.md step 2) it codes the same
 
 Each table keeps its radius and escape entry and is the count histogram plus its prior (the
 y table's Gaussian, the bottleneck's z table) weighted as ``pseudo_count`` symbols (y) or
-``z_pseudo_count`` (z), so tables
-that training crops rarely reach stay as they were.  y's index, the σ grid and the file format
+``z_pseudo_count`` (z), so tables that training crops rarely reach stay as they were.  y's index, the σ grid and the file format
 are unchanged; z tables per level are a weights tag of their own (``lic-weights-3``).
 """
 from __future__ import annotations
