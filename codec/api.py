@@ -22,7 +22,9 @@ from . import container, images
 from .container import MAX_PIXELS
 from .errors import CodecError, DamagedTilesWarning, WeightsMismatchError
 from .backends import TORCH_EXTRA, frozen_weights, installed, make_backend
-from .inputs import DEFAULT_QUALITY, EncodeOptions, bisect_quality, checked_profile, codec_call, crop_box, read_bytes
+from .inputs import (
+    DEFAULT_QUALITY, EncodeOptions, bisect_quality, checked_profile, checked_quality, codec_call, crop_box, read_bytes,
+)
 from .latent_coding import TileSource, check_round_trip, decode_tiles, encode_tile, level, quantise, tile_decoder, where
 from .latents import Latents
 from .lic_file import finish_image, image_canvas, pack_image
@@ -129,11 +131,7 @@ class Codec:
         exactly the encoder's latents (CodecError otherwise).  ``progress(stage, done, total)``:
         called as tiles pass each stage ("analysis", then "coding" per quality tried).
         """
-        try:
-            quality = float(quality)
-        except (TypeError, ValueError):
-            raise CodecError(f"quality must be a number, got {quality!r}") from None
-        opts = EncodeOptions(quality, target_bpp, target_size, strip, tile, effort)
+        opts = EncodeOptions(checked_quality(quality), target_bpp, target_size, strip, tile, effort)
         src, pixels = self._source(image, opts.strip)
         grid = self._grid_for(pixels, opts.tile)
         y0 = self.transforms.analysis(pixels, grid, progress)

@@ -59,6 +59,14 @@ class TableSet:
     def __len__(self) -> int:
         return len(self.radius)
 
+    def entries(self, symbols: np.ndarray, tables: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Each symbol's entry in its table (``tables``: one table index per symbol) and whether it
+        escaped, both flat: symbol + radius within [−radius, radius], else the escape entry 2·radius + 1."""
+        s = np.asarray(symbols).reshape(-1).astype(np.int64)
+        r = self.radius[np.asarray(tables).reshape(-1)].astype(np.int64)
+        outside = np.abs(s) > r
+        return np.where(outside, 2 * r + 1, s + r), outside
+
     def models(self) -> list:
         """constriction Categorical models, built once per TableSet."""
         if self._models is None:

@@ -144,10 +144,6 @@ def read_weights(path: str | os.PathLike | None = None, verify: bool = True) -> 
         z_tables = unflat_tables(arrays.pop(TABLE_KEYS[0]), arrays.pop(TABLE_KEYS[1]))
         y_tables = unflat_tables(arrays.pop(TABLE_KEYS[2]), arrays.pop(TABLE_KEYS[3]))
         z_levels = config.levels if meta["format"] == Z_LEVELS_FORMAT_TAG else 1
-        try:
-            check_z_sets(len(z_tables), z_levels, config)
-        except WeightsError as exc:
-            raise WeightsError(f"{path.name}: {exc}") from None
         extra = json.loads(meta.get("extra", "{}"))
         weights_id = bytes.fromhex(meta.get(CUT_FROM_KEY, digest.hex()))
         if len(weights_id) != 32:
@@ -158,7 +154,10 @@ def read_weights(path: str | os.PathLike | None = None, verify: bool = True) -> 
         raise
     except Exception as exc:  # safetensors/json errors all mean a bad file
         raise WeightsError(f"weights file {path.name} is unreadable: {exc}") from None
-    weights = FrozenWeights(meta["name"], config, z_tables, y_tables, arrays, weights_id, path, extra, digest, z_levels)
+    try:  # FrozenWeights checks the z-table sets against the tag's count
+        weights = FrozenWeights(meta["name"], config, z_tables, y_tables, arrays, weights_id, path, extra, digest, z_levels)
+    except WeightsError as exc:
+        raise WeightsError(f"{path.name}: {exc}") from None
     if weights_id != digest and not weights.decode_only:  # decode-only: cut_from named, g_a and h_a gone
         raise WeightsError(f"{path.name} names weights it was cut from but still holds analysis transforms")
     if weights_id == digest and weights.decode_only:

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import functools
 import io
-import math
 import os
 import warnings
 from dataclasses import dataclass
@@ -48,8 +47,7 @@ class EncodeOptions:
     effort: int = 0  # 0: one analysis pass; 1–3: refine the latent by gradient steps (codec.refine)
 
     def __post_init__(self):
-        if not (0 <= self.quality <= 100) or math.isnan(self.quality):
-            raise CodecError(f"quality must be within 0..100, got {self.quality}")
+        checked_quality(self.quality)
         if self.target_bpp is not None and self.target_size is not None:
             raise CodecError("give either target_bpp or target_size, not both")
         if self.target_bpp is not None and not self.target_bpp > 0:
@@ -59,6 +57,17 @@ class EncodeOptions:
         schedule_for(self.effort)
         if self.tile is not None and (self.tile < STRIDE or self.tile % STRIDE):
             raise CodecError(f"tile size must be a positive multiple of {STRIDE}, got {self.tile}")
+
+
+def checked_quality(quality) -> float:
+    """``quality`` as a float within 0..100; CodecError in one line for anything else (NaN included)."""
+    try:
+        quality = float(quality)
+    except (TypeError, ValueError):
+        raise CodecError(f"quality must be a number, got {quality!r}") from None
+    if not 0 <= quality <= 100:
+        raise CodecError(f"quality must be within 0..100, got {quality}")
+    return quality
 
 
 def checked_profile(profile: str) -> str:

@@ -18,6 +18,7 @@ import numpy as np
 
 from .entropy import PRECISION, TableSet
 from .errors import CodecError
+from .inputs import checked_quality
 from .latents import Latents, TileLatents
 from .probability import z_groups
 from .tiling import LATENT, STRIDE, TileGrid
@@ -27,13 +28,10 @@ ESCAPE_BITS = 32.0  # what an escaped value costs beyond its escape entry (a gen
 
 def _code_length(symbols: np.ndarray, groups: np.ndarray, tables: TableSet) -> float:
     """Σ −log2 p(symbol) under each symbol's table (escapes: escape entry + ESCAPE_BITS)."""
-    s = symbols.reshape(-1).astype(np.int64)
     g = np.asarray(groups).reshape(-1)
-    r = tables.radius[g].astype(np.int64)
-    outside = np.abs(s) > r
-    entry = np.where(outside, 2 * r + 1, s + r)
+    entry, outside = tables.entries(symbols, g)
     freqs = tables.freqs[g, entry].astype(np.float64)
-    return float(PRECISION * s.size - np.log2(freqs).sum() + ESCAPE_BITS * outside.sum())
+    return float(PRECISION * g.size - np.log2(freqs).sum() + ESCAPE_BITS * outside.sum())
 
 
 def score(lic, image, quality: float = 75.0) -> float:
@@ -66,12 +64,7 @@ def sample(lic, width: int, height: int, seed: int = 0, quality: float = 75.0):
     lic._check_pixels(width, height)
     if width < 1 or height < 1:
         raise CodecError(f"sample size must be positive, got {width}x{height}")
-    try:
-        quality = float(quality)
-    except (TypeError, ValueError):
-        raise CodecError(f"quality must be a number, got {quality!r}") from None
-    if not 0 <= quality <= 100:  # NaN too: it would pick no z tables and no gains
-        raise CodecError(f"quality must be within 0..100, got {quality}")
+    quality = checked_quality(quality)  # NaN would pick no z tables and no gains
     rng = np.random.default_rng(seed)
     grid = TileGrid.for_image(width, height, None, lic.weights.config.halos).checked(lic.limited)
     box = grid.box(0)

@@ -20,7 +20,7 @@ from codec.prior import _code_length
 from codec.probability import z_groups
 from codec.training.freeze import freeze
 from codec.training.model import LicModel
-from codec.training.tablefit import fit_tables, symbol_counts
+from codec.training.tablefit import fit_tables, symbol_counts, tiled_per_level
 from codec.entropy import TableSet
 from codec.transforms import ModelConfig
 from codec.weights import save_weights
@@ -60,8 +60,8 @@ def per_level(tmp_path_factory):
     save_weights(frozen, one)
     image = Image.open(SAMPLE).convert("RGB").crop((0, 0, 256, 192))
     crops = [(image, q) for q in (0, 30, 60, 100)]
-    _, z_counts = symbol_counts(Codec(one, backend="torch"), crops, frozen.y_tables, frozen.z_tables, LEVELS)
-    prior = TableSet(np.tile(frozen.z_tables.freqs, (LEVELS, 1)), np.tile(frozen.z_tables.radius, LEVELS))
+    prior = tiled_per_level(frozen.z_tables, LEVELS)
+    _, z_counts = symbol_counts(Codec(one, backend="torch"), crops, frozen.y_tables, prior, LEVELS)
     frozen.z_tables, frozen.z_levels = fit_tables(z_counts, prior, pseudo_count=10), LEVELS
     many = folder / "many.safetensors"
     save_weights(frozen, many)

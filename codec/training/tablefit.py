@@ -67,29 +67,36 @@ def training_crops(options: FitOptions) -> Iterator[tuple[Image.Image, float]]:
         yield im.crop((x0, y0, x0 + w, y0 + h)), float(rng.uniform(0, 100))
 
 
-def _add(counts: list[np.ndarray], symbols: np.ndarray, table: np.ndarray, radius: np.ndarray) -> None:
+def _add(counts: list[np.ndarray], tables: TableSet, symbols: np.ndarray, table: np.ndarray) -> None:
     """Each symbol into the histogram of its table: entries −radius … radius, then the escape."""
-    symbols, table = symbols.reshape(-1).astype(np.int64), np.asarray(table).reshape(-1)
-    r = radius[table].astype(np.int64)
-    entry = np.where(np.abs(symbols) > r, 2 * r + 1, symbols + r)
+    table = np.asarray(table).reshape(-1)
+    entry, _ = tables.entries(symbols, table)
     for k in np.unique(table):
         counts[k] += np.bincount(entry[table == k], minlength=len(counts[k]))
+
+
+def _histograms(tables: TableSet) -> list[np.ndarray]:
+    return [np.zeros(2 * int(r) + 2, dtype=np.int64) for r in tables.radius]
+
+
+def tiled_per_level(z_tables: TableSet, levels: int) -> TableSet:
+    """One set of z tables repeated ``levels`` times, rows level·N + channel: the prior of the sets per level."""
+    return TableSet(np.tile(z_tables.freqs, (levels, 1)), np.tile(z_tables.radius, levels))
 
 
 def symbol_counts(codec, crops, tables: TableSet, z_tables: TableSet | None = None, z_levels: int = 1
                   ) -> tuple[list[np.ndarray], list[np.ndarray]]:
     """(per y table, per z table row) the counts of the symbols −radius … radius each codes, then
-    of its escapes.  z rows (with ``z_tables``, one per channel) come ``z_levels`` sets deep: row
+    of its escapes.  ``z_tables`` has ``z_levels`` sets of N rows (:func:`tiled_per_level`): row
     level·N + channel counts the crops whose quality is nearest that level (as a decoder picks)."""
-    counts = [np.zeros(2 * int(r) + 2, dtype=np.int64) for r in tables.radius]
-    z_radius = np.tile(z_tables.radius, z_levels) if z_tables is not None else np.zeros(0, np.int32)
-    z_counts = [np.zeros(2 * int(r) + 2, dtype=np.int64) for r in z_radius]
+    counts = _histograms(tables)
+    z_counts = _histograms(z_tables) if z_tables is not None else []
     for image, quality in crops:
-        offset = z_table_level(quality, z_levels) * len(z_tables) if z_tables is not None else 0
+        offset = z_table_level(quality, z_levels) * codec.weights.config.N
         for tile in codec.to_latents(image, quality).tiles:
-            _add(counts, tile.y, tile.y_index, tables.radius)
+            _add(counts, tables, tile.y, tile.y_index)
             if z_tables is not None:
-                _add(z_counts, tile.z, offset + z_groups(tile.z.shape), z_radius)
+                _add(z_counts, z_tables, tile.z, offset + z_groups(tile.z.shape))
     return counts, z_counts
 
 
@@ -109,11 +116,8 @@ def fit_entropy_tables(frozen, options: FitOptions) -> tuple[TableSet, TableSet 
     ``frozen`` itself is not changed."""
     from ..api import Codec
 
-    levels = frozen.config.levels if options.z_per_level else 1
-    z_tables = frozen.z_tables if options.z_per_level else None
-    y_counts, z_counts = symbol_counts(Codec(frozen), training_crops(options), frozen.y_tables, z_tables, levels)
+    levels = frozen.config.levels
+    z_prior = tiled_per_level(frozen.z_tables, levels) if options.z_per_level else None
+    y_counts, z_counts = symbol_counts(Codec(frozen), training_crops(options), frozen.y_tables, z_prior, levels)
     y_fitted = fit_tables(y_counts, frozen.y_tables, options.pseudo_count)
-    if z_tables is None:
-        return y_fitted, None
-    z_prior = TableSet(np.tile(z_tables.freqs, (levels, 1)), np.tile(z_tables.radius, levels))
-    return y_fitted, fit_tables(z_counts, z_prior, options.z_pseudo_count)
+    return y_fitted, None if z_prior is None else fit_tables(z_counts, z_prior, options.z_pseudo_count)
