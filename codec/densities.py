@@ -3,7 +3,7 @@
 :mod:`codec.entropy` holds the integer tables a decoder uses; this module holds the
 Gaussian they discretise, for the places that need it continuous and differentiable:
 training's and the encoder refinement's rate estimate (:func:`gaussian_likelihood`),
-analyses of predicted scales (:func:`scale_to_index`).
+analyses of predicted scales (:func:`scale_to_index`), the coder's grid scale (:func:`table_scale`).
 Kept apart so that decoding never imports torch for them.
 """
 from __future__ import annotations
@@ -22,6 +22,14 @@ def gaussian_likelihood(values: torch.Tensor, scales: torch.Tensor) -> torch.Ten
     """
     v = values.abs()
     return (torch.special.ndtr((0.5 - v) / scales) - torch.special.ndtr((-0.5 - v) / scales)).clamp_min(1e-9)
+
+
+def table_scale(scale: torch.Tensor) -> torch.Tensor:
+    """σ → the grid scale of the y table that codes it (the smallest at or above it, the last
+    beyond the grid), as :func:`codec.exact.table_index` picks it; no gradient.  What the latent
+    residual predictor is given (training and refinement alike) and the σ a rate is counted at."""
+    grid = torch.as_tensor(scale_grid(), dtype=scale.dtype, device=scale.device)
+    return grid[torch.searchsorted(grid, scale.detach().contiguous()).clamp_(max=len(grid) - 1)]
 
 
 def scale_to_index(scale: torch.Tensor) -> torch.Tensor:

@@ -25,9 +25,9 @@ def quantise(weights, backend, path: ProbabilityPath, y: np.ndarray, grid: TileG
              refine=None, progress=None) -> Latents:
     """y' = y × gain (1, M, h, w) of the padded image → the latents of every tile.
 
-    ``refine(y', means, indexes)`` (encoder effort ≥ 1) may move y' before it is rounded, given
-    the means and tables of the unrefined latent's walk; z stays as it is.  With a context model
-    the walk of the refined y' then recomputes them, as the decoder will.
+    ``refine(y', z_tiles)`` (encoder effort ≥ 1) may move y' before it is rounded, given each
+    tile's ẑ symbols, which stay as they are; the walk then derives the refined latent's means
+    and tables, as the decoder will.
     ``progress("coding", done, total)`` after each tile's walk.
     """
     z_sym = np.round(backend.hyper_analysis(y) - weights.z_medians[None, :, None, None])[0].astype(np.int32)
@@ -42,22 +42,9 @@ def quantise(weights, backend, path: ProbabilityPath, y: np.ndarray, grid: TileG
                 progress("coding", i + 1, len(tiles))
         return codes
 
-    codes = walk(y)
-    if refine:  # the means and tables of the amortised latent's own walk, then walked again
-        codes = walk(refine(y, *_whole(y, grid, codes)))
+    codes = walk(refine(y, tiles) if refine else y)
     out = [TileLatents(z, code.y, code.index, code.mean) for z, code in zip(tiles, codes)]
     return Latents(out, grid, quality, path.profile, weights.sha256)
-
-
-def _whole(y: np.ndarray, grid: TileGrid, codes) -> tuple[np.ndarray, np.ndarray]:
-    """Per-tile means and table indexes assembled over the padded image."""
-    mean = np.empty_like(y)
-    index = np.empty(y.shape[1:], dtype=np.int64)
-    for i, code in enumerate(codes):
-        rows, cols = grid.box(i).scaled(LATENT).slices
-        mean[..., rows, cols] = code.mean
-        index[:, rows, cols] = code.index
-    return mean, index
 
 
 def encode_tile(weights, path: ProbabilityPath, tile: TileLatents, quality: float) -> tuple[bytes, bytes]:

@@ -137,23 +137,54 @@ def test_wrong_versions_profiles_and_weights_are_refused(context_codec, photo):
         codec.Codec().decode(data)  # the shipped codec knows no such weights
 
 
-def test_effort_refines_then_walks_the_refined_latent_again(context_codec, photo, monkeypatch):
-    """Refinement starts from the means and tables of the unrefined latent's own walk, and the
-    refined latent is walked again, so the file's tables are those the decoder derives."""
-    plain = context_codec.to_latents(photo, 50, tile=None).tiles[0]
+def test_effort_refines_with_the_files_z_then_walks_the_refined_latent(context_codec, photo, monkeypatch):
+    """The refiner is given each tile's ẑ (which stays in the file as it is), and the refined
+    latent is walked afterwards, so the file's means and tables are those the decoder derives."""
+    plain = context_codec.to_latents(photo, 50, tile=64)
     seen = {}
 
     def fake_refiner(t, grid, target, effort):
-        def refine(y, mean, index):
-            seen.update(mean=mean.copy(), index=index.copy())
-            return y + 2.0  # moves every symbol: the second walk must see new context
+        def refine(y, z_tiles):
+            seen["z"] = [z.copy() for z in z_tiles]
+            return y + 2.0  # moves every symbol: the walk must see new context
         return refine
 
     monkeypatch.setattr(context_codec.backend, "refiner", fake_refiner)
-    data = context_codec.encode(photo, 50, tile=None, effort=1, verify=True)
-    assert np.array_equal(seen["mean"], plain.y_mean) and np.array_equal(seen["index"], plain.y_index)
-    refined = context_codec.entropy_decode(data).tiles[0]
-    assert not np.array_equal(refined.y_index, plain.y_index) or not np.array_equal(refined.y_mean, plain.y_mean)
+    data = context_codec.encode(photo, 50, tile=64, effort=1, verify=True)
+    refined = context_codec.entropy_decode(data)
+    assert len(seen["z"]) == len(plain.tiles) > 1
+    for z, before, after in zip(seen["z"], plain.tiles, refined.tiles):
+        assert np.array_equal(z, before.z) and np.array_equal(after.z, before.z)
+    moved = refined.tiles[0]
+    assert not np.array_equal(moved.y_index, plain.tiles[0].y_index) or not np.array_equal(moved.y_mean, plain.tiles[0].y_mean)
+
+
+@pytest.mark.parametrize("tile", [None, 64])
+def test_refinement_takes_the_means_and_tables_the_coders_walk_gives(context_codec, photo, tile):
+    """Each refinement step's means and tables (:func:`codec.refine.coder_walk`, float) are those
+    the coder derives for the same latent: the means within the exact path's fixed point, the
+    same table for all but σ at a table's edge."""
+    from codec.entropy import scale_grid
+    from codec.refine import TilePrior, coder_walk
+    from codec.tiling import LATENT
+
+    lat = context_codec.to_latents(photo, 50, tile=tile)
+    model = context_codec.backend.model
+    priors = []
+    y, mean, sigma = (np.zeros((sum(GROUPS), 8, 12), np.float32) for _ in range(3))
+    for i, t in enumerate(lat.tiles):
+        rows, cols = lat.grid.box(i).scaled(LATENT).slices
+        with torch.no_grad():
+            z = torch.from_numpy(t.z)[None].float() + model.z_medians.view(1, -1, 1, 1)
+            priors.append(TilePrior((rows, cols), *split_hyper_params(model.h_s(z))))
+        mean[:, rows, cols] = t.y_mean.reshape(t.y.shape)
+        y[:, rows, cols] = t.y + mean[:, rows, cols]  # a latent the coder rounds to these symbols
+        sigma[:, rows, cols] = scale_grid()[t.y_index]
+    got_mean, got_sigma = (a[0].numpy() for a in coder_walk(torch.from_numpy(y)[None], priors, model.context))
+    assert np.allclose(got_mean, mean, atol=2 ** -7)
+    assert np.mean(np.isclose(got_sigma, sigma)) > 0.97
+    without = coder_walk(torch.from_numpy(y)[None], priors, None)[0][0].numpy()
+    assert not np.allclose(without, mean, atol=2 ** -7)  # the context networks did move the means
 
 
 def test_a_steps_elements_select_and_place_as_its_mask():

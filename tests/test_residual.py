@@ -130,7 +130,7 @@ def test_refinement_goes_through_the_residual_predictor(weights, monkeypatch):
 def test_training_feeds_the_predictor_the_table_scale_a_decoder_has():
     from codec.entropy import scale_grid
     from codec.exact import ACT_BITS, table_index
-    from codec.training.model import table_scale
+    from codec.densities import table_scale
 
     sigma = torch.rand(20000, generator=torch.Generator().manual_seed(0), dtype=torch.float64) * 300 + 0.05
     decoder = scale_grid()[table_index(np.floor(sigma.numpy() * 2**ACT_BITS))]  # the exact path's choice

@@ -35,8 +35,8 @@ import warnings
 import torch
 from torch import nn
 
-from ..densities import gaussian_likelihood
-from ..entropy import SCALE_MIN, scale_grid
+from ..densities import gaussian_likelihood, table_scale
+from ..entropy import SCALE_MIN
 from ..transforms import (
     GainUnits, ModelConfig, analysis, hyper_analysis, hyper_synthesis, interp_lambda,
     split_hyper_params, synthesis,
@@ -133,13 +133,6 @@ class LicModel(nn.Module):
 
     def aux_loss(self) -> torch.Tensor:
         return self.entropy_bottleneck.loss()
-
-
-def table_scale(scale: torch.Tensor) -> torch.Tensor:
-    """σ → the grid scale of the y table that codes it (the smallest at or above it, the last
-    beyond the grid), as :func:`codec.exact.table_index` picks it; no gradient."""
-    grid = torch.as_tensor(scale_grid(), dtype=scale.dtype, device=scale.device)
-    return grid[torch.searchsorted(grid, scale.detach().contiguous()).clamp_(max=len(grid) - 1)]
 
 
 def _round_straight_through(v: torch.Tensor) -> torch.Tensor:
