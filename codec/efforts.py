@@ -27,7 +27,8 @@ class RefineSchedule:
 # 0.3 was worse everywhere).  Encode time grows with the steps: ~2, 5, 29 s per Kodak image.
 # With the tables re-walked at every step (codec.refine, 2026-12-05) effort 2's τ start was
 # tuned again on six 320² training crops (BD-rate against effort 0, 8 qualities): from 1.5
-# −8.13 %, from 1.0 −8.44 %, from 0.7 −8.06 %; lr 0.08 (τ from 1.5) −7.08 %.
+# −8.13 %, from 1.0 −8.44 %, from 0.7 −8.06 %; lr 0.08 (τ from 1.5) −7.08 % (float h_s; with the
+# integer h_s's means and scales, as shipped, τ from 1.0: −8.85 %).
 EFFORTS = {0: None, 1: RefineSchedule(20, 0.02, 0.5), 2: RefineSchedule(60, 0.05, 1.0),
            3: RefineSchedule(200, 0.02, 0.5)}
 

@@ -25,9 +25,9 @@ def quantise(weights, backend, path: ProbabilityPath, y: np.ndarray, grid: TileG
              refine=None, progress=None) -> Latents:
     """y' = y × gain (1, M, h, w) of the padded image → the latents of every tile.
 
-    ``refine(y', z_tiles)`` (encoder effort ≥ 1) may move y' before it is rounded, given each
-    tile's ẑ symbols, which stay as they are; the walk then derives the refined latent's means
-    and tables, as the decoder will.
+    ``refine(y', hyper)`` (encoder effort ≥ 1) may move y' before it is rounded, given each
+    tile's h_s (mean, |scale|) as ``path`` computes them from its ẑ, which stays as it is; the
+    walk then derives the refined latent's means and tables, as the decoder will.
     ``progress("coding", done, total)`` after each tile's walk.
     """
     z_sym = np.round(backend.hyper_analysis(y) - weights.z_medians[None, :, None, None])[0].astype(np.int32)
@@ -42,7 +42,9 @@ def quantise(weights, backend, path: ProbabilityPath, y: np.ndarray, grid: TileG
                 progress("coding", i + 1, len(tiles))
         return codes
 
-    codes = walk(refine(y, tiles) if refine else y)
+    if refine:
+        y = refine(y, [path.hyper_scales(z) for z in tiles])
+    codes = walk(y)
     out = [TileLatents(z, code.y, code.index, code.mean) for z, code in zip(tiles, codes)]
     return Latents(out, grid, quality, path.profile, weights.sha256)
 

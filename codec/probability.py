@@ -111,6 +111,11 @@ class ProbabilityPath:
         """z symbols (N, h, w) → (mean (1, M, 4h, 4w) float32, table index (M, 4h, 4w))."""
         raise NotImplementedError
 
+    def hyper_scales(self, z_sym: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """z symbols (N, h, w) → h_s's (mean, |scale|) (M, 4h, 4w) float32, as this path computes
+        them: where an encoder's refinement (:mod:`codec.refine`) starts each step's walk from."""
+        raise NotImplementedError
+
     def walk(self, z_sym: np.ndarray, visit: Visit) -> TileCode:
         """Every coding step of one tile in order, ``visit`` giving each step's symbols.
 
@@ -137,10 +142,13 @@ class FloatPath(ProbabilityPath):
     def hyper(self, z_sym: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         from .entropy import scale_grid
 
-        mean, scale = self.hyper_params(z_sym)
+        mean, scale = self.hyper_scales(z_sym)
         grid = scale_grid().astype(np.float32)  # the smallest grid σ ≥ scale (float32 compares)
         index = np.minimum(np.searchsorted(grid, scale, side="left"), len(grid) - 1)
         return mean[None], index
+
+    def hyper_scales(self, z_sym: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return self.hyper_params(z_sym)
 
 
 class ExactPath(ProbabilityPath):
@@ -154,6 +162,11 @@ class ExactPath(ProbabilityPath):
     def hyper(self, z_sym: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         mean, index = self.network(z_sym)
         return mean[None], index
+
+    def hyper_scales(self, z_sym: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The integer h_s's (mean_q, |scale_q|) / 2^A: a table's σ_q range is that of its grid σ."""
+        mean_q, scale_q = self.network.integer(z_sym)
+        return (mean_q / 2**ACT_BITS).astype(np.float32), (np.abs(scale_q) / 2**ACT_BITS).astype(np.float32)
 
 
 class ContextPath(ExactPath):

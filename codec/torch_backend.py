@@ -21,7 +21,7 @@ from .frozen import FrozenWeights
 from .efforts import schedule_for
 from .refine import TilePrior, refine_latent
 from .tiling import LATENT, Box, TileGrid
-from .transforms import interp_lambda, split_hyper_params
+from .transforms import interp_lambda
 from .weights import FrozenModel
 
 
@@ -120,20 +120,20 @@ class TorchBackend:
 
     def refiner(self, t: float, grid: TileGrid, target: Callable[[Box], np.ndarray], effort: int):
         """The encoder's refinement at level ``t`` (:mod:`codec.refine`) on numpy arrays:
-        ``refine(y', z_tiles)`` → refined y' (1, M, h, w) float32, given each tile's ẑ symbols."""
+        ``refine(y', hyper)`` → refined y' (1, M, h, w) float32, given each tile's h_s
+        (mean, |scale|) (M, h, w) as the file's probability path computes them."""
         model, device, level = self.model, self.device, torch.tensor([t], device=self.device)
         lam, schedule = float(interp_lambda(model.config.lambdas, level.cpu())), schedule_for(effort)
 
         def pixels(box: Box) -> torch.Tensor:
             return torch.from_numpy(target(box)).to(device)
 
-        def refine(y: np.ndarray, z_tiles: list[np.ndarray]) -> np.ndarray:
+        def refine(y: np.ndarray, hyper: list[tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
             with torch.inference_mode():
                 inv_gain = model.gains.inv_gain(level)
-                medians = model.z_medians.view(1, -1, 1, 1)
-                priors = [TilePrior(grid.box(i).scaled(LATENT).slices, *split_hyper_params(
-                              model.h_s(torch.from_numpy(z)[None].to(device).float() + medians)))
-                          for i, z in enumerate(z_tiles)]
+            priors = [TilePrior(grid.box(i).scaled(LATENT).slices,
+                                *(torch.from_numpy(np.asarray(a, np.float32))[None].to(device) for a in pair))
+                      for i, pair in enumerate(hyper)]
             return refine_latent(model.g_s, torch.from_numpy(y).to(device), priors, model.context, inv_gain,
                                  lam, grid, pixels, schedule, model.residual).cpu().numpy()
         return refine

@@ -137,54 +137,96 @@ def test_wrong_versions_profiles_and_weights_are_refused(context_codec, photo):
         codec.Codec().decode(data)  # the shipped codec knows no such weights
 
 
-def test_effort_refines_with_the_files_z_then_walks_the_refined_latent(context_codec, photo, monkeypatch):
-    """The refiner is given each tile's ẑ (which stays in the file as it is), and the refined
-    latent is walked afterwards, so the file's means and tables are those the decoder derives."""
+def test_effort_refines_from_the_files_z_then_walks_the_refined_latent(context_codec, photo, monkeypatch):
+    """The refiner is given each tile's h_s means and scales as the probability path computes
+    them from the file's ẑ (which stays in the file as it is), and the refined latent is walked
+    afterwards, so the file's means and tables are those the decoder derives."""
     plain = context_codec.to_latents(photo, 50, tile=64)
+    path = context_codec.paths["int"]
     seen = {}
 
     def fake_refiner(t, grid, target, effort):
-        def refine(y, z_tiles):
-            seen["z"] = [z.copy() for z in z_tiles]
+        def refine(y, hyper):
+            seen["hyper"] = hyper
             return y + 2.0  # moves every symbol: the walk must see new context
         return refine
 
     monkeypatch.setattr(context_codec.backend, "refiner", fake_refiner)
     data = context_codec.encode(photo, 50, tile=64, effort=1, verify=True)
     refined = context_codec.entropy_decode(data)
-    assert len(seen["z"]) == len(plain.tiles) > 1
-    for z, before, after in zip(seen["z"], plain.tiles, refined.tiles):
-        assert np.array_equal(z, before.z) and np.array_equal(after.z, before.z)
+    assert len(seen["hyper"]) == len(plain.tiles) > 1
+    for (mean, scale), before, after in zip(seen["hyper"], plain.tiles, refined.tiles):
+        mean_q, scale_q = path.network.integer(before.z)
+        assert np.array_equal(mean * 2 ** ACT_BITS, mean_q) and np.array_equal(scale * 2 ** ACT_BITS, np.abs(scale_q))
+        assert np.array_equal(after.z, before.z)
     moved = refined.tiles[0]
     assert not np.array_equal(moved.y_index, plain.tiles[0].y_index) or not np.array_equal(moved.y_mean, plain.tiles[0].y_mean)
 
 
-@pytest.mark.parametrize("tile", [None, 64])
-def test_refinement_takes_the_means_and_tables_the_coders_walk_gives(context_codec, photo, tile):
-    """Each refinement step's means and tables (:func:`codec.refine.coder_walk`, float) are those
-    the coder derives for the same latent: the means within the exact path's fixed point, the
-    same table for all but σ at a table's edge."""
+def refiners_walk_against_the_coders(lic, image, quality, tile, monkeypatch):
+    """(fraction of tables equal, largest mean error, largest mean error without the context
+    networks) of :func:`codec.refine.coder_walk`, on the priors the real refiner builds, against
+    the coder's walk of the same latent."""
+    import codec.refine
     from codec.entropy import scale_grid
-    from codec.refine import TilePrior, coder_walk
     from codec.tiling import LATENT
 
-    lat = context_codec.to_latents(photo, 50, tile=tile)
-    model = context_codec.backend.model
-    priors = []
-    y, mean, sigma = (np.zeros((sum(GROUPS), 8, 12), np.float32) for _ in range(3))
-    for i, t in enumerate(lat.tiles):
-        rows, cols = lat.grid.box(i).scaled(LATENT).slices
-        with torch.no_grad():
-            z = torch.from_numpy(t.z)[None].float() + model.z_medians.view(1, -1, 1, 1)
-            priors.append(TilePrior((rows, cols), *split_hyper_params(model.h_s(z))))
-        mean[:, rows, cols] = t.y_mean.reshape(t.y.shape)
-        y[:, rows, cols] = t.y + mean[:, rows, cols]  # a latent the coder rounds to these symbols
-        sigma[:, rows, cols] = scale_grid()[t.y_index]
-    got_mean, got_sigma = (a[0].numpy() for a in coder_walk(torch.from_numpy(y)[None], priors, model.context))
-    assert np.allclose(got_mean, mean, atol=2 ** -7)
-    assert np.mean(np.isclose(got_sigma, sigma)) > 0.97
-    without = coder_walk(torch.from_numpy(y)[None], priors, None)[0][0].numpy()
-    assert not np.allclose(without, mean, atol=2 ** -7)  # the context networks did move the means
+    lat = lic.to_latents(image, quality, tile=tile)
+    M = lat.tiles[0].y.shape[0]
+    boxes = [lat.grid.box(i).scaled(LATENT) for i in range(len(lat.tiles))]
+    y = np.zeros((1, M, max(b.y1 for b in boxes), max(b.x1 for b in boxes)), np.float32)
+    mean, sigma = np.zeros_like(y), np.zeros_like(y)
+    for box, t in zip(boxes, lat.tiles):
+        mean[(0, slice(None), *box.slices)] = t.y_mean.reshape(t.y.shape)
+        y[(0, slice(None), *box.slices)] = t.y + t.y_mean.reshape(t.y.shape)  # rounds to the file's symbols
+        sigma[(0, slice(None), *box.slices)] = scale_grid()[t.y_index]
+    got = {}
+
+    def capture(g_s, y_in, priors, context, *rest):
+        got["walk"] = [a.numpy() for a in codec.refine.coder_walk(torch.from_numpy(y), priors, context)]
+        got["without"] = codec.refine.coder_walk(torch.from_numpy(y), priors, None)[0].numpy()
+        return y_in
+
+    monkeypatch.setattr(codec.refine, "refine_latent", capture)
+    monkeypatch.setattr("codec.torch_backend.refine_latent", capture)
+    lic.encode(image, quality, tile=tile, effort=1)
+    got_mean, got_sigma = got["walk"]
+    return (float(np.mean(np.isclose(got_sigma, sigma))), float(np.abs(got_mean - mean).max()),
+            float(np.abs(got["without"] - mean).max()))
+
+
+@pytest.mark.parametrize("tile", [None, 64])
+def test_refinement_takes_the_means_and_tables_the_coders_walk_gives(context_codec, photo, tile, monkeypatch):
+    """Each refinement step's means and tables (:func:`codec.refine.coder_walk`, float context
+    networks, on the priors the refiner is given) are those the coder derives for the same
+    latent: the means within the exact path's fixed point, the same table but for σ at a
+    table's edge; without the context networks they would be far off."""
+    tables, error, without = refiners_walk_against_the_coders(context_codec, photo, 50, tile, monkeypatch)
+    assert tables > 0.95 and error < 2 ** -7 < without
+
+
+def test_refinement_walks_the_shipped_weights_as_the_coder_does(sample_image, monkeypatch):
+    lic = codec.Codec(backend="torch")
+    tables, error, without = refiners_walk_against_the_coders(lic, sample_image.crop((0, 0, 256, 192)), 60, None,
+                                                             monkeypatch)
+    assert tables > 0.97 and error < 0.1 < without
+
+
+def test_refinement_rewalks_the_moving_latent_at_every_step(context_codec, photo, monkeypatch):
+    import codec.refine
+    from codec.efforts import EFFORTS
+
+    walked = []
+    coder_walk = codec.refine.coder_walk
+
+    def counting(y, priors, context):
+        walked.append(y.clone())
+        return coder_walk(y, priors, context)
+
+    monkeypatch.setattr(codec.refine, "coder_walk", counting)
+    context_codec.encode(photo, 50, tile=None, effort=1)
+    assert len(walked) == EFFORTS[1].steps
+    assert not torch.equal(walked[0], walked[-1])  # the latent moved, and was walked as it was
 
 
 def test_a_steps_elements_select_and_place_as_its_mask():

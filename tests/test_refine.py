@@ -96,3 +96,23 @@ def test_soft_rounding_stays_between_neighbours_and_hardens_as_it_cools():
     assert (cold[near] - torch.round(v[near])).abs().mean() < 0.01
     warm = soft_round(v, 0.5, gen)
     assert (warm[near] - torch.round(v[near])).abs().mean() > 0.02  # still relaxed
+
+
+@pytest.mark.parametrize("profile", ["int", "float"])
+def test_hyperprior_weights_refine_against_their_own_tables(profile, photo, monkeypatch):
+    """Without a context model the means and tables come from ẑ alone: the refinement prices
+    y' at the ones the file gets (both profiles), and lowers the measured RD cost."""
+    import codec.refine
+    from codec.entropy import scale_grid
+
+    lic = codec.Codec(codec.shipped.WEIGHTS_DIR / "lic-ms-n64r2m192.safetensors", profile=profile, backend="torch")
+    tile = lic.to_latents(photo, 30, tile=None).tiles[0]
+    walks = []
+    coder_walk = codec.refine.coder_walk
+    monkeypatch.setattr(codec.refine, "coder_walk", lambda *a: walks.append(coder_walk(*a)) or walks[-1])
+    refined = lic.encode(photo, 30, tile=None, effort=1, verify=True)
+    assert len(walks) == 1  # computed once: nothing a step moves changes them
+    mean, sigma = (a[0, :, : tile.y.shape[1], : tile.y.shape[2]].numpy() for a in walks[0])
+    assert np.allclose(mean, tile.y_mean.reshape(tile.y.shape), atol=1e-6)
+    assert np.mean(sigma == scale_grid().astype(np.float32)[tile.y_index]) > 0.999
+    assert rd_cost(lic, photo, refined) < rd_cost(lic, photo, lic.encode(photo, 30, tile=None))
