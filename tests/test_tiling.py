@@ -106,7 +106,11 @@ def test_a_damaged_tile_is_named_and_partial_decodes_the_rest(lic, tiled):
                for w in caught)
     full = np.asarray(lic.decode(tiled))
     assert (image[128:256, 128:256] == 128).all()  # the damaged tile is gray
-    assert np.array_equal(image[:64, :64], full[:64, :64])  # far from it, untouched
+    # Far from it, untouched but for g_s's long reach: every tile's synthesis window here takes
+    # SYNTHESIS_HALO latents of the lost tile (a 3 × 2 grid: all are its neighbours), and g_s sees
+    # ~5 latents (~80 px) around a pixel, so a pixel 64 px away may move by a rounding step.
+    assert np.abs(image[:64, :64].astype(int) - full[:64, :64]).max() <= 1
+    assert np.mean(image[:64, :64] == full[:64, :64]) > 0.99
 
 
 def test_bad_stream_in_a_tile_is_reported_by_index(lic, photo):
