@@ -29,6 +29,10 @@ def quantise(weights, backend, path: ProbabilityPath, y: np.ndarray, grid: TileG
     tile's h_s (mean, |scale|) as ``path`` computes them from its ẑ, which stays as it is; the
     walk then derives the refined latent's means and tables, as the decoder will.
     ``progress("coding", done, total)`` after each tile's walk.
+
+    Rounding is to the nearest integer of y' − mean.  A dead zone (sign(v)·⌊|v| + ½ − δ⌋, the
+    classic codecs' rate saver) was measured on six 320² training crops, 8 qualities: BD-rate
+    +0.75 % at δ = 0.03, +5.9 % at 0.1, +17 % at 0.2; rounding away from zero (δ = −0.03) +0.74 %.
     """
     z_sym = np.round(backend.hyper_analysis(y) - weights.z_medians[None, :, None, None])[0].astype(np.int32)
     tiles = [np.ascontiguousarray(z_sym[(slice(None), *grid.box(i).scaled(STRIDE).slices)]) for i in range(len(grid))]

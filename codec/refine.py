@@ -35,6 +35,14 @@ the walk's SGA values feeding later steps, −5.76 %; with hard-rounded values
 (straight-through) feeding them, −6.49 %: the gradient through later elements'
 means and scales, biased by the relaxation, misleads more than it informs.
 
+Also measured on six 320² training crops (weights de8e7bb9e105, effort 2, BD-rate against
+effort 0; this schedule −8.40 % there), not kept: SGA's atanh odds replaced by linear ones
+(P(⌈v⌉) = v − ⌊v⌋, as SGA+ offers: Perugachi-Diaz et al., NeurIPS 2024) −5.20 %; z refined
+jointly with y (Yang et al.'s full SGA: ẑ soft-rounded, its bits from the file's z tables, h_s's
+float gradient straight through to every mean and table the walk gives) −8.19 % with ẑ's
+step at 0.3× y's, −1.76 % at y's own (q10 broke down: +21 % bits), probably because the integer tables
+that ẑ's rounding picks disagree with the float gradient that moved it.
+
 Measured on kodim01 / kodim23 (60 steps): SGA beat both of the training's rate
 proxies (uniform noise, straight-through rounding), which at low rates traded
 away as much PSNR as they saved bits.  The file then codes round(v) as usual.
