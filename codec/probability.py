@@ -39,8 +39,9 @@ def z_groups(shape: tuple[int, ...]) -> np.ndarray:
 class Elements:
     """The y elements one coding step codes: all of them (``channels`` None), or the channels
     ``channels`` at the ascending flat positions ``at`` of each, which selects without a mask
-    the size of y (a context model's ten steps each read a tenth of it).  The step's symbols
-    are coded in :meth:`select`'s order: channel, then row, then column."""
+    the size of y (a context model's ten steps each read a tenth of it).  :meth:`select`'s order
+    is channel, then row, then column; the coder takes a step's symbols table by table in that
+    order (:func:`codec.coder.coding_plan`; docs/FORMAT.md, Decoding, step 4)."""
 
     channels: slice | None = None
     at: np.ndarray | None = None  # flat positions (row · w + column), ascending
