@@ -1,0 +1,157 @@
+"""docs/FORMAT.md's coder, checked by a second decoder written from its words alone.
+
+The reference coder is constriction; the spec's section "The ANS coder" says what it does in
+integers, and "Decoding" in which order symbols come.  This file's plain-Python decoder follows
+those sections (and nothing of codec.coder): if constriction, the tables or the coding order
+ever drift from the text, these tests fail, and a decoder written elsewhere from the spec
+would have failed the same way.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import codec
+from codec import container
+from codec.coder import SymbolWriter
+
+VECTORS = Path(__file__).parent / "vectors"
+
+
+def spec_cdf(freqs) -> list[int]:
+    """FORMAT.md, "The coder's table": the 24-bit cumulative table of 2^16 frequencies."""
+    n, cdf, total = len(freqs), [], 0
+    for i, f in enumerate(freqs):
+        cdf.append(total * (2**24 - n) // 2**16 + i)
+        total += int(f)
+    return cdf + [2**24]
+
+
+class SpecDecoder:
+    """FORMAT.md, "Coder streams" and "The ANS coder": escapes, words, and the state."""
+
+    def __init__(self, stream: bytes):
+        self.escaped, pos = [], 0
+        count, pos = self._varint(stream, pos)
+        for _ in range(count):
+            z, pos = self._varint(stream, pos)
+            self.escaped.append((z >> 1) ^ -(z & 1))
+        words = stream[pos:]
+        assert len(words) % 4 == 0
+        self.words = [int.from_bytes(words[i : i + 4], "little") for i in range(0, len(words), 4)]
+        self.x = 0
+        if self.words:
+            top = self.words.pop()
+            assert top != 0, "a stream never ends in a zero word"
+            self.x = top * 2**32 + self.words.pop() if self.words else top
+
+    @staticmethod
+    def _varint(data: bytes, pos: int) -> tuple[int, int]:
+        """LEB128: 7 bits per byte, low group first; a byte below 0x80 is the last."""
+        value = 0
+        for k, byte in enumerate(data[pos:]):
+            value += (byte & 0x7F) << (7 * k)
+            if byte < 0x80:
+                return value, pos + k + 1
+        raise AssertionError("truncated varint")
+
+    def entry(self, cdf: list[int]) -> int:
+        q = self.x % 2**24
+        s = max(i for i in range(len(cdf) - 1) if cdf[i] <= q)
+        self.x = self.x // 2**24 * (cdf[s + 1] - cdf[s]) + q - cdf[s]
+        if self.x < 2**32 and self.words:
+            self.x = self.x * 2**32 + self.words.pop()
+        return s
+
+    def value(self, freqs, radius: int, cdfs: dict, table: int) -> int:
+        """One symbol coded with ``table``: its entry, or the next escaped value."""
+        if table not in cdfs:
+            cdfs[table] = spec_cdf(freqs)
+        s = self.entry(cdfs[table])
+        return self.escaped.pop(0) if s == 2 * radius + 1 else s - radius
+
+    def finished(self) -> bool:
+        return self.x == 0 and not self.words and not self.escaped
+
+
+def table_rows(tables, k: int):
+    r = int(tables.radius[k])
+    return tables.freqs[k, : 2 * r + 2], r
+
+
+def spec_order(tables: np.ndarray) -> list[int]:
+    """Decoding, step 4: the positions of one step's elements (given in C-order) grouped by
+    table, a stable sort."""
+    return sorted(range(len(tables)), key=lambda i: (int(tables[i]), i))
+
+
+def test_the_spec_decoder_reads_the_writer_s_streams():
+    """Random symbols (escapes included) under the shipped y tables: the spec's decoder gets them
+    all back and ends with x = 0, no words and no escapes left."""
+    tables = codec.Codec(backend="onnxruntime").weights.y_tables
+    rng = np.random.default_rng(0)
+    for size in (1, 7, 500, 4000):
+        index = rng.integers(0, len(tables), size)
+        symbols = np.round(rng.normal(0, 1 + index / 8)).astype(np.int32)
+        symbols[rng.random(size) < 0.02] = 10_000  # beyond every radius: escaped
+        writer = SymbolWriter(tables)
+        writer.write(symbols, index)
+        reader, cdfs = SpecDecoder(writer.finish()), {}
+        got = np.empty(size, np.int64)
+        for i in spec_order(index):
+            got[i] = reader.value(*table_rows(tables, int(index[i])), cdfs, int(index[i]))
+        assert np.array_equal(got, symbols) and reader.finished()
+
+
+def test_the_coder_s_24_bit_table_is_the_spec_s():
+    """The worked example of the helper that read constriction's source, and a shipped table:
+    encoding entry s alone into an empty coder leaves the state cdf[s] (its one word)."""
+    import constriction
+
+    for freqs in ([1, 3, 65530, 1, 1], [100, 65336, 100],
+                  table_rows(codec.Codec(backend="onnxruntime").weights.y_tables, 20)[0]):
+        freqs = np.asarray(freqs, np.int64)
+        model = constriction.stream.model.Categorical(freqs / 2**16, perfect=False)
+        cdf = spec_cdf(freqs)
+        for s in range(len(freqs)):
+            coder = constriction.stream.stack.AnsCoder()
+            coder.encode_reverse(np.array([s], np.int32), model)
+            words = coder.get_compressed()
+            assert (int(words[0]) if len(words) else 0) == cdf[s]
+    assert spec_cdf([1, 3, 65530, 1, 1]) == [0, 256, 1025, 16776702, 16776959, 2**24]
+
+
+@pytest.mark.parametrize("name", ["v1.3-context-1052k-rgb.lic", "v1.3-context-1052k-tiled.lic"])
+def test_stored_files_decode_by_the_spec_s_order(name):
+    """A context-model vector (one tile; a tiled one at another quality): each tile's z stream
+    channel by channel, its y stream step by step (a group's anchors, then its other positions),
+    each step table by table, decode with the spec's decoder to the reference decoder's symbols,
+    given the reference's table indexes (the probability path is checked elsewhere)."""
+    data = (VECTORS / name).read_bytes()
+    assert json.loads((VECTORS / "manifest.json").read_text())[name]["version"] == "1.3"
+    lic = codec.Codec(backend="onnxruntime")
+    weights, parsed = lic.weights, container.unpack(data)
+    latents = lic.entropy_decode(data)
+    z_tables = weights.z_tables_at(parsed.header.quality)
+    groups = np.cumsum((0, *weights.config.groups))
+    for (z_stream, y_stream), tile in zip(parsed.tiles, latents.tiles):
+        reader, cdfs = SpecDecoder(z_stream), {}
+        N, h, w = tile.z.shape
+        z = [reader.value(*table_rows(z_tables, c), cdfs, c) for c in range(N) for _ in range(h * w)]
+        assert np.array_equal(np.reshape(z, tile.z.shape), tile.z) and reader.finished()
+
+        reader, cdfs = SpecDecoder(y_stream), {}
+        M, h, w = tile.y.shape
+        anchor = (np.add.outer(np.arange(h), np.arange(w)) % 2 == 0).reshape(-1)
+        y = np.zeros((M, h * w), np.int64)
+        index = tile.y_index.reshape(M, -1)
+        for start, end in zip(groups[:-1], groups[1:]):
+            for half in (anchor, ~anchor):
+                elements = [(c, p) for c in range(start, end) for p in np.flatnonzero(half)]  # C-order
+                for i in spec_order([index[c, p] for c, p in elements]):
+                    c, p = elements[i]
+                    y[c, p] = reader.value(*table_rows(weights.y_tables, int(index[c, p])), cdfs, int(index[c, p]))
+        assert np.array_equal(y.reshape(tile.y.shape), tile.y) and reader.finished()
