@@ -1,10 +1,10 @@
-"""docs/FORMAT.md's coder, checked by a second decoder written from its words alone.
+"""docs/FORMAT.md's coder and probability path, checked by a second decoder written from its words.
 
-The reference coder is constriction; the spec's section "The ANS coder" says what it does in
-integers, and "Decoding" in which order symbols come.  This file's plain-Python decoder follows
-those sections (and nothing of codec.coder): if constriction, the tables or the coding order
-ever drift from the text, these tests fail, and a decoder written elsewhere from the spec
-would have failed the same way.
+The reference coder is constriction and the reference probability path codec.exact's float64
+products; the spec's sections "The ANS coder", "Decoding", "Profile 1" and "Context model" say
+what they compute, in integers.  This file follows those sections (and none of codec.coder or
+codec.exact): if the code, constriction or the weights ever drift from the text, these tests
+fail, as a decoder written elsewhere from the spec would.
 """
 from __future__ import annotations
 
@@ -155,3 +155,92 @@ def test_stored_files_decode_by_the_spec_s_order(name):
                     c, p = elements[i]
                     y[c, p] = reader.value(*table_rows(weights.y_tables, int(index[c, p])), cdfs, int(index[c, p]))
         assert np.array_equal(y.reshape(tile.y.shape), tile.y) and reader.finished()
+
+
+# --- the probability path (FORMAT.md, "Profile 1, int" and "Context model"), from the text ---
+
+T = [int(t) for t in "112 127 144 162 184 208 235 266 301 340 385 436 493 557 630 713 806 912 1031 1167 1319 1492 "
+     "1688 1909 2159 2441 2761 3123 3532 3994 4518 5109 5778 6535 7391 8359 9453 10691 12091 13675 15465 17491 "
+     "19781 22371 25301 28614 32361 36598 41391 46811 52941 59873 67713 76580 86608 97949 110776 125281 141686 "
+     "160240 181223 204953 231791 262143".split()]
+
+
+def quantised(arrays, key: str):
+    """w_q = round(w × 2^14), b_q = round(b × 2^24), halves to even."""
+    return (np.round(np.asarray(arrays[f"{key}.weight"], np.float64) * 2**14),
+            np.round(np.asarray(arrays[f"{key}.bias"], np.float64) * 2**24))
+
+
+def act(s):
+    return np.clip(np.floor(s / 2**14), -(2**22), 2**22)
+
+
+def leaky(a):
+    return np.where(a >= 0, a, np.floor(a * 41 / 4096))
+
+
+def conv(a, w, b):
+    """torch's conv2d (cross-correlation), stride 1, padding (k − 1) / 2, + b."""
+    k = w.shape[-1]
+    padded = np.pad(a, ((0, 0), (k // 2, k // 2), (k // 2, k // 2)))
+    h, wd = a.shape[1:]
+    return sum(np.einsum("oc,chw->ohw", w[:, :, i, j], padded[:, i : i + h, j : j + wd])
+               for i in range(k) for j in range(k)) + b[:, None, None]
+
+
+def deconv(a, w, b):
+    """torch's conv_transpose2d, 5×5, stride 2, padding 2, output padding 1: input (Y, X) adds
+    w[:, :, i, j] times itself to output (2Y − 2 + i, 2X − 2 + j)."""
+    C, h, wd = a.shape
+    out = np.zeros((w.shape[1], 2 * h + 4, 2 * wd + 4))  # two spare rows and columns each side
+    for i in range(5):
+        for j in range(5):
+            out[:, i : i + 2 * h : 2, j : j + 2 * wd : 2] += np.einsum("co,chw->ohw", w[:, :, i, j], a)
+    return out[:, 2 : 2 * h + 2, 2 : 2 * wd + 2] + b[:, None, None]
+
+
+def index_of(scale):
+    """The smallest k with |scale| ≤ T[k], or 63."""
+    return np.searchsorted(np.array(T, np.float64), np.abs(scale), side="left").clip(max=63)
+
+
+def spec_probability_path(arrays, groups, z, y):
+    """(mean_q', table index) of every y element of a tile from its z symbols and its decoded y."""
+    a = np.clip(z, -2048, 2048) * 2.0**10 + np.round(np.asarray(arrays["z_medians"], np.float64) * 2**10)[:, None, None]
+    a = leaky(act(deconv(a, *quantised(arrays, "h_s.0"))))
+    a = leaky(act(deconv(a, *quantised(arrays, "h_s.2"))))
+    a = act(conv(a, *quantised(arrays, "h_s.4")))
+    M = a.shape[0] // 2
+    scale_q, mean_q = np.abs(a[:M]), a[M:].copy()
+    index = np.zeros(y.shape, np.int64)
+    h, w = y.shape[1:]
+    anchor = np.add.outer(np.arange(h), np.arange(w)) % 2 == 0
+    start = 0
+    for k, g in enumerate(groups):
+        own = slice(start, start + g)
+        hyper = np.concatenate([mean_q[own], scale_q[own]])
+        for step, where in ((2 * k, anchor), (2 * k + 1, ~anchor)):
+            decoded = np.clip(y[: start + g] * 2.0**10 + mean_q[: start + g], -(2**22), 2**22)
+            decoded[start:] *= anchor if step == 2 * k + 1 else 0  # k's anchors only in step 2k + 1
+            s = conv(decoded, *quantised(arrays, f"context.nets.{k}.spatial"))
+            s += conv(hyper, *quantised(arrays, f"context.nets.{k}.hyper"))
+            hidden = leaky(act(s))
+            hidden = leaky(act(conv(hidden, *quantised(arrays, f"context.nets.{k}.mix"))))
+            out = act(conv(hidden, *quantised(arrays, f"context.nets.{k}.out")))
+            d_scale, d_mean = out[:g], out[g:]
+            mean_q[own] = np.where(where, mean_q[own] + d_mean, mean_q[own])
+            index[own] = np.where(where, index_of(scale_q[own] + d_scale), index[own])
+        start += g
+    return mean_q, index
+
+
+@pytest.mark.parametrize("name", ["v1.3-context-1052k-rgb.lic", "v1.3-context-1052k-tiled.lic"])
+def test_the_spec_s_probability_path_gives_the_reference_s_means_and_tables(name):
+    """h_s and the context networks evaluated as FORMAT.md words them (direct convolutions, not
+    codec.exact's products) give every element's mean and table index as the reference decoder."""
+    lic = codec.Codec(backend="onnxruntime")
+    latents = lic.entropy_decode((VECTORS / name).read_bytes())
+    for tile in latents.tiles:
+        mean_q, index = spec_probability_path(lic.weights.arrays, lic.weights.config.groups, tile.z, tile.y)
+        assert np.array_equal(index, tile.y_index)
+        assert np.array_equal(mean_q / 2**10, tile.y_mean[0].astype(np.float64))
