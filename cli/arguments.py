@@ -64,6 +64,14 @@ def crop(text: str) -> tuple[int, int, int, int]:
     return x, y, w, h
 
 
+def negative_crop(argv: list[str]) -> str | None:
+    """The error for ``--crop -1,…``, which argparse would read as an option and word uselessly."""
+    for flag, value in zip(argv, argv[1:]):
+        if flag == "--crop" and value[:1] == "-" and value[1:2].isdigit():
+            return f"argument --crop: {value!r}: X,Y,W,H must not be negative"
+    return None
+
+
 def _version() -> str:
     """Package, format, weights, and the runtimes installed (the first is the CPU's default)."""
     from importlib.metadata import PackageNotFoundError, version

@@ -186,3 +186,11 @@ class Progress:
         if self.live or self.shown:
             sys.stderr.write("\r\033[K")
             sys.stderr.flush()
+
+
+def quiet_broken_pipe() -> int:
+    """After a BrokenPipeError on stdout (its reader stopped early: ``lic info | head``): stdout
+    points at /dev/null, so the interpreter's last flush raises nothing either, and the exit
+    status is the one a SIGPIPE gives a C tool (128 + 13)."""
+    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    return 141

@@ -19,10 +19,10 @@ import warnings
 import codec
 from codec import CodecError
 
-from .arguments import VersionAction, byte_size, crop, number, size, tile_size
+from .arguments import VersionAction, byte_size, crop, negative_crop, number, size, tile_size
 from .io import (
-    OutputExists, Progress, image_writer, input_file, not_a_lic_name, not_an_image_name, plan_outputs, read_input,
-    write_output,
+    OutputExists, Progress, image_writer, input_file, not_a_lic_name, not_an_image_name, plan_outputs,
+    quiet_broken_pipe, read_input, write_output,
 )
 from .trees import run_tree
 
@@ -109,11 +109,11 @@ OPTIONS: dict[str, tuple[tuple[str, ...], dict]] = {
     "device": (("--device",), {"default": "cpu", "choices": ["cpu", "cuda"]}),
     "backend": (("--backend",), {"default": None, "choices": list(codec.BACKENDS),
                                  "help": "what runs the transforms (default: openvino, else onnxruntime, where installed; else torch); "
-                                         "a one-image command on onnxruntime starts 0.15-0.3 s sooner than on openvino"}),
+                                         "a one-image command on onnxruntime starts 0.1-0.3 s sooner than on openvino"}),
     "weights": (("--weights",), {"help": argparse.SUPPRESS}),
     "max-pixels": (("--max-pixels",), {
         "type": number(int, 0), "default": None, "metavar": "N",
-        "help": f"refuse larger images (default {codec.MAX_PIXELS}, as Pillow); 0: no limit"}),
+        "help": f"refuse larger images (default {codec.MAX_PIXELS}, Pillow's decompression-bomb error limit); 0: no limit"}),
     "force": (("-f", "--force"), {"action": "store_true", "help": "overwrite existing outputs"}),
     "json": (("--json",), {"action": "store_true"}),
 }
@@ -152,18 +152,17 @@ def _make_codec(args):
 
 
 def _each(args, work, bar: bool = True) -> tuple[int, list]:
-    """``work(input, progress)`` for every input → (failures, the rows it returned).
-
-    The batch loop of every command: a failing input is reported in one line and counted,
-    the others go on; a progress bar runs where there are several inputs and stderr is a
-    terminal (unless ``bar`` is off: commands whose results go to stdout line by line).
-    """
+    """``work(input, progress)`` for every input → (failures, rows): a failing input is reported in
+    one line and counted, the others go on; a progress bar runs where there are several inputs
+    and stderr is a terminal (unless ``bar`` is off: commands whose results go to stdout line by line)."""
     progress = Progress(len(args.inputs), enabled=bar and not getattr(args, "quiet", False))
     failures, rows = 0, []
     for inp in args.inputs:
         progress.step(inp)
         try:
             rows.append(work(inp, progress))
+        except BrokenPipeError:  # stdout's reader is gone: no input after this one can be written
+            raise
         except PER_INPUT_ERRORS as exc:
             failures += 1
             progress.message(f"{PROG}: error: {inp}: {_why(exc)}")
@@ -372,14 +371,12 @@ def main(argv: list[str] | None = None) -> int:
             tool = importlib.import_module({"bench": "benchmarks.rd", "compare": "benchmarks.pages"}[argv[0]])
         except ModuleNotFoundError as exc:  # a light install: one line naming what to add
             package = (exc.name or "?").partition(".")[0]
-            print(f"{PROG} {argv[0]}: needs {package}: pip install {package} (or \"lic[bench]\" beside torch)",
-                  file=sys.stderr)
+            print(f'{PROG} {argv[0]}: needs {package}: pip install {package} (or "lic[bench]")', file=sys.stderr)
             return 1
         return tool.main(argv[1:])
-    for flag, value in zip(argv, argv[1:]):  # argparse reads "-1,…" as an option and says nothing useful
-        if flag == "--crop" and value[:1] == "-" and value[1:2].isdigit():
-            print(f"{PROG}: error: argument --crop: {value!r}: X,Y,W,H must not be negative", file=sys.stderr)
-            return 2
+    if why := negative_crop(argv):
+        _error(why)
+        return 2
     args = _parser().parse_args(argv)
     try:
         commands = {"encode": cmd_encode, "decode": cmd_decode, "info": cmd_info, "score": cmd_score,
@@ -391,6 +388,8 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         _error("interrupted")
         return 130
+    except BrokenPipeError:  # stdout's reader stopped early: not an error of lic's
+        return quiet_broken_pipe()
     except Exception as exc:  # a bug, not bad input: still one line, never a traceback
         _error(f"internal error: {type(exc).__name__}: {exc}")
         return 1

@@ -103,7 +103,8 @@ def crop_box(crop, width: int, height: int) -> Box:
 
 
 def bisect_quality(encode_at, budget: int) -> bytes:
-    """The largest quality (to 0.01) whose file fits ``budget`` bytes; quality 0 if none does."""
+    """The largest quality whose file fits ``budget`` bytes, found to within 0.05 (qualities on a
+    0.01 grid); quality 0 if none does."""
     best = encode_at(0.0)
     if len(best) > budget:
         warnings.warn(f"even quality 0 needs {len(best)} bytes > target {budget}", stacklevel=3)

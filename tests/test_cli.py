@@ -411,3 +411,17 @@ def test_decode_streams_the_image_to_its_file_and_leaves_nothing_when_writing_fa
     err = capsys.readouterr().err
     assert "a.lic" in err and "b.lic" in err and "disk said no" in err  # each input reported, neither aborted
     assert list((tmp_path / "dest").iterdir()) == []  # no half file, no temporary left
+
+
+def test_a_reader_that_stops_early_ends_the_command_quietly(tmp_path, small_png):
+    """``lic info a.lic b.lic | head -1`` and ``lic decode a.lic -o - | head -c 10``: once stdout's
+    reader is gone, lic stops with SIGPIPE's status (141) and prints nothing (no per-input error
+    for the inputs left, no traceback, no 'Exception ignored' from the interpreter's last flush)."""
+    data = tmp_path / "a.lic"
+    assert main(["encode", str(small_png), "-o", str(data), "--quiet"]) == 0
+    for args in (["info", data, data], ["info", "--json", data], ["decode", data, "-o", "-"]):
+        proc = subprocess.Popen([sys.executable, "-m", "cli.main", *map(str, args)], cwd=ROOT,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        proc.stdout.close()  # before lic has written anything: its first write breaks the pipe
+        err = proc.stderr.read()
+        assert proc.wait() == 141 and err == b"", (args, err)

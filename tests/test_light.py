@@ -108,7 +108,7 @@ def test_lic_bench_measures_lic_rows_without_torch(tmp_path):
 
 def test_lic_bench_without_scipy_says_so_in_one_line(tmp_path):
     out = _lic("bench", ".", missing=("scipy",))
-    assert out.returncode == 1 and out.stderr.strip() == 'lic bench: needs scipy: pip install scipy (or "lic[bench]" beside torch)'
+    assert out.returncode == 1 and out.stderr.strip() == 'lic bench: needs scipy: pip install scipy (or "lic[bench]")'
 
 
 def test_what_needs_torch_says_which_extra_to_install(tmp_path):
