@@ -17,8 +17,21 @@ import pytest
 import codec
 from codec import container
 from codec.coder import SymbolWriter
+from codec.frozen import read_weights
+from codec.shipped import shipped_weights
 
 VECTORS = Path(__file__).parent / "vectors"
+INT_VECTORS = sorted(name for name, row in json.loads((VECTORS / "manifest.json").read_text()).items()
+                     if row["profile"] == "int")  # every exact file: 1.1 and 1.2 (hyperprior), 1.3 (context)
+
+
+def vector(name: str):
+    """A stored file's bytes, parsed container, the weights its header names, and the reference
+    decoder's latents."""
+    data = (VECTORS / name).read_bytes()
+    parsed = container.unpack(data)
+    weights = read_weights(shipped_weights(parsed.header.weights_sha256))
+    return parsed, weights, codec.Codec(backend="onnxruntime").entropy_decode(data)
 
 
 def spec_cdf(freqs) -> list[int]:
@@ -124,19 +137,16 @@ def test_the_coder_s_24_bit_table_is_the_spec_s():
     assert spec_cdf([1, 3, 65530, 1, 1]) == [0, 256, 1025, 16776702, 16776959, 2**24]
 
 
-@pytest.mark.parametrize("name", ["v1.3-context-1052k-rgb.lic", "v1.3-context-1052k-tiled.lic"])
+@pytest.mark.parametrize("name", INT_VECTORS)
 def test_stored_files_decode_by_the_spec_s_order(name):
-    """A context-model vector (one tile; a tiled one at another quality): each tile's z stream
-    channel by channel, its y stream step by step (a group's anchors, then its other positions),
-    each step table by table, decode with the spec's decoder to the reference decoder's symbols,
-    given the reference's table indexes (the probability path is checked elsewhere)."""
-    data = (VECTORS / name).read_bytes()
-    assert json.loads((VECTORS / "manifest.json").read_text())[name]["version"] == "1.3"
-    lic = codec.Codec(backend="onnxruntime")
-    weights, parsed = lic.weights, container.unpack(data)
-    latents = lic.entropy_decode(data)
+    """Every stored exact file (one tile or several; hyperprior or context weights, the legacy
+    ones included): each tile's z stream channel by channel, its y stream step by step (with a
+    context model a group's anchors, then its other positions; else one step), each step table
+    by table, decode with the spec's decoder to the reference decoder's symbols, given the
+    reference's table indexes (the probability path is checked below)."""
+    parsed, weights, latents = vector(name)
     z_tables = weights.z_tables_at(parsed.header.quality)
-    groups = np.cumsum((0, *weights.config.groups))
+    groups = np.cumsum((0, *(weights.config.groups or (weights.config.M,))))
     for (z_stream, y_stream), tile in zip(parsed.tiles, latents.tiles):
         reader, cdfs = SpecDecoder(z_stream), {}
         N, h, w = tile.z.shape
@@ -146,10 +156,11 @@ def test_stored_files_decode_by_the_spec_s_order(name):
         reader, cdfs = SpecDecoder(y_stream), {}
         M, h, w = tile.y.shape
         anchor = (np.add.outer(np.arange(h), np.arange(w)) % 2 == 0).reshape(-1)
+        halves = (anchor, ~anchor) if weights.config.groups else (np.ones(h * w, bool),)
         y = np.zeros((M, h * w), np.int64)
         index = tile.y_index.reshape(M, -1)
         for start, end in zip(groups[:-1], groups[1:]):
-            for half in (anchor, ~anchor):
+            for half in halves:
                 elements = [(c, p) for c in range(start, end) for p in np.flatnonzero(half)]  # C-order
                 for i in spec_order([index[c, p] for c, p in elements]):
                     c, p = elements[i]
@@ -212,6 +223,8 @@ def spec_probability_path(arrays, groups, z, y):
     a = act(conv(a, *quantised(arrays, "h_s.4")))
     M = a.shape[0] // 2
     scale_q, mean_q = np.abs(a[:M]), a[M:].copy()
+    if not groups:  # a hyperprior: h_s alone
+        return mean_q, index_of(scale_q)
     index = np.zeros(y.shape, np.int64)
     h, w = y.shape[1:]
     anchor = np.add.outer(np.arange(h), np.arange(w)) % 2 == 0
@@ -234,13 +247,13 @@ def spec_probability_path(arrays, groups, z, y):
     return mean_q, index
 
 
-@pytest.mark.parametrize("name", ["v1.3-context-1052k-rgb.lic", "v1.3-context-1052k-tiled.lic"])
+@pytest.mark.parametrize("name", INT_VECTORS)
 def test_the_spec_s_probability_path_gives_the_reference_s_means_and_tables(name):
-    """h_s and the context networks evaluated as FORMAT.md words them (direct convolutions, not
-    codec.exact's products) give every element's mean and table index as the reference decoder."""
-    lic = codec.Codec(backend="onnxruntime")
-    latents = lic.entropy_decode((VECTORS / name).read_bytes())
+    """h_s (and the context networks) evaluated as FORMAT.md words them (direct convolutions, not
+    codec.exact's products) give every element's mean and table index as the reference decoder,
+    in every stored exact file."""
+    _, weights, latents = vector(name)
     for tile in latents.tiles:
-        mean_q, index = spec_probability_path(lic.weights.arrays, lic.weights.config.groups, tile.z, tile.y)
+        mean_q, index = spec_probability_path(weights.arrays, weights.config.groups, tile.z, tile.y)
         assert np.array_equal(index, tile.y_index)
         assert np.array_equal(mean_q / 2**10, tile.y_mean[0].astype(np.float64))
