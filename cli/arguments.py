@@ -7,6 +7,7 @@ error (exit 2) before anything heavy is imported.
 from __future__ import annotations
 
 import argparse
+import math
 
 import codec
 from codec import CodecError
@@ -19,6 +20,8 @@ def number(kind, low: float, high: float = float("inf")):
             value = kind(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+        if not math.isfinite(value):  # inf and nan: no option means them
+            raise argparse.ArgumentTypeError(f"not a finite number: {text!r}")
         if not low <= value <= high:
             raise argparse.ArgumentTypeError(f"{text} is outside {low:g}..{high:g}")
         return value

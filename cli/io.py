@@ -62,30 +62,47 @@ def plan_outputs(inputs: list[str], output: str | None, suffix: str, force: bool
     Refused up front, each for its own input (the others go on): an output that is the input
     itself, one an earlier input already writes, one that exists (without ``force``), a
     directory, one in a directory that does not exist, and one ``refuse_suffix(output)``
-    objects to (it returns the reason, or None).
+    objects to (it returns the reason, or None).  Several inputs with an ``output`` that is no
+    directory are refused as a whole (CodecError).
     """
     many, claimed, plan = len(inputs) > 1, {}, []
+    if many and output not in (None, "-") and not _is_dir(output):  # once, not once per input
+        raise CodecError(f"{len(inputs)} inputs: -o must name an existing directory, and {output} is not one")
     for inp in inputs:
         out = output_path(inp, output, many, suffix)
         why = None
         if out != "-":
-            target, key = Path(out), os.path.realpath(out)
-            parent = target.parent if str(target.parent) else Path(".")
-            if inp != "-" and os.path.realpath(inp) == key:
-                why = f"{out} is the input itself"
-            elif key in claimed:
-                why = f"{out} is also the output of {claimed[key]} (name the outputs apart)"
-            elif target.is_dir():
-                why = f"{out} is a directory"
-            elif target.exists() and not force:
-                why = f"{out} exists (use --force to overwrite)"
-            elif not parent.is_dir():
-                why = f"output directory {parent} does not exist"
-            else:
-                why = refuse_suffix(out) if refuse_suffix else None
-            claimed.setdefault(key, inp)
+            try:
+                why, key = _refusal(inp, out, claimed, force, refuse_suffix)
+                claimed.setdefault(key, inp)
+            except OSError as exc:  # a name the system refuses outright (e.g. too long): that input only
+                why = f"{out}: {exc.strerror or exc}"
         plan.append((inp, out, why))
     return plan
+
+
+def _refusal(inp: str, out: str, claimed: dict, force: bool, refuse_suffix) -> tuple[str | None, str]:
+    """Why ``out`` cannot be written for ``inp`` (None if it can), and its resolved path."""
+    target, key = Path(out), os.path.realpath(out)
+    parent = target.parent if str(target.parent) else Path(".")
+    if inp != "-" and os.path.realpath(inp) == key:
+        return f"{out} is the input itself", key
+    if key in claimed:
+        return f"{out} is also the output of {claimed[key]} (name the outputs apart)", key
+    if target.is_dir():
+        return f"{out} is a directory", key
+    if target.exists() and not force:
+        return f"{out} exists (use --force to overwrite)", key
+    if not parent.is_dir():
+        return f"output directory {parent} does not exist", key
+    return (refuse_suffix(out) if refuse_suffix else None), key
+
+
+def _is_dir(path: str) -> bool:
+    try:
+        return Path(path).is_dir()
+    except OSError:  # a name the system refuses (too long…): no directory; plan_outputs says why
+        return False
 
 
 def output_path(inp: str, output: str | None, many: bool, suffix: str) -> str:
@@ -96,7 +113,7 @@ def output_path(inp: str, output: str | None, many: bool, suffix: str) -> str:
     name = "stdin" if inp == "-" else Path(inp).stem
     if output is None:
         return str(Path(inp).with_suffix(suffix))
-    if many or Path(output).is_dir() or output.endswith(os.sep):
+    if many or _is_dir(output) or output.endswith(os.sep):
         return str(Path(output) / (name + suffix))
     return output
 
@@ -133,6 +150,13 @@ def image_writer(image, out: str, png_level: int | None = None):
     from codec import images
 
     return lambda fp: images.save_image(image, fp, ".png" if out == "-" else Path(out).suffix, png_level)
+
+
+def written_mode(image, out: str) -> str:
+    """The mode :func:`image_writer` writes ``image`` in to ``out``: its own, less alpha for JPEG."""
+    from codec import images
+
+    return images.saved_mode(image.mode, image_format(out))
 
 
 JOB_QUIET_SECONDS = 2.0  # a single job says nothing of its progress before this

@@ -22,7 +22,7 @@ from codec import CodecError
 from .arguments import VersionAction, byte_size, crop, negative_crop, number, size, tile_size
 from .io import (
     OutputExists, Progress, image_writer, input_file, not_a_lic_name, not_an_image_name, plan_outputs,
-    quiet_broken_pipe, read_input, write_output,
+    quiet_broken_pipe, read_input, write_output, written_mode,
 )
 from .trees import run_tree
 
@@ -43,7 +43,7 @@ def _parser() -> argparse.ArgumentParser:
     _add(enc, "output")
     rate = enc.add_mutually_exclusive_group()
     _add(rate, "quality", help="0..100 (default 75)")
-    rate.add_argument("--target-bpp", type=number(float, 1e-6),
+    rate.add_argument("--target-bpp", type=number(float, 1e-6, 1000),
                       help="largest quality within this many bits per pixel")
     rate.add_argument("--target-size", type=byte_size,
                       help="largest quality within this many bytes (20000, 20k, 1.5M; Ki/Mi: ×1024)")
@@ -291,7 +291,7 @@ def cmd_decode(args) -> int:
             written = write_output(out, image_writer(image, out, args.png_level), args.force)  # encoded to disk
         if not args.quiet:
             more = f", {written} bytes written, decoded in {seconds * 1000:.0f} ms" if args.verbose else ""
-            progress.message(f"{inp} -> {out}: {image.width}x{image.height} {image.mode}{more}")
+            progress.message(f"{inp} -> {out}: {image.width}x{image.height} {written_mode(image, out)}{more}")
 
     failures, _ = _each_output(args, ".png", decode, refuse_suffix=not_an_image_name)
     return 1 if failures else 0

@@ -36,7 +36,10 @@ def write_atomically(path: Path, data: bytes | Callable[[BinaryIO], None]) -> in
     """``data`` to ``path`` through a temporary file renamed over it; a replaced file keeps its mode.
 
     ``data``: the bytes, or a function that writes them into the open temporary file (a large
-    image is then encoded straight to disk, never held whole in memory).  → bytes written."""
+    image is then encoded straight to disk, never held whole in memory).  → bytes written.
+    A symbolic link is written through, as cp, cjpeg and Pillow do: the file it names is
+    replaced (or created), the link stays."""
+    path = Path(os.path.realpath(path)) if os.path.islink(path) else path
     mode = stat.S_IMODE(path.stat().st_mode) if path.exists() else new_file_mode()
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TEMP_SUFFIX, dir=path.parent)

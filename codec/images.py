@@ -218,6 +218,11 @@ def encoded_image(image: Image.Image, suffix: str, png_level: int | None = None)
     return buf.getvalue()
 
 
+def saved_mode(mode: str, fmt: str) -> str:
+    """The mode an image of ``mode`` is written in as Pillow format ``fmt``: alpha dropped for JPEG."""
+    return mode[:-1] if fmt == "JPEG" and mode in ("LA", "RGBA") else mode
+
+
 def save_image(image: Image.Image, fp, suffix: str, png_level: int | None = None) -> None:
     """Write a decoded image to the binary file ``fp`` as an image file of the format ``suffix``
     names, with its ICC profile, EXIF and XMP where the format holds them (alpha dropped for JPEG).
@@ -225,10 +230,10 @@ def save_image(image: Image.Image, fp, suffix: str, png_level: int | None = None
     PNG is written at zlib level ``png_level`` (0–9; None: PNG_LEVEL): a decoder's PNG is usually an intermediate
     (viewed, scaled, re-encoded), so speed comes first, as in djxl; 6 is Pillow's smaller default."""
     fmt = image_format(suffix)
-    if fmt == "JPEG" and image.mode in ("LA", "RGBA"):
+    if (mode := saved_mode(image.mode, fmt)) != image.mode:
         warnings.warn(f"JPEG has no alpha channel: the {image.mode} image's alpha is dropped", PrecisionWarning,
                       stacklevel=2)
-        image = image.convert(image.mode[:-1])
+        image = image.convert(mode)
     extra = {k: image.info[k] for k in ("icc_profile", "exif") if image.info.get(k)}
     if image.info.get("xmp"):
         if fmt == "PNG":

@@ -425,3 +425,35 @@ def test_a_reader_that_stops_early_ends_the_command_quietly(tmp_path, small_png)
         proc.stdout.close()  # before lic has written anything: its first write breaks the pipe
         err = proc.stderr.read()
         assert proc.wait() == 141 and err == b"", (args, err)
+
+
+def test_edge_cases_a_review_found_are_one_line_errors_or_do_what_mature_tools_do(tmp_path, small_png, capsys):
+    """Non-finite numbers are usage errors (no traceback from a size of 'inf'); an output name the
+    system refuses fails that input in one line; several inputs with -o naming no directory are
+    refused once; the status line names the mode written (JPEG drops alpha); a symlinked output
+    is written through, as cp and cjpeg do."""
+    for option, value in (("--target-size", "inf"), ("--target-size", "1e400"), ("--target-bpp", "inf"),
+                          ("--target-bpp", "1e308"), ("-q", "nan")):
+        with pytest.raises(SystemExit) as exit_:
+            main(["encode", str(small_png), "-o", str(tmp_path / "x.lic"), option, value])
+        err = capsys.readouterr().err
+        assert exit_.value.code == 2 and "Traceback" not in err and option.lstrip("-")[:8] in err, (option, value)
+    too_long = tmp_path / ("x" * 300 + ".lic")
+    assert main(["encode", str(small_png), "-o", str(too_long)]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "File name too long" in err and "internal error" not in err
+    assert main(["encode", str(small_png), str(small_png), "-o", str(tmp_path / "two.lic")]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "must name an existing directory" in err and not (tmp_path / "two.lic").exists()
+    rgba = tmp_path / "rgba.png"
+    Image.new("RGBA", (64, 48), (10, 200, 30, 100)).save(rgba)
+    assert main(["encode", str(rgba), "-o", str(tmp_path / "rgba.lic")]) == 0
+    capsys.readouterr()
+    assert main(["decode", str(tmp_path / "rgba.lic"), "-o", str(tmp_path / "rgba.jpg")]) == 0
+    captured = capsys.readouterr()
+    assert "64x48 RGB\n" in captured.out + captured.err and "alpha is dropped" in captured.err
+    target, link = tmp_path / "target.lic", tmp_path / "link.lic"
+    target.write_bytes(b"old")
+    link.symlink_to(target.name)
+    assert main(["encode", str(small_png), "-o", str(link), "--force", "--quiet"]) == 0
+    assert link.is_symlink() and codec.read_header(target).width == 96
