@@ -73,7 +73,11 @@ def read_header(data) -> Header:
                 data = f.read(12 + MAX_HEADER + 4)
         except OSError as exc:
             raise CodecError(f"{data}: {exc.strerror}") from None
-    return _read(data)
+    elif hasattr(data, "read"):  # a file object, as decode takes: its first bytes
+        data = data.read(12 + MAX_HEADER + 4)
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise CodecError(f"cannot read a .lic header from {type(data).__name__} (bytes, a path or a binary file)")
+    return _read(bytes(data))
 
 
 def weights_info(path: str | os.PathLike | None = None, *, header: Header | None = None) -> dict:

@@ -23,7 +23,8 @@ from .container import MAX_PIXELS
 from .errors import CodecError, DamagedTilesWarning, WeightsMismatchError
 from .backends import TORCH_EXTRA, frozen_weights, installed, make_backend
 from .inputs import (
-    DEFAULT_QUALITY, EncodeOptions, bisect_quality, checked_profile, checked_quality, codec_call, crop_box, read_bytes,
+    DEFAULT_QUALITY, EncodeOptions, bisect_quality, checked_counts, checked_profile, checked_quality, checked_region,
+    checked_size, codec_call, crop_box, read_bytes,
 )
 from .latent_coding import TileSource, check_round_trip, decode_tiles, encode_tile, level, quantise, tile_decoder, where
 from .latents import Latents
@@ -52,7 +53,7 @@ class Codec:
     def __init__(self, weights=None, device: str = "cpu", max_pixels: int | None = MAX_PIXELS,
                  profile: str = "int", tile_batch: int | None = None, bf16: bool | None = None,
                  backend: str | None = None, threads: int | None = None):
-        self.profile = checked_profile(profile)
+        self.profile, _ = checked_profile(profile), checked_counts(max_pixels, threads)
         self.weights, source = frozen_weights(weights)
         self._others = None if weights is not None else OtherShipped(  # earlier releases' files
             lambda path: Codec(path, device, max_pixels, profile, tile_batch, bf16, backend, threads))
@@ -65,8 +66,7 @@ class Codec:
     model = property(lambda self: self.backend.model, doc="The torch FrozenModel (Codec(backend='torch') only).")
 
     def _check_pixels(self, width: int, height: int) -> None:
-        if self.max_pixels is not None and width * height > self.max_pixels:
-            raise CodecError(f"image of {width}x{height} pixels exceeds the limit of {self.max_pixels}")
+        checked_size(width, height, self.max_pixels)
 
     # -- encode -----------------------------------------------------------------------------------
     def _source(self, image, strip: bool = False):
@@ -113,7 +113,8 @@ class Codec:
     @codec_call
     def synthesise(self, lat: Latents, region: Box | None = None) -> np.ndarray:
         """Transform stage of decoding: latents → RGB pixels of ``region``, uint8 (h, w, 3)."""
-        return self._codec_for(lat.weights)._synthesis(lat, region)
+        box = checked_region(lat, region)  # first: lat may be anything a caller passed
+        return self._codec_for(lat.weights)._synthesis(lat, box)
 
     @codec_call
     def encode(self, image, quality: float = DEFAULT_QUALITY, *, target_bpp: float | None = None,

@@ -99,6 +99,9 @@ def open_image(source) -> Image.Image:
     """A path, bytes, file object or PIL image → a loaded PIL image (CodecError if unreadable)."""
     if isinstance(source, Image.Image):
         return source
+    if not isinstance(source, (bytes, bytearray, memoryview, str, os.PathLike)) and not hasattr(source, "read"):
+        raise CodecError(f"cannot read an image from {type(source).__name__} (a path, bytes, a file, "
+                         "a PIL image or an array)")
     try:
         if isinstance(source, (bytes, bytearray, memoryview)):
             source = io.BytesIO(bytes(source))

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import functools
 import io
+import math
+import numbers
 import os
 import warnings
 from dataclasses import dataclass
@@ -50,17 +52,31 @@ class EncodeOptions:
         checked_quality(self.quality)
         if self.target_bpp is not None and self.target_size is not None:
             raise CodecError("give either target_bpp or target_size, not both")
-        if self.target_bpp is not None and not self.target_bpp > 0:
-            raise CodecError(f"target_bpp must be positive, got {self.target_bpp}")
-        if self.target_size is not None and self.target_size <= 0:
-            raise CodecError(f"target_size must be positive, got {self.target_size}")
+        if self.target_bpp is not None and not 0 < real_number("target_bpp", self.target_bpp) <= MAX_BPP:
+            raise CodecError(f"target_bpp must be within 0..{MAX_BPP} (above 0), got {self.target_bpp}")
+        if self.target_size is not None and not real_number("target_size", self.target_size) >= 1:
+            raise CodecError(f"target_size must be at least one byte, got {self.target_size}")
         schedule_for(self.effort)
-        if self.tile is not None and (self.tile < STRIDE or self.tile % STRIDE):
-            raise CodecError(f"tile size must be a positive multiple of {STRIDE}, got {self.tile}")
+        if self.tile is not None and (not isinstance(self.tile, numbers.Integral) or isinstance(self.tile, bool)
+                                      or self.tile < STRIDE or self.tile % STRIDE):
+            raise CodecError(f"tile size must be a positive multiple of {STRIDE}, got {self.tile!r}")
+
+
+MAX_BPP = 1000  # bits per pixel a size target may ask for (an 8-bit RGBA image is 32 uncompressed)
+
+
+def real_number(name: str, value) -> float:
+    """``value`` as a finite float; CodecError for a bool, a string, None, NaN or an infinity."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
+        raise CodecError(f"{name} must be a finite number, got {value!r}")
+    return float(value)
 
 
 def checked_quality(quality) -> float:
-    """``quality`` as a float within 0..100; CodecError in one line for anything else (NaN included)."""
+    """``quality`` as a float within 0..100; CodecError in one line for anything else (NaN, a bool
+    or a string included)."""
+    if isinstance(quality, (bool, str, bytes)):
+        raise CodecError(f"quality must be a number, got {quality!r}")
     try:
         quality = float(quality)
     except (TypeError, ValueError):
@@ -68,6 +84,36 @@ def checked_quality(quality) -> float:
     if not 0 <= quality <= 100:
         raise CodecError(f"quality must be within 0..100, got {quality}")
     return quality
+
+
+def checked_counts(max_pixels, threads) -> None:
+    """A Codec's ``max_pixels`` and ``threads``: None or a positive integer each (CodecError)."""
+    for name, value in (("max_pixels", max_pixels), ("threads", threads)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1):
+            raise CodecError(f"{name} must be None or a positive integer, got {value!r}")
+
+
+def checked_size(width: int, height: int, limit: int | None) -> None:
+    """CodecError for an image with no pixels, or with more than ``limit`` (None: no limit)."""
+    if width < 1 or height < 1:
+        raise CodecError(f"an image of {width}x{height} pixels has nothing to code")
+    if limit is not None and width * height > limit:
+        raise CodecError(f"image of {width}x{height} pixels exceeds the limit of {limit}")
+
+
+def checked_region(lat, region) -> Box:
+    """``synthesise``'s arguments: Latents, and a region (a Box of pixels) inside their image, or
+    None for all of it; CodecError otherwise."""
+    from .latents import Latents
+
+    if not isinstance(lat, Latents):
+        raise CodecError(f"synthesise takes the Latents of entropy_decode or to_latents, not {type(lat).__name__}")
+    whole = Box(0, 0, lat.width, lat.height)
+    if region is None:
+        return whole
+    if not isinstance(region, Box) or region.empty or region.clipped(whole) != region:
+        raise CodecError(f"region must be a non-empty Box inside the {lat.width}x{lat.height} image, got {region!r}")
+    return region
 
 
 def checked_profile(profile: str) -> str:
@@ -86,7 +132,10 @@ def read_bytes(data) -> bytes:
         except OSError as exc:
             raise CodecError(f"{data}: {exc.strerror}") from None
     if isinstance(data, io.IOBase) or hasattr(data, "read"):
-        return data.read()
+        read = data.read()
+        if not isinstance(read, (bytes, bytearray)):
+            raise CodecError(f"a file object gave {type(read).__name__}, not bytes (open .lic files with 'rb')")
+        return bytes(read)
     raise CodecError(f"cannot read .lic data from {type(data).__name__}")
 
 
@@ -94,8 +143,10 @@ def crop_box(crop, width: int, height: int) -> Box:
     if crop is None:
         return Box(0, 0, width, height)
     try:
+        if isinstance(crop, (str, bytes)) or any(isinstance(v, bool) or int(v) != v for v in crop):
+            raise ValueError
         x, y, w, h = (int(v) for v in crop)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise CodecError(f"crop must be four integers x, y, width, height; got {crop!r}") from None
     if w < 1 or h < 1 or x < 0 or y < 0 or x + w > width or y + h > height:
         raise CodecError(f"crop {x},{y},{w},{h} is not inside the {width}x{height} image")

@@ -117,9 +117,20 @@ def decode_tiles(weights, path: ProbabilityPath, grid: TileGrid, streams: list, 
     """Streams → the latents of the ``wanted`` tiles (all by default), and those found damaged
     (None with ``partial``)."""
     decode = tile_decoder(weights, path, grid, streams, quality, partial)
-    wanted = range(len(grid)) if wanted is None else set(wanted)
+    wanted = range(len(grid)) if wanted is None else checked_tiles(wanted, len(grid))
     tiles = [decode(i) if i in wanted else None for i in range(len(grid))]
     return tiles, [i for i in wanted if tiles[i] is None]
+
+
+def checked_tiles(wanted, count: int) -> set[int]:
+    """The tile indexes a caller asked for, as a set; CodecError unless each is an integer 0..count − 1."""
+    try:
+        indexes = set(wanted)
+        if all(isinstance(i, (int, np.integer)) and not isinstance(i, bool) and 0 <= i < count for i in indexes):
+            return {int(i) for i in indexes}
+    except TypeError:  # not iterable, or unhashable members
+        pass
+    raise CodecError(f"tiles must be tile indexes 0..{count - 1} (a list), got {wanted!r}")
 
 
 class TileSource:

@@ -85,6 +85,12 @@ def _save(im: Image.Image, fp, filename) -> None:
     if overrides:
         if isinstance(overrides.get("exif"), Image.Exif):
             overrides["exif"] = overrides["exif"].tobytes()
+        if isinstance(overrides.get("xmp"), str):  # an XMP packet is text: UTF-8, as XMP itself says
+            overrides["xmp"] = overrides["xmp"].encode("utf-8")
+        for key, value in overrides.items():  # what the container stores verbatim: bytes only
+            if not isinstance(value, (bytes, bytearray)):
+                raise ValueError(f"{key} must be bytes{' or Image.Exif' if key == 'exif' else ''}, "
+                                 f"got {type(value).__name__}")
         source = im.copy()
         source.info.update(overrides)
     try:
