@@ -20,7 +20,7 @@ def number(kind, low: float, high: float = float("inf")):
             value = kind(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-        if not math.isfinite(value):  # inf and nan: no option means them
+        if isinstance(value, float) and not math.isfinite(value):  # inf and nan: no option means them
             raise argparse.ArgumentTypeError(f"not a finite number: {text!r}")
         if not low <= value <= high:
             raise argparse.ArgumentTypeError(f"{text} is outside {low:g}..{high:g}")
@@ -38,6 +38,8 @@ def byte_size(text: str) -> int:
     if unit not in SIZE_UNITS:
         raise argparse.ArgumentTypeError(f"not a size: {text!r} (e.g. 20000, 20k, 1.5M, 64Ki)")
     value = number(float, 1e-9)(digits) * SIZE_UNITS[unit]
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"{text} is too large")
     if value < 1:
         raise argparse.ArgumentTypeError(f"{text} is less than one byte")
     return int(value)

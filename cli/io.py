@@ -152,11 +152,17 @@ def image_writer(image, out: str, png_level: int | None = None):
     return lambda fp: images.save_image(image, fp, ".png" if out == "-" else Path(out).suffix, png_level)
 
 
+STORED_AS = {"WEBP": {"L": "RGB", "LA": "RGBA"}}  # what Pillow's writers turn a mode into (GIF: always P)
+
+
 def written_mode(image, out: str) -> str:
-    """The mode :func:`image_writer` writes ``image`` in to ``out``: its own, less alpha for JPEG."""
+    """The mode :func:`image_writer` writes ``image`` in to ``out``: its own, less alpha for JPEG,
+    and as the format's writer stores it (WebP has no gray, GIF a palette only)."""
     from codec import images
 
-    return images.saved_mode(image.mode, image_format(out))
+    fmt = image_format(out)
+    mode = images.saved_mode(image.mode, fmt)
+    return "P" if fmt == "GIF" else STORED_AS.get(fmt, {}).get(mode, mode)
 
 
 JOB_QUIET_SECONDS = 2.0  # a single job says nothing of its progress before this
@@ -216,5 +222,12 @@ def quiet_broken_pipe() -> int:
     """After a BrokenPipeError on stdout (its reader stopped early: ``lic info | head``): stdout
     points at /dev/null, so the interpreter's last flush raises nothing either, and the exit
     status is the one a SIGPIPE gives a C tool (128 + 13)."""
-    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    try:
+        null = os.open(os.devnull, os.O_WRONLY)
+        try:
+            os.dup2(null, sys.stdout.fileno())
+        finally:
+            os.close(null)
+    except (OSError, ValueError):  # stdout without a descriptor (an embedding program's): nothing to redirect
+        pass
     return 141

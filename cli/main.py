@@ -379,9 +379,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     args = _parser().parse_args(argv)
     try:
-        commands = {"encode": cmd_encode, "decode": cmd_decode, "info": cmd_info, "score": cmd_score,
-                    "sample": cmd_sample}
-        return commands[args.command](args)
+        commands = {"encode": cmd_encode, "decode": cmd_decode, "info": cmd_info, "score": cmd_score, "sample": cmd_sample}
+        status = commands[args.command](args)
+        sys.stdout.flush()  # here, inside the try: a closed pipe shows now, not at the interpreter's exit
+        return status
     except (CodecError, OutputExists) as exc:
         _error(str(exc))
         return 1

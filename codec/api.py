@@ -95,7 +95,7 @@ class Codec:
     def to_latents(self, image, quality: float = DEFAULT_QUALITY, tile: int | None = DEFAULT_TILE,
                    effort: int = 0) -> Latents:
         """Transform stage of encoding: image → quantised latents (analysis + probability path)."""
-        opts = EncodeOptions(float(quality), tile=tile, effort=effort)
+        opts = EncodeOptions(checked_quality(quality), tile=tile, effort=effort)
         _, pixels = self._source(image)
         grid = self._grid_for(pixels, opts.tile)
         return self._quantise(self.transforms.analysis(pixels, grid), opts.quality, grid, pixels, opts.effort)

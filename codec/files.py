@@ -37,9 +37,8 @@ def write_atomically(path: Path, data: bytes | Callable[[BinaryIO], None]) -> in
 
     ``data``: the bytes, or a function that writes them into the open temporary file (a large
     image is then encoded straight to disk, never held whole in memory).  → bytes written.
-    A symbolic link is written through, as cp, cjpeg and Pillow do: the file it names is
-    replaced (or created), the link stays."""
-    path = Path(os.path.realpath(path)) if os.path.islink(path) else path
+    A symbolic link at ``path`` is replaced by the new file, not written through: the file it
+    named stays as it was (nothing is lost, even where the link pointed at an input)."""
     mode = stat.S_IMODE(path.stat().st_mode) if path.exists() else new_file_mode()
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TEMP_SUFFIX, dir=path.parent)

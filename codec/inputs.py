@@ -143,9 +143,10 @@ def crop_box(crop, width: int, height: int) -> Box:
     if crop is None:
         return Box(0, 0, width, height)
     try:
-        if isinstance(crop, (str, bytes)) or any(isinstance(v, bool) or int(v) != v for v in crop):
+        values = list(crop)  # once: an iterator is read here
+        if isinstance(crop, (str, bytes)) or any(isinstance(v, bool) or int(v) != v for v in values):
             raise ValueError
-        x, y, w, h = (int(v) for v in crop)
+        x, y, w, h = (int(v) for v in values)
     except (TypeError, ValueError, OverflowError):
         raise CodecError(f"crop must be four integers x, y, width, height; got {crop!r}") from None
     if w < 1 or h < 1 or x < 0 or y < 0 or x + w > width or y + h > height:

@@ -81,3 +81,17 @@ def test_pillow_save_refuses_metadata_that_is_not_bytes_and_takes_xmp_text():
     out = io.BytesIO()
     im.save(out, format="LIC", xmp="<x:xmpmeta/>")
     assert Image.open(io.BytesIO(out.getvalue())).info["xmp"] == b"<x:xmpmeta/>"
+
+
+def test_numpy_scalars_iterators_and_file_positions_still_work(lic, image, tiled, tmp_path):
+    """What the checks must not refuse: numpy scalars for numbers, an iterator for a crop, and a
+    file read for its header, then decoded from where it was."""
+    data = lic.encode(image, quality=np.float32(60), tile=np.int64(64))
+    assert codec.read_header(data).quality == 60
+    assert len(lic.encode(image, target_size=np.int64(2000))) <= 2000
+    assert lic.decode(tiled, crop=map(int, "1,2,10,10".split(","))).size == (10, 10)
+    assert codec.Codec(backend="onnxruntime", threads=np.int64(1), max_pixels=np.int32(10**6)).encode(image)
+    path = tmp_path / "x.lic"
+    path.write_bytes(tiled)
+    with open(path, "rb") as f:
+        assert codec.read_header(f).width == 96 and lic.decode(f).size == (96, 96)

@@ -14,7 +14,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import codec
 from codec import container
 from codec.coder import SymbolWriter
 from codec.frozen import read_weights
@@ -25,13 +24,13 @@ INT_VECTORS = sorted(name for name, row in json.loads((VECTORS / "manifest.json"
                      if row["profile"] == "int")  # every exact file: 1.1 and 1.2 (hyperprior), 1.3 (context)
 
 
-def vector(name: str):
-    """A stored file's bytes, parsed container, the weights its header names, and the reference
-    decoder's latents."""
+def vector(name: str, lic):
+    """A stored file's parsed container, the weights its header names, and the reference
+    decoder's (``lic``'s) latents."""
     data = (VECTORS / name).read_bytes()
     parsed = container.unpack(data)
     weights = read_weights(shipped_weights(parsed.header.weights_sha256))
-    return parsed, weights, codec.Codec(backend="onnxruntime").entropy_decode(data)
+    return parsed, weights, lic.entropy_decode(data)
 
 
 def spec_cdf(freqs) -> list[int]:
@@ -101,10 +100,10 @@ def spec_order(tables: np.ndarray) -> list[int]:
     return sorted(range(len(tables)), key=lambda i: (int(tables[i]), i))
 
 
-def test_the_spec_decoder_reads_the_writer_s_streams():
+def test_the_spec_decoder_reads_the_writer_s_streams(lic):
     """Random symbols (escapes included) under the shipped y tables: the spec's decoder gets them
     all back and ends with x = 0, no words and no escapes left."""
-    tables = codec.Codec(backend="onnxruntime").weights.y_tables
+    tables = lic.weights.y_tables
     rng = np.random.default_rng(0)
     for size in (1, 7, 500, 4000):
         index = rng.integers(0, len(tables), size)
@@ -119,13 +118,13 @@ def test_the_spec_decoder_reads_the_writer_s_streams():
         assert np.array_equal(got, symbols) and reader.finished()
 
 
-def test_the_coder_s_24_bit_table_is_the_spec_s():
+def test_the_coder_s_24_bit_table_is_the_spec_s(lic):
     """The worked example of the helper that read constriction's source, and a shipped table:
     encoding entry s alone into an empty coder leaves the state cdf[s] (its one word)."""
     import constriction
 
     for freqs in ([1, 3, 65530, 1, 1], [100, 65336, 100],
-                  table_rows(codec.Codec(backend="onnxruntime").weights.y_tables, 20)[0]):
+                  table_rows(lic.weights.y_tables, 20)[0]):
         freqs = np.asarray(freqs, np.int64)
         model = constriction.stream.model.Categorical(freqs / 2**16, perfect=False)
         cdf = spec_cdf(freqs)
@@ -138,13 +137,13 @@ def test_the_coder_s_24_bit_table_is_the_spec_s():
 
 
 @pytest.mark.parametrize("name", INT_VECTORS)
-def test_stored_files_decode_by_the_spec_s_order(name):
+def test_stored_files_decode_by_the_spec_s_order(name, lic):
     """Every stored exact file (one tile or several; hyperprior or context weights, the legacy
     ones included): each tile's z stream channel by channel, its y stream step by step (with a
     context model a group's anchors, then its other positions; else one step), each step table
     by table, decode with the spec's decoder to the reference decoder's symbols, given the
     reference's table indexes (the probability path is checked below)."""
-    parsed, weights, latents = vector(name)
+    parsed, weights, latents = vector(name, lic)
     z_tables = weights.z_tables_at(parsed.header.quality)
     groups = np.cumsum((0, *(weights.config.groups or (weights.config.M,))))
     for (z_stream, y_stream), tile in zip(parsed.tiles, latents.tiles):
@@ -248,11 +247,11 @@ def spec_probability_path(arrays, groups, z, y):
 
 
 @pytest.mark.parametrize("name", INT_VECTORS)
-def test_the_spec_s_probability_path_gives_the_reference_s_means_and_tables(name):
+def test_the_spec_s_probability_path_gives_the_reference_s_means_and_tables(name, lic):
     """h_s (and the context networks) evaluated as FORMAT.md words them (direct convolutions, not
     codec.exact's products) give every element's mean and table index as the reference decoder,
     in every stored exact file."""
-    _, weights, latents = vector(name)
+    _, weights, latents = vector(name, lic)
     for tile in latents.tiles:
         mean_q, index = spec_probability_path(weights.arrays, weights.config.groups, tile.z, tile.y)
         assert np.array_equal(index, tile.y_index)
