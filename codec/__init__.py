@@ -76,7 +76,9 @@ def read_header(data) -> Header:
     elif hasattr(data, "read"):  # a file object, as decode takes: its first bytes, the position kept
         at = data.tell() if data.seekable() else None
         head = data.read(12 + MAX_HEADER + 4)
-        data = head if at is None else (head, data.seek(at))[0]
+        if at is not None:
+            data.seek(at)
+        data = head
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise CodecError(f"cannot read a .lic header from {type(data).__name__} (bytes, a path or a binary file)")
     return _read(bytes(data))

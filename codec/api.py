@@ -53,7 +53,8 @@ class Codec:
     def __init__(self, weights=None, device: str = "cpu", max_pixels: int | None = MAX_PIXELS,
                  profile: str = "int", tile_batch: int | None = None, bf16: bool | None = None,
                  backend: str | None = None, threads: int | None = None):
-        self.profile, _ = checked_profile(profile), checked_counts(max_pixels, threads)
+        checked_counts(max_pixels, threads)
+        self.profile = checked_profile(profile)
         self.weights, source = frozen_weights(weights)
         self._others = None if weights is not None else OtherShipped(  # earlier releases' files
             lambda path: Codec(path, device, max_pixels, profile, tile_batch, bf16, backend, threads))

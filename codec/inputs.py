@@ -57,12 +57,16 @@ class EncodeOptions:
         if self.target_size is not None and not real_number("target_size", self.target_size) >= 1:
             raise CodecError(f"target_size must be at least one byte, got {self.target_size}")
         schedule_for(self.effort)
-        if self.tile is not None and (not isinstance(self.tile, numbers.Integral) or isinstance(self.tile, bool)
-                                      or self.tile < STRIDE or self.tile % STRIDE):
+        if self.tile is not None and (not whole_number(self.tile) or self.tile < STRIDE or self.tile % STRIDE):
             raise CodecError(f"tile size must be a positive multiple of {STRIDE}, got {self.tile!r}")
 
 
 MAX_BPP = 1000  # bits per pixel a size target may ask for (an 8-bit RGBA image is 32 uncompressed)
+
+
+def whole_number(value) -> bool:
+    """An integer (numpy's too), and not a bool: what counts, sizes and indexes must be."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
 def real_number(name: str, value) -> float:
@@ -89,7 +93,7 @@ def checked_quality(quality) -> float:
 def checked_counts(max_pixels, threads) -> None:
     """A Codec's ``max_pixels`` and ``threads``: None or a positive integer each (CodecError)."""
     for name, value in (("max_pixels", max_pixels), ("threads", threads)):
-        if value is not None and (isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1):
+        if value is not None and not (whole_number(value) and value >= 1):
             raise CodecError(f"{name} must be None or a positive integer, got {value!r}")
 
 

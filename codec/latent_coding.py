@@ -16,6 +16,7 @@ import numpy as np
 from .coder import SymbolReader, SymbolWriter, decode_symbols, encode_symbols
 from .entropy import scale_grid
 from .errors import CodecError, CorruptFileError
+from .inputs import whole_number
 from .latents import Latents, TileLatents
 from .probability import CodingStep, ProbabilityPath, z_groups
 from .tiling import LATENT, STRIDE, Box, TileGrid
@@ -126,7 +127,7 @@ def checked_tiles(wanted, count: int) -> set[int]:
     """The tile indexes a caller asked for, as a set; CodecError unless each is an integer 0..count − 1."""
     try:
         indexes = set(wanted)
-        if all(isinstance(i, (int, np.integer)) and not isinstance(i, bool) and 0 <= i < count for i in indexes):
+        if all(whole_number(i) and 0 <= i < count for i in indexes):
             return {int(i) for i in indexes}
     except TypeError:  # not iterable, or unhashable members
         pass
