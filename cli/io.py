@@ -52,7 +52,10 @@ def write_output(path: str, data, force: bool) -> int:
     parent = target.parent if str(target.parent) else Path(".")
     if not parent.is_dir():
         raise CodecError(f"output directory {parent} does not exist")
-    return files.write_atomically(target, data)  # a new file's mode from the umask, a replaced one's kept
+    try:  # without --force, a file that appeared meanwhile is not replaced either
+        return files.write_atomically(target, data, overwrite=force)  # a new file's mode from the umask
+    except FileExistsError:
+        raise OutputExists(f"{path} exists (use --force to overwrite)") from None
 
 
 def plan_outputs(inputs: list[str], output: str | None, suffix: str, force: bool,

@@ -207,7 +207,7 @@ def _print_json(args, rows: list, one_per_input: bool = True) -> None:
 
 
 def cmd_encode(args) -> int:
-    if args.recursive:
+    if args.recursive or args.jobs or args.ray is not None:  # run_tree refuses -j/--ray alone
         return run_tree(args, "encode", {"quality": args.quality, "target_bpp": args.target_bpp,
                                          "target_size": args.target_size, "strip": args.strip, "tile": args.tile,
                                          "verify": args.verify, "effort": args.effort, "best_effort": args.best_effort})
@@ -276,7 +276,7 @@ def _describe(row: dict) -> str:
 
 
 def cmd_decode(args) -> int:
-    if args.recursive:
+    if args.recursive or args.jobs or args.ray is not None:  # run_tree refuses -j/--ray alone
         if args.crop:
             raise CodecError("--crop decodes a region of one file; it does not go with -r")
         return run_tree(args, "decode", {"partial": args.partial, "png_level": args.png_level})
@@ -392,7 +392,7 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # stdout's reader stopped early: not an error of lic's
         return quiet_broken_pipe()
     except Exception as exc:  # a bug, not bad input: still one line, never a traceback
-        _error(f"internal error: {type(exc).__name__}: {exc}")
+        _error(f"internal error: {type(exc).__name__}: {(str(exc).strip().splitlines() or [''])[0]}")
         return 1
 
 

@@ -22,20 +22,28 @@ DEFAULT_MAX_WORKERS = 8  # each worker holds a runtime and the weights (0.25–0
 
 class TreeProgress(Progress):
     """files done, images/s, MB/s read and ETA on one stderr line (a terminal only); failures
-    one line each."""
+    one line each, warnings too (unless quiet), and with ``verbose`` each file coded."""
 
-    def __init__(self, quiet: bool):
+    def __init__(self, quiet: bool, verbose: bool = False):
         super().__init__(2, enabled=not quiet)  # live on a terminal, whatever the file count
-        self.start, self.bytes = time.monotonic(), 0
+        self.quiet, self.verbose = quiet, verbose
+        self.start, self.bytes, self.coded, self.passed = time.monotonic(), 0, 0, 0
 
     def __call__(self, row, done: int, total: int) -> None:
-        self.bytes += row.bytes_in
+        if row.status in ("skipped", "ignored"):  # no work: not in the rate, nor in the ETA
+            self.passed += 1
+        else:
+            self.coded, self.bytes = self.coded + 1, self.bytes + row.bytes_in
         if row.status == "failed":
             self.message(f"lic: error: {row.source}: {row.error}")
-        if self.live:
+        if row.warning and not self.quiet:
+            self.message(f"lic: warning: {row.source}: {row.warning}")
+        if row.status == "ok" and self.verbose:
+            self.message(f"{row.source} -> {row.output}: {row.bytes_out} bytes, {row.bpp} bpp")
+        if self.live and self.coded:
             elapsed = max(time.monotonic() - self.start, 1e-9)
-            eta = elapsed / done * (total - done)
-            sys.stderr.write(f"\r\033[K{done}/{total} files, {done / elapsed:.1f} images/s, "
+            eta = elapsed / self.coded * (total - done)
+            sys.stderr.write(f"\r\033[K{done}/{total} files, {self.coded / elapsed:.1f} images/s, "
                              f"{self.bytes / elapsed / 1e6:.1f} MB/s, ETA {eta:.0f} s")
             sys.stderr.flush()
 
@@ -44,18 +52,25 @@ def run_tree(args, kind: str, options: dict) -> int:
     """The -r path of encode (``kind`` "encode", ``options`` for Codec.encode) and decode."""
     from codec import batch, files
 
+    if not args.recursive:
+        raise CodecError("-j and --ray go with -r (whole directory trees)")
     if not args.output or args.output == "-":
         raise CodecError("-r needs -o OUT_DIR (the tree is mirrored there)")
+    if os.path.exists(args.output) and not os.path.isdir(args.output):
+        raise CodecError(f"-o {args.output} is not a directory (-r mirrors the tree into one)")
+    if getattr(args, "json", False):
+        raise CodecError(f"--json does not go with -r: each file's row is in OUT_DIR/{MANIFEST_NAME}")
     removed = files.remove_leftovers(args.output)
     jobs = batch.plan(args.inputs, args.output, kind, ".lic" if kind == "encode" else ".png", args.force)
     limit = codec.MAX_PIXELS if args.max_pixels is None else (args.max_pixels or None)
     codec_args = {"weights": args.weights, "device": args.device, "max_pixels": limit, "backend": args.backend}
-    if args.backend is not None or args.device != "cpu":  # one clear line here, not a traceback per worker
+    if args.ray is not None:  # one clear line here, not an actor's traceback (a local pool reports its own)
         codec.Codec(**codec_args)
     os.makedirs(args.output, exist_ok=True)
-    progress = TreeProgress(args.quiet)
+    progress = TreeProgress(args.quiet, args.verbose)
     t0 = time.monotonic()
     manifest = os.path.join(args.output, MANIFEST_NAME)
+    options = {**options, "force": args.force}
     if args.ray is None:
         workers = args.jobs or min(os.cpu_count() or 1, DEFAULT_MAX_WORKERS)
         rows = batch.run(jobs, kind, options, workers=workers, codec_args=codec_args,
@@ -72,7 +87,8 @@ def run_tree(args, kind: str, options: dict) -> int:
     s = batch.summary(rows, time.monotonic() - t0)
     if not args.quiet:
         ratio = f", {s['ratio']}:1" if s["ratio"] else ""
-        print(f"lic: {s['ok']} coded, {s['skipped']} skipped (output exists), {s['failed']} failed; "
+        ignored = f", {s['ignored']} ignored (not {'images' if kind == 'encode' else '.lic files'})" if s["ignored"] else ""
+        print(f"lic: {s['ok']} coded, {s['skipped']} skipped (output exists){ignored}, {s['failed']} failed; "
               f"{s['bytes_in'] / 1e6:.2f} MB -> {s['bytes_out'] / 1e6:.2f} MB{ratio} in {s['seconds']} s"
               + (f"; removed {removed} unfinished file(s) of an earlier run" if removed else ""), file=sys.stderr)
     return 1 if s["failed"] else 0

@@ -313,3 +313,13 @@ def read_chunk_table(fp) -> tuple[Header, dict[bytes, tuple[int, int]]]:
         if kind != TILE:
             table[kind] = (start + pos + _CHUNK_HEAD.size, length)
         pos += _CHUNK_HEAD.size + length + 4
+
+
+def read_chunk(fp, kind: bytes, offset: int, length: int) -> bytes:
+    """One chunk's payload from a seekable file, at an (offset, length) of :func:`read_chunk_table`,
+    its CRC checked (CorruptFileError if it does not match)."""
+    fp.seek(offset)
+    payload, tail = fp.read(length), fp.read(4)
+    if len(payload) != length or len(tail) != 4 or struct.unpack("<I", tail)[0] != _crc(kind, payload):
+        raise CorruptFileError(f"corrupt .lic file (CRC mismatch in chunk {kind.decode('latin-1')!r})")
+    return payload

@@ -6,10 +6,16 @@ single-file command should not import the process pools of :mod:`codec.batch` to
 A file is written to a temporary name beside it, synced, then renamed over the target, so a
 reader (or a killed run) never sees half a file::
 
-    data (or a function writing it) ─▶ .<name>.XXXX.lic-tmp (mode: the replaced file's, else 0666 less the umask) ─fsync, rename─▶ name
+    data (or a function writing it) ─▶ .lic-XXXX.lic-tmp (mode: the replaced file's, else 0666 less the umask) ─fsync, rename─▶ name
+
+The temporary name is short and fixed in length, so any name the file system allows for the
+output is also allowed for it (a name near the 255-byte limit, in CJK say, would not be if the
+temporary name were built from it).  Without ``overwrite`` the new file is published with a hard
+link, which fails where a file appeared since the caller looked: no check-then-replace race.
 """
 from __future__ import annotations
 
+import errno
 import os
 import stat
 import tempfile
@@ -32,16 +38,18 @@ def new_file_mode() -> int:
     return 0o666 & ~mask
 
 
-def write_atomically(path: Path, data: bytes | Callable[[BinaryIO], None]) -> int:
+def write_atomically(path: Path, data: bytes | Callable[[BinaryIO], None], overwrite: bool = True) -> int:
     """``data`` to ``path`` through a temporary file renamed over it; a replaced file keeps its mode.
 
     ``data``: the bytes, or a function that writes them into the open temporary file (a large
     image is then encoded straight to disk, never held whole in memory).  → bytes written.
     A symbolic link at ``path`` is replaced by the new file, not written through: the file it
-    named stays as it was (nothing is lost, even where the link pointed at an input)."""
+    named stays as it was (nothing is lost, even where the link pointed at an input).
+    ``overwrite`` False: FileExistsError, nothing written, if ``path`` exists when the file is
+    published (a file system without hard links falls back to a check just before the rename)."""
     mode = stat.S_IMODE(path.stat().st_mode) if path.exists() else new_file_mode()
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TEMP_SUFFIX, dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=".lic-", suffix=TEMP_SUFFIX, dir=path.parent)
     try:
         os.fchmod(fd, mode)
         with os.fdopen(fd, "wb") as f:
@@ -49,11 +57,28 @@ def write_atomically(path: Path, data: bytes | Callable[[BinaryIO], None]) -> in
             f.flush()
             os.fsync(f.fileno())
             size = f.tell()
-        os.replace(tmp, path)
+        if overwrite:
+            os.replace(tmp, path)
+        else:
+            _publish_new(tmp, path)
         return size
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _publish_new(tmp: str, path: Path) -> None:
+    """``tmp`` renamed to ``path`` only where no file is there (FileExistsError otherwise)."""
+    try:
+        os.link(tmp, path)  # atomic, and refuses an existing name (a dangling link included)
+    except FileExistsError:
+        raise
+    except OSError:  # no hard links here (FAT, some network file systems): check, then rename
+        if os.path.lexists(path):
+            raise FileExistsError(errno.EEXIST, "File exists", str(path)) from None
+        os.replace(tmp, path)
+        return
+    os.unlink(tmp)
 
 
 def remove_leftovers(out_dir: str | os.PathLike) -> int:

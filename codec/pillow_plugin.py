@@ -5,7 +5,9 @@ heads (plus the small ICC / EXIF / XMP chunks, for ``info``); it never reads the
 streams and never imports torch.  Pixels are decoded on ``load()`` by the shared
 default :class:`codec.Codec`.  Foreign data is left to the other plugins
 (``UnidentifiedImageError`` if none claims it); a damaged or truncated file opens
-but fails on ``load()`` with ``OSError``, as Pillow's own formats do.
+but fails on ``load()`` with ``OSError``, as Pillow's own formats do, and ``verify()`` checks a
+file's structure and every CRC without decoding (SyntaxError, as for a broken PNG); metadata
+whose CRC fails is left out of ``info``.
 
 Save options: ``quality`` (0–100, default 75), ``target_bpp``, ``target_size``
 (bytes), ``icc_profile``, ``exif``, ``xmp`` (override the image's own), ``strip``, ``tile_size``
@@ -52,11 +54,29 @@ class LicImageFile(ImageFile.ImageFile):
             self._lic_error, table = exc, {}
         for kind, key in container.METADATA_CHUNKS:
             if kind in table:
-                offset, length = table[kind]
-                self.fp.seek(offset)
-                self.info[key] = self.fp.read(length)
+                try:
+                    self.info[key] = container.read_chunk(self.fp, kind, *table[kind])
+                except CodecError as exc:  # damaged metadata is not handed out; load() fails on it
+                    self._lic_error = self._lic_error or exc
         self.tile = []
         self._lic_decoded = False
+
+    def verify(self) -> None:
+        """Pillow's integrity check, without decoding: the chunk structure and every CRC, as
+        ``decode`` checks them (SyntaxError, as Pillow's PNG plugin raises for a broken file)."""
+        if self.fp is None:
+            raise RuntimeError("verify must be called directly after open")
+        if self._lic_error is None:
+            self.fp.seek(0)
+            try:
+                container.unpack(self.fp.read())
+            except CodecError as exc:
+                self._lic_error = exc
+        if self._exclusive_fp:
+            self.fp.close()
+        self.fp = None
+        if self._lic_error is not None:
+            raise SyntaxError(f"broken .lic file: {self._lic_error}")
 
     def load(self):
         if not self._lic_decoded and self.fp is not None:

@@ -22,7 +22,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from .batch import Job, Row, _code, _start, refused_row
-from .errors import CodecError
+from .errors import CodecError, first_line
 
 
 class _Coder:
@@ -59,25 +59,45 @@ def run_on_ray(jobs: list[Job], kind: str, options: dict | None = None, *, addre
     except ImportError:
         raise CodecError('Ray is not installed: pip install "lic[ray]"') from None
     if not ray.is_initialized():
-        ray.init(address=address, include_dashboard=False, log_to_driver=False, configure_logging=False)
+        try:
+            ray.init(address=address, include_dashboard=False, log_to_driver=False, configure_logging=False)
+        except Exception as exc:  # noqa: BLE001  (no cluster at that address, ...: one line, named)
+            raise CodecError(f"Ray cannot start or connect{f' to {address}' if address else ''}: "
+                             f"{first_line(exc, type(exc).__name__)}") from None
     logging.getLogger("ray.data").setLevel(logging.WARNING)  # the caller reports progress, not Ray
     ray.data.DataContext.get_current().enable_progress_bars = False
     rows: dict[int, Row] = {}
     for i, j in enumerate(jobs):
         if j.refused is not None:
             rows[i] = refused_row(j)
-    todo = [{"index": i, "source": str(j.source), "output": str(j.output)}
+    # absolute paths: an actor runs in its raylet's directory, not in the caller's
+    todo = [{"index": i, "source": os.path.abspath(j.source), "output": os.path.abspath(j.output)}
             for i, j in enumerate(jobs) if j.refused is None]
     if todo:
-        cpus = int(ray.cluster_resources().get("CPU", os.cpu_count() or 1))
-        actors = max(1, min(actors, cpus))  # a fixed pool larger than the cluster would never all start
-        threads = max(1, cpus // actors)
-        blocks = min(len(todo), 8 * max(1, actors))  # enough blocks to keep every actor busy
+        nodes = [n.get("Resources", {}) for n in ray.nodes() if n.get("Alive")]
+        actors, threads = actor_shape(nodes, actors, num_gpus)
+        blocks = min(len(todo), 8 * actors)  # enough blocks to keep every actor busy
         coded = ray.data.from_items(todo, override_num_blocks=blocks).map_batches(
             _Coder, fn_constructor_args=(codec_args or {}, kind, options or {}, threads, parquet is not None),
             batch_size=1, concurrency=actors, num_cpus=threads, num_gpus=num_gpus or None).materialize()
         for record in coded.select_columns(["index", "row"]).iter_rows():
-            rows[int(record["index"])] = Row(**record["row"])
+            i = int(record["index"])  # the row names the files as the plan did, relative or not
+            rows[i] = Row(**{**record["row"], "source": str(jobs[i].source), "output": str(jobs[i].output)})
         if parquet is not None:
             coded.select_columns(["source", "data"]).write_parquet(str(parquet))
     return [rows[i] for i in range(len(jobs))]
+
+
+def actor_shape(nodes: list[dict], actors: int, num_gpus: float = 0.0) -> tuple[int, int]:
+    """(actors, CPUs each) that the cluster can place: ``nodes`` are the live nodes' resources
+    (``ray.nodes()``).  An actor lives on one node, so it asks for no more CPUs than the largest
+    node has (a cluster-wide share on many small nodes could never be placed, and Ray would wait
+    for it for ever); with ``num_gpus`` per actor, no more actors than the GPUs can hold."""
+    cpus = [int(n.get("CPU", 0)) for n in nodes] or [os.cpu_count() or 1]
+    if num_gpus:
+        gpus = sum(int(n.get("GPU", 0) // num_gpus) for n in nodes)
+        if gpus < 1:
+            raise CodecError("the Ray cluster has no GPU for --device cuda")
+        actors = min(actors, gpus)
+    actors = max(1, min(actors, sum(cpus)))  # a fixed pool larger than the cluster would never all start
+    return actors, max(1, min(sum(cpus) // actors, max(cpus)))

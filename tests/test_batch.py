@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -203,3 +204,171 @@ def test_whatever_one_file_raises_is_its_row_and_targets_hold_in_trees(tree, tmp
     jobs = [j for j in batch.plan([tree], tmp_path / "tight", "encode") if j.source.name == "one.png"]
     assert batch.run(jobs, "encode", {"target_size": 10})[0].error.startswith("cannot fit 10 bytes")
     assert batch.run(jobs, "encode", {"target_size": 10, "best_effort": True})[0].status == "ok"
+
+
+# -- worker processes that die, Ctrl-C, start-up errors ---------------------------------------------
+class DeadlyPath(type(Path())):
+    """A source whose reading kills the worker process, as an out-of-memory kill would."""
+
+    def read_bytes(self):
+        import os
+
+        os._exit(9)
+
+
+class SlowPath(type(Path())):
+    """A source that takes a minute to read (and says so in $LIC_TEST_BUSY): the run is busy
+    when Ctrl-C comes."""
+
+    def read_bytes(self):
+        import time
+
+        (Path(os.environ["LIC_TEST_BUSY"]) / str(os.getpid())).touch()  # this worker is busy now
+        time.sleep(60)
+        return super().read_bytes()
+
+
+def test_a_worker_that_dies_fails_its_file_alone_and_the_run_goes_on(tree, tmp_path):
+    jobs = [j for j in batch.plan([tree], tmp_path / "out", "encode") if j.refused is None]
+    doomed = next(k for k, j in enumerate(jobs) if j.source.name == "one.png")
+    jobs[doomed] = batch.Job(DeadlyPath(jobs[doomed].source), jobs[doomed].output)
+    rows = batch.run(jobs, "encode", {"quality": 40}, workers=2)
+    assert rows[doomed].status == "failed" and "worker process died" in rows[doomed].error
+    assert {Path(r.source).name for r in rows if r.status == "ok"} == {"two.png", "three.jpg"}
+    assert (tmp_path / "out" / "a" / "b" / "two.lic").read_bytes() == codec.Codec().encode(
+        Image.open(tree / "a" / "b" / "two.png"), 40)
+
+
+def test_workers_that_cannot_start_are_one_error_not_a_traceback_each(tree, tmp_path, capfd):
+    jobs = [j for j in batch.plan([tree], tmp_path / "out", "encode") if j.refused is None]
+    with pytest.raises(codec.CodecError, match="nonexistent.safetensors"):
+        batch.run(jobs, "encode", {"quality": 40}, workers=2, codec_args={"weights": "/nonexistent.safetensors"})
+    assert "Traceback" not in capfd.readouterr().err
+    assert not (tmp_path / "out").exists()
+    assert main(["encode", "-r", str(tree), "-o", str(tmp_path / "o2"), "-j", "2", "--weights", "/x.safetensors"]) == 1
+    err = capfd.readouterr().err
+    assert err.splitlines()[-1] == "lic: error: weights file not found: /x.safetensors" and "Traceback" not in err
+
+
+def test_ctrl_c_stops_a_pool_at_once(tree, tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from .conftest import ROOT
+
+    script = (f"import sys; from codec import batch; from tests.test_batch import SlowPath\n"
+              f"jobs = [batch.Job(SlowPath(j.source), j.output) for j in batch.plan([{str(tree)!r}], "
+              f"{str(tmp_path / 'out')!r}, 'encode') if j.refused is None]\n"
+              f"try:\n    batch.run(jobs, 'encode', {{'quality': 40}}, workers=2)\n"
+              f"except KeyboardInterrupt:\n    print('interrupted', flush=True); sys.exit(130)\n")
+    busy = tmp_path / "busy"
+    busy.mkdir()
+    run = subprocess.Popen([sys.executable, "-c", script], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                           text=True, start_new_session=True, env={**os.environ, "LIC_TEST_BUSY": str(busy)})
+    deadline = time.monotonic() + 120
+    while len(list(busy.iterdir())) < 2 and time.monotonic() < deadline:  # both workers started, reading
+        time.sleep(0.1)
+    t0 = time.monotonic()
+    os.killpg(run.pid, signal.SIGINT)  # as a terminal's Ctrl-C: the whole process group
+    out, err = run.communicate(timeout=40)
+    assert time.monotonic() - t0 < 30  # not after the minute-long reads
+    assert run.returncode == 130 and "interrupted" in out and "Traceback" not in err, err
+    assert not list(tmp_path.rglob("*.lic-tmp"))
+
+
+# -- what a tree holds --------------------------------------------------------------------------------
+def test_every_file_of_a_tree_is_accounted_for(tree, tmp_path, sample_image, monkeypatch):
+    sample_image.crop((0, 0, 32, 32)).save(tree / "anim.gif")
+    sample_image.crop((0, 0, 32, 32)).save(tree / "cam.JFIF", "JPEG")
+    (tree / "readme.txt").write_text("not an image")
+    (tmp_path / "elsewhere").mkdir()
+    (tree / "linked").symlink_to(tmp_path / "elsewhere", target_is_directory=True)
+    (tree / "out").mkdir()  # the output tree inside the input: never walked
+    (tree / "out" / "old.png").write_bytes(b"")
+    jobs = batch.plan([tree], tree / "out", "encode")
+    by_name = {j.source.name: j for j in jobs}
+    assert by_name["anim.gif"].refused is None and by_name["cam.JFIF"].refused is None
+    assert by_name["readme.txt"].refused == batch.IGNORED and by_name["linked"].refused == batch.IGNORED
+    assert "old.png" not in by_name
+    rows = batch.run([by_name[n] for n in ("readme.txt", "linked")], "encode")
+    assert [(r.status, r.output) for r in rows] == [("ignored", "")] * 2
+    # a directory that cannot be read (root reads any, so the listing is made to fail) is a failed row
+    real = os.scandir
+
+    def scandir(path="."):
+        if Path(path).name == "b":
+            raise PermissionError(13, "Permission denied", str(path))
+        return real(path)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+    broken = [j for j in batch.plan([tree], tmp_path / "o", "encode") if j.source.name == "b"]
+    assert len(broken) == 1 and "cannot read directory: Permission denied" in broken[0].refused
+
+
+def test_outputs_are_never_the_input_nor_a_directory_and_decode_takes_any_case(tree, tmp_path, sample_image):
+    photo = tmp_path / "photo.lic"
+    sample_image.crop((0, 0, 32, 32)).save(photo, "PNG")  # an image that happens to be named .lic
+    assert batch.plan([photo], tmp_path, "encode", force=True)[0].refused.endswith("is the input itself")
+    (tmp_path / "o" / "three.lic").mkdir(parents=True)
+    three = next(j for j in batch.plan([tree], tmp_path / "o", "encode", force=True) if j.source.name == "three.jpg")
+    assert three.refused.endswith("is a directory")
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d" / "X.LIC").write_bytes(codec.encode(sample_image.crop((0, 0, 32, 32)), 50))
+    assert [j.refused for j in batch.plan([tmp_path / "d"], tmp_path / "png", "decode", ".png")] == [None]
+
+
+def test_an_output_that_appears_mid_run_is_kept_without_force(tree, tmp_path):
+    jobs = [j for j in batch.plan([tree], tmp_path / "out", "encode") if j.source.name == "one.png"]
+    jobs[0].output.parent.mkdir(parents=True)
+    jobs[0].output.write_bytes(b"someone else's")  # after the plan, before the write
+    assert batch.run(jobs, "encode", {"quality": 40})[0].status == "skipped"
+    assert jobs[0].output.read_bytes() == b"someone else's"
+    assert batch.run(jobs, "encode", {"quality": 40, "force": True})[0].status == "ok"
+    assert jobs[0].output.read_bytes()[:8] == codec.encode(Image.open(jobs[0].source), 40)[:8]
+
+
+def test_warnings_name_their_file_in_the_row_and_on_stderr(tmp_path, sample_image, capsys):
+    src = tmp_path / "src"
+    src.mkdir()
+    deep = (np.asarray(sample_image.convert("L").crop((0, 0, 32, 32)), np.uint16) * 257)
+    Image.fromarray(deep).save(src / "deep.png")  # 16-bit: reduced to 8 with a warning
+    assert main(["encode", "-r", str(src), "-o", str(tmp_path / "out"), "-j", "1"]) == 0
+    err = capsys.readouterr().err
+    assert f"lic: warning: {src / 'deep.png'}:" in err and "8" in err
+    row = _rows(tmp_path / "out")[0]
+    assert row["status"] == "ok" and "8" in row["warning"]
+
+
+def test_tree_flags_go_together(tree, tmp_path, capsys, sample_image):
+    sample_image.crop((0, 0, 32, 32)).save(tmp_path / "one.png")
+    assert main(["encode", str(tmp_path / "one.png"), "-j", "2"]) == 1
+    assert "-j and --ray go with -r" in capsys.readouterr().err
+    (tmp_path / "afile").write_bytes(b"")
+    assert main(["encode", "-r", str(tree), "-o", str(tmp_path / "afile")]) == 1
+    assert "is not a directory" in capsys.readouterr().err
+    assert main(["encode", "-r", str(tree), "-o", str(tmp_path / "o"), "--json"]) == 1
+    assert "--json does not go with -r" in capsys.readouterr().err
+
+
+def test_ray_actors_fit_the_nodes_they_run_on():
+    from codec.ray_batch import actor_shape
+
+    assert actor_shape([{"CPU": 8}] * 4, 2) == (2, 8)  # a cluster-wide share (16) fits no node
+    assert actor_shape([{"CPU": 2}], 4) == (2, 1)
+    assert actor_shape([{"CPU": 8, "GPU": 1}], 4, num_gpus=1.0) == (1, 8)  # one GPU: one actor
+    with pytest.raises(codec.CodecError, match="no GPU"):
+        actor_shape([{"CPU": 8}], 2, num_gpus=1.0)
+
+
+def test_atomic_writes_take_any_name_the_file_system_allows_and_can_refuse_to_replace(tmp_path):
+    longest = tmp_path / ("写" * 83 + ".lic")  # 253 bytes of UTF-8: the temporary name must not outgrow it
+    assert files.write_atomically(longest, b"abc") == 3 and longest.read_bytes() == b"abc"
+    with pytest.raises(FileExistsError):
+        files.write_atomically(longest, b"new", overwrite=False)
+    assert longest.read_bytes() == b"abc" and [p.name for p in tmp_path.iterdir()] == [longest.name]
+    (tmp_path / "dangling").symlink_to(tmp_path / "nowhere")
+    with pytest.raises(FileExistsError):  # a name taken by a link counts as taken
+        files.write_atomically(tmp_path / "dangling", b"x", overwrite=False)
+    assert files.write_atomically(tmp_path / "fresh", b"xy", overwrite=False) == 2

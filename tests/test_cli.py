@@ -147,16 +147,16 @@ def test_ctrl_c_leaves_no_partial_outputs(tmp_path, small_png, monkeypatch, caps
 
     out = tmp_path / "out"
     out.mkdir()
-    real_replace = os.replace
+    real_link = os.link
     calls = []
 
-    def interrupted_replace(src, dst):
+    def interrupted_link(src, dst):  # publishing a new output (without --force: a hard link, no replace)
         calls.append(dst)
         if len(calls) == 2:  # the second output, after its bytes hit the disk
             raise KeyboardInterrupt
-        real_replace(src, dst)
+        real_link(src, dst)
 
-    monkeypatch.setattr(cli.io.os, "replace", interrupted_replace)
+    monkeypatch.setattr(cli.io.os, "link", interrupted_link)
     second = tmp_path / "second.png"
     second.write_bytes(small_png.read_bytes())
     assert main(["encode", str(small_png), str(second), "-o", str(out)]) == 130

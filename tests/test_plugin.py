@@ -97,6 +97,30 @@ def test_foreign_and_truncated_files_give_pillows_errors(small_image, lic):
     assert Image.open(buf).format == "PNG"  # other formats are unaffected
 
 
+def test_verify_checks_every_crc_without_decoding_and_bad_metadata_is_left_out():
+    from codec import container
+
+    good = (ROOT / "tests" / "vectors" / "v1.2-int-metadata.lic").read_bytes()
+    im = Image.open(io.BytesIO(good))
+    im.verify()  # passes, and no pixels were decoded
+    assert im.info["icc_profile"] and im.fp is None
+    with pytest.raises(SyntaxError, match="truncated"):
+        Image.open(io.BytesIO(good[: len(good) // 2])).verify()
+    offset, length = container.read_chunk_table(io.BytesIO(good))[1][b"iCCP"]
+    flipped = bytearray(good)
+    flipped[offset + length // 2] ^= 0x01
+    bad = Image.open(io.BytesIO(bytes(flipped)))
+    assert "icc_profile" not in bad.info and "exif" in bad.info  # the damaged chunk only
+    with pytest.raises(SyntaxError, match="CRC mismatch in chunk 'iCCP'"):
+        bad.verify()
+    with pytest.raises(OSError, match="iCCP"):
+        Image.open(io.BytesIO(bytes(flipped))).load()
+    tile = bytearray(good)
+    tile[-20] ^= 0xFF  # a tile's stream: found by verify too, with no decode
+    with pytest.raises(SyntaxError, match="CRC"):
+        Image.open(io.BytesIO(bytes(tile))).verify()
+
+
 def test_threads_share_one_codec_and_match_serial_calls(lic, small_image):
     crops = [small_image.rotate(angle) for angle in (0, 90, 180, 270)]
     qualities = [10, 35, 60, 85]
