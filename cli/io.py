@@ -54,7 +54,7 @@ def write_output(path: str, data, force: bool) -> int:
         raise CodecError(f"output directory {parent} does not exist")
     try:  # without --force, a file that appeared meanwhile is not replaced either
         return files.write_atomically(target, data, overwrite=force)  # a new file's mode from the umask
-    except FileExistsError:
+    except files.OutputExistsError:
         raise OutputExists(f"{path} exists (use --force to overwrite)") from None
 
 

@@ -277,7 +277,7 @@ def _describe(row: dict) -> str:
 
 def cmd_decode(args) -> int:
     if args.recursive or args.jobs or args.ray is not None:  # run_tree refuses -j/--ray alone
-        if args.crop:
+        if args.crop and args.recursive:
             raise CodecError("--crop decodes a region of one file; it does not go with -r")
         return run_tree(args, "decode", {"partial": args.partial, "png_level": args.png_level})
 

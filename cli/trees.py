@@ -65,7 +65,7 @@ def run_tree(args, kind: str, options: dict) -> int:
     limit = codec.MAX_PIXELS if args.max_pixels is None else (args.max_pixels or None)
     codec_args = {"weights": args.weights, "device": args.device, "max_pixels": limit, "backend": args.backend}
     if args.ray is not None:  # one clear line here, not an actor's traceback (a local pool reports its own)
-        codec.Codec(**codec_args)
+        codec.Codec(**{**codec_args, "device": "cpu"})  # the weights and runtime; the GPUs are the nodes' own
     os.makedirs(args.output, exist_ok=True)
     progress = TreeProgress(args.quiet, args.verbose)
     t0 = time.monotonic()

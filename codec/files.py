@@ -45,7 +45,7 @@ def write_atomically(path: Path, data: bytes | Callable[[BinaryIO], None], overw
     image is then encoded straight to disk, never held whole in memory).  → bytes written.
     A symbolic link at ``path`` is replaced by the new file, not written through: the file it
     named stays as it was (nothing is lost, even where the link pointed at an input).
-    ``overwrite`` False: FileExistsError, nothing written, if ``path`` exists when the file is
+    ``overwrite`` False: OutputExistsError (a FileExistsError), nothing written, if ``path`` exists when the file is
     published (a file system without hard links falls back to a check just before the rename)."""
     mode = stat.S_IMODE(path.stat().st_mode) if path.exists() else new_file_mode()
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -67,15 +67,19 @@ def write_atomically(path: Path, data: bytes | Callable[[BinaryIO], None], overw
         raise
 
 
+class OutputExistsError(FileExistsError):
+    """The output appeared before it could be published (``overwrite`` False): nothing written."""
+
+
 def _publish_new(tmp: str, path: Path) -> None:
-    """``tmp`` renamed to ``path`` only where no file is there (FileExistsError otherwise)."""
+    """``tmp`` renamed to ``path`` only where no file is there (OutputExistsError otherwise)."""
     try:
         os.link(tmp, path)  # atomic, and refuses an existing name (a dangling link included)
     except FileExistsError:
-        raise
+        raise OutputExistsError(errno.EEXIST, "File exists", str(path)) from None
     except OSError:  # no hard links here (FAT, some network file systems): check, then rename
         if os.path.lexists(path):
-            raise FileExistsError(errno.EEXIST, "File exists", str(path)) from None
+            raise OutputExistsError(errno.EEXIST, "File exists", str(path)) from None
         os.replace(tmp, path)
         return
     os.unlink(tmp)

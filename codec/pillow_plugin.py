@@ -7,7 +7,9 @@ default :class:`codec.Codec`.  Foreign data is left to the other plugins
 (``UnidentifiedImageError`` if none claims it); a damaged or truncated file opens
 but fails on ``load()`` with ``OSError``, as Pillow's own formats do, and ``verify()`` checks a
 file's structure and every CRC without decoding (SyntaxError, as for a broken PNG); metadata
-whose CRC fails is left out of ``info``.
+whose CRC fails is left out of ``info``.  With Pillow's ``ImageFile.LOAD_TRUNCATED_IMAGES``
+set, ``load()`` decodes what is intact of a truncated or damaged file (``partial``), the
+missing tiles gray.
 
 Save options: ``quality`` (0–100, default 75), ``target_bpp``, ``target_size``
 (bytes), ``icc_profile``, ``exif``, ``xmp`` (override the image's own), ``strip``, ``tile_size``
@@ -80,13 +82,14 @@ class LicImageFile(ImageFile.ImageFile):
 
     def load(self):
         if not self._lic_decoded and self.fp is not None:
-            if self._lic_error is not None:
+            partial = bool(ImageFile.LOAD_TRUNCATED_IMAGES)  # Pillow's switch: what is intact, the rest gray
+            if self._lic_error is not None and not partial:
                 raise OSError(str(self._lic_error))
             from .api import default_codec
 
             self.fp.seek(0)
             try:
-                image = default_codec().decode(self.fp.read())
+                image = default_codec().decode(self.fp.read(), partial=partial)
             except CodecError as exc:
                 raise OSError(str(exc)) from None
             self._lic_decoded = True

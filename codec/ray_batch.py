@@ -21,7 +21,7 @@ import os
 from dataclasses import asdict
 from pathlib import Path
 
-from .batch import Job, Row, _code, _start, refused_row
+from .workers import Job, Row, code_file, refused_row, start_worker
 from .errors import CodecError, first_line
 
 
@@ -30,14 +30,14 @@ class _Coder:
     ``keep_bytes`` the coded bytes go into the dataset (column ``data``) instead of files."""
 
     def __init__(self, codec_args: dict, kind: str, options: dict, threads: int, keep_bytes: bool = False):
-        _start(codec_args, kind, options, threads)
+        start_worker(codec_args, kind, options, threads)
         self.keep_bytes = keep_bytes
 
     def __call__(self, batch: dict) -> dict:
         jobs = [Job(Path(s), Path(o)) for s, o in zip(batch["source"], batch["output"])]
         if not self.keep_bytes:
-            return {"index": batch["index"], "row": [asdict(_code(j)) for j in jobs]}
-        coded = [_code(j, write=False) for j in jobs]
+            return {"index": batch["index"], "row": [asdict(code_file(j)) for j in jobs]}
+        coded = [code_file(j, write=False) for j in jobs]
         return {"index": batch["index"], "row": [asdict(r) for r, _ in coded],
                 "source": batch["source"], "data": [b"" if d is None else d for _, d in coded]}
 
@@ -70,9 +70,12 @@ def run_on_ray(jobs: list[Job], kind: str, options: dict | None = None, *, addre
     for i, j in enumerate(jobs):
         if j.refused is not None:
             rows[i] = refused_row(j)
+        elif not _utf8(j):  # Arrow's strings are UTF-8: such a name cannot go into the dataset
+            rows[i] = Row(str(j.source), str(j.output), "failed", error="a file name that is not UTF-8 "
+                          "cannot go through Ray (code it without --ray)")
     # absolute paths: an actor runs in its raylet's directory, not in the caller's
     todo = [{"index": i, "source": os.path.abspath(j.source), "output": os.path.abspath(j.output)}
-            for i, j in enumerate(jobs) if j.refused is None]
+            for i, j in enumerate(jobs) if i not in rows]
     if todo:
         nodes = [n.get("Resources", {}) for n in ray.nodes() if n.get("Alive")]
         actors, threads = actor_shape(nodes, actors, num_gpus)
@@ -90,14 +93,27 @@ def run_on_ray(jobs: list[Job], kind: str, options: dict | None = None, *, addre
 
 def actor_shape(nodes: list[dict], actors: int, num_gpus: float = 0.0) -> tuple[int, int]:
     """(actors, CPUs each) that the cluster can place: ``nodes`` are the live nodes' resources
-    (``ray.nodes()``).  An actor lives on one node, so it asks for no more CPUs than the largest
-    node has (a cluster-wide share on many small nodes could never be placed, and Ray would wait
-    for it for ever); with ``num_gpus`` per actor, no more actors than the GPUs can hold."""
-    cpus = [int(n.get("CPU", 0)) for n in nodes] or [os.cpu_count() or 1]
+    (``ray.nodes()``).  An actor lives on one node, so the CPUs each asks for are the most that
+    still let all of them be packed onto the nodes (a cluster-wide share could fit no node, and
+    Ray would wait for it for ever); with ``num_gpus`` per actor, only nodes with a GPU count,
+    and there are no more actors than their GPUs hold."""
+    slots = [(max(1, int(n.get("CPU", 0))), int(n.get("GPU", 0) // num_gpus) if num_gpus else actors)
+             for n in nodes] or [(os.cpu_count() or 1, actors)]
     if num_gpus:
-        gpus = sum(int(n.get("GPU", 0) // num_gpus) for n in nodes)
-        if gpus < 1:
+        slots = [(cpus, gpus) for cpus, gpus in slots if gpus >= 1]
+        if not slots:
             raise CodecError("the Ray cluster has no GPU for --device cuda")
-        actors = min(actors, gpus)
-    actors = max(1, min(actors, sum(cpus)))  # a fixed pool larger than the cluster would never all start
-    return actors, max(1, min(sum(cpus) // actors, max(cpus)))
+
+    def placed(each: int) -> int:  # actors of ``each`` CPUs the nodes hold
+        return sum(min(cpus // each, room) for cpus, room in slots)
+
+    actors = max(1, min(actors, placed(1)))
+    return actors, max(t for t in range(1, max(c for c, _ in slots) + 1) if placed(t) >= actors)
+
+
+def _utf8(job: Job) -> bool:
+    try:
+        (str(job.source) + str(job.output)).encode("utf-8")
+        return True
+    except UnicodeEncodeError:  # undecodable bytes of a name, kept by Python as lone surrogates
+        return False

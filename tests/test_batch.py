@@ -216,16 +216,19 @@ class DeadlyPath(type(Path())):
         os._exit(9)
 
 
-class SlowPath(type(Path())):
-    """A source that takes a minute to read (and says so in $LIC_TEST_BUSY): the run is busy
-    when Ctrl-C comes."""
+class SlowOutput(type(Path())):
+    """An output whose publishing takes a minute, once its temporary file is on disk (and says
+    so in $LIC_TEST_BUSY): the run is busy at the worst moment when Ctrl-C comes."""
 
-    def read_bytes(self):
+    def __fspath__(self):
         import time
 
-        (Path(os.environ["LIC_TEST_BUSY"]) / str(os.getpid())).touch()  # this worker is busy now
-        time.sleep(60)
-        return super().read_bytes()
+        name = str(self)  # the output itself (not a parent made on the way), its temporary file beside it
+        if name.endswith(".lic") and any(n.endswith(".lic-tmp") for n in os.listdir(os.path.dirname(name))):
+            (Path(os.environ["LIC_TEST_BUSY"]) / str(os.getpid())).touch()
+            for _ in range(1200):  # short naps, as real work returns to Python between native calls (a
+                time.sleep(0.05)   # signal landing on a runtime's thread wakes no long sleep of the main one)
+        return name
 
 
 def test_a_worker_that_dies_fails_its_file_alone_and_the_run_goes_on(tree, tmp_path):
@@ -250,7 +253,10 @@ def test_workers_that_cannot_start_are_one_error_not_a_traceback_each(tree, tmp_
     assert err.splitlines()[-1] == "lic: error: weights file not found: /x.safetensors" and "Traceback" not in err
 
 
-def test_ctrl_c_stops_a_pool_at_once(tree, tmp_path):
+@pytest.mark.parametrize("whom", ["group", "parent"])
+def test_ctrl_c_stops_a_pool_at_once(tree, tmp_path, whom):
+    """SIGINT to the process group (a terminal's Ctrl-C) or to the parent alone (kill -INT):
+    either way every worker stops within seconds, mid-publish, and no temporary file is left."""
     import signal
     import subprocess
     import sys
@@ -258,8 +264,8 @@ def test_ctrl_c_stops_a_pool_at_once(tree, tmp_path):
 
     from .conftest import ROOT
 
-    script = (f"import sys; from codec import batch; from tests.test_batch import SlowPath\n"
-              f"jobs = [batch.Job(SlowPath(j.source), j.output) for j in batch.plan([{str(tree)!r}], "
+    script = (f"import sys; from codec import batch; from tests.test_batch import SlowOutput\n"
+              f"jobs = [batch.Job(j.source, SlowOutput(j.output)) for j in batch.plan([{str(tree)!r}], "
               f"{str(tmp_path / 'out')!r}, 'encode') if j.refused is None]\n"
               f"try:\n    batch.run(jobs, 'encode', {{'quality': 40}}, workers=2)\n"
               f"except KeyboardInterrupt:\n    print('interrupted', flush=True); sys.exit(130)\n")
@@ -268,14 +274,15 @@ def test_ctrl_c_stops_a_pool_at_once(tree, tmp_path):
     run = subprocess.Popen([sys.executable, "-c", script], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                            text=True, start_new_session=True, env={**os.environ, "LIC_TEST_BUSY": str(busy)})
     deadline = time.monotonic() + 120
-    while len(list(busy.iterdir())) < 2 and time.monotonic() < deadline:  # both workers started, reading
+    while len(list(busy.iterdir())) < 2 and time.monotonic() < deadline:  # both workers mid-publish
         time.sleep(0.1)
+    assert len(list((tmp_path / "out").rglob("*.lic-tmp"))) == 2  # the worst moment: written, not published
     t0 = time.monotonic()
-    os.killpg(run.pid, signal.SIGINT)  # as a terminal's Ctrl-C: the whole process group
+    (os.killpg if whom == "group" else os.kill)(run.pid, signal.SIGINT)
     out, err = run.communicate(timeout=40)
-    assert time.monotonic() - t0 < 30  # not after the minute-long reads
+    assert time.monotonic() - t0 < 30  # not after the minute-long publishing
     assert run.returncode == 130 and "interrupted" in out and "Traceback" not in err, err
-    assert not list(tmp_path.rglob("*.lic-tmp"))
+    assert not list(tmp_path.rglob("*.lic-tmp")) and not list(tmp_path.rglob("*.lic"))
 
 
 # -- what a tree holds --------------------------------------------------------------------------------
@@ -372,3 +379,23 @@ def test_atomic_writes_take_any_name_the_file_system_allows_and_can_refuse_to_re
     with pytest.raises(FileExistsError):  # a name taken by a link counts as taken
         files.write_atomically(tmp_path / "dangling", b"x", overwrite=False)
     assert files.write_atomically(tmp_path / "fresh", b"xy", overwrite=False) == 2
+
+
+def test_ray_takes_only_names_arrow_can_carry_and_actors_pack_onto_nodes():
+    from codec.ray_batch import _utf8, actor_shape
+
+    assert _utf8(batch.Job(Path("photo é.png"), Path("out/photo é.lic")))
+    assert not _utf8(batch.Job(Path(os.fsdecode(b"photo\xff.png")), Path("out/x.lic")))  # a Latin-1 name on Linux
+    assert actor_shape([{"CPU": 64}, {"CPU": 4}], 2) == (2, 32)  # both on the big node
+    assert actor_shape([{"CPU": 96}, {"CPU": 8, "GPU": 1}], 2, num_gpus=1.0) == (1, 8)  # the GPU node's CPUs
+
+
+def test_special_files_and_clashing_directories(tree, tmp_path):
+    os.mkfifo(tree / "pipe.png")  # a FIFO named like an image is never opened (it would block)
+    jobs = batch.plan([tree], tmp_path / "out", "encode")
+    assert next(j for j in jobs if j.source.name == "pipe.png").refused == batch.IGNORED
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "a").write_bytes(b"a file where the tree needs a directory")
+    one = [j for j in jobs if j.source.name == "one.png"]
+    row = batch.run(one, "encode", {"quality": 40})[0]
+    assert row.status == "failed" and row.error  # not "skipped": nothing was there to keep

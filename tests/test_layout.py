@@ -20,7 +20,7 @@ from .conftest import ROOT
 PACKAGE = ROOT / "codec"
 # Lower rank = lower layer: a runtime module may import its own rank or lower, never higher.
 RANKS = {
-    "codec": 4, "codec.api": 4, "codec.pillow_plugin": 4, "codec.batch": 4, "codec.ray_batch": 4,
+    "codec": 4, "codec.api": 4, "codec.pillow_plugin": 4, "codec.batch": 4, "codec.ray_batch": 4, "codec.workers": 4,
     "codec.prior": 3, "codec.lic_file": 3, "codec.latent_coding": 3, "codec.tiled": 3, "codec.refine": 3,
     "codec.inputs": 3, "codec.images": 3, "codec.backends": 3, "codec.torch_backend": 3,
     "codec.probability": 2, "codec.weights": 2, "codec.frozen": 2, "codec.latents": 2, "codec.metrics": 2,

@@ -9,7 +9,7 @@ import threading
 import numpy as np
 import pytest
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageFile, UnidentifiedImageError
 
 import codec
 from cli.main import main as lic_main
@@ -99,6 +99,7 @@ def test_foreign_and_truncated_files_give_pillows_errors(small_image, lic):
 
 def test_verify_checks_every_crc_without_decoding_and_bad_metadata_is_left_out():
     from codec import container
+    from codec.errors import DamagedTilesWarning
 
     good = (ROOT / "tests" / "vectors" / "v1.2-int-metadata.lic").read_bytes()
     im = Image.open(io.BytesIO(good))
@@ -115,10 +116,23 @@ def test_verify_checks_every_crc_without_decoding_and_bad_metadata_is_left_out()
         bad.verify()
     with pytest.raises(OSError, match="iCCP"):
         Image.open(io.BytesIO(bytes(flipped))).load()
-    tile = bytearray(good)
-    tile[-20] ^= 0xFF  # a tile's stream: found by verify too, with no decode
-    with pytest.raises(SyntaxError, match="CRC"):
-        Image.open(io.BytesIO(bytes(tile))).verify()
+    stream = bytearray(good)
+    offset, length = container.read_chunk_table(io.BytesIO(good))[1][container.Y_STREAM]
+    stream[offset + length // 2] ^= 0xFF  # inside the latent's stream: found by verify too, with no decode
+    with pytest.raises(SyntaxError, match="CRC mismatch in chunk 'YLAT'"):
+        Image.open(io.BytesIO(bytes(stream))).verify()
+    tiled = bytearray((ROOT / "tests" / "vectors" / "v1.2-int-tiled.lic").read_bytes())
+    tiled[tiled.index(container.TILE) + 40] ^= 0xFF  # the first tile's stream
+    with pytest.raises(OSError, match="CRC"):
+        Image.open(io.BytesIO(bytes(tiled))).load()
+    ImageFile.LOAD_TRUNCATED_IMAGES = True  # Pillow's switch: then what is intact decodes, the rest gray
+    try:
+        with pytest.warns(DamagedTilesWarning):
+            damaged = Image.open(io.BytesIO(bytes(tiled)))
+            damaged.load()
+    finally:
+        ImageFile.LOAD_TRUNCATED_IMAGES = False
+    assert damaged.size == Image.open(ROOT / "tests" / "vectors" / "v1.2-int-tiled.lic").size
 
 
 def test_threads_share_one_codec_and_match_serial_calls(lic, small_image):
