@@ -4,7 +4,8 @@ and the crops where the codecs differ most (what ``lic compare`` pages and conta
 Equal size is the comparison people make by eye (Squoosh's slider, the AVIF and JPEG XL
 comparison pages): lic codes the image first; every other codec then gets the largest
 setting of its own quality knob whose file is no larger than lic's, found by bisection
-over the knob (file size grows with it, or shrinks for JPEG 2000's rate).  A codec whose
+over the knob (file size grows with it, or shrinks for JPEG 2000's rate; a few settings
+above the answer are tried too, since WebP's and AVIF's sizes dip here and there).  A codec whose
 smallest file is still larger is left out with a note, as a missing codec is.
 """
 from __future__ import annotations
@@ -24,6 +25,7 @@ from .rd import ms_ssim
 KNOBS = {"jpeg": (1, 100), "webp": (0, 100), "avif": (0, 100), "avif444": (0, 100), "heic": (0, 100),
          "jxl": (0, 99), "jpeg2000": (2000, 2), "pca": (0, 100)}  # jxl: pillow-jxl-plugin refuses quality 100 (lossless needs its flag)
 CLOSE_ENOUGH = 0.03  # within 3 % below lic's bytes counts as equal size
+PROBE_ABOVE = 5  # settings tried above the bisection's answer, for sizes that dip as the knob rises
 
 
 @dataclass
@@ -79,10 +81,14 @@ def setting_at_size(c: BenchCodec, img: Image.Image, budget: int) -> float | Non
         return None
     if size(large) <= budget:
         return large
+    top, step = large, (1 if large > small else -1)
     while abs(large - small) > 1:  # size(small) ≤ budget < size(large)
         mid = (small + large) // 2
         small, large = (mid, large) if size(mid) <= budget else (small, mid)
-    return small
+    # sizes are not quite monotone in the knob (WebP's and AVIF's dip here and there): the settings
+    # just above the bisection's may still fit
+    above = [small + k * step for k in range(1, PROBE_ABOVE + 1) if (top - small - k * step) * step >= 0]
+    return max((s for s in above if size(s) <= budget), key=lambda s: s * step, default=small)
 
 
 def compare(img: Image.Image, lic: codec.Codec, others: list[BenchCodec], *, quality: float | None = None,

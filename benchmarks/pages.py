@@ -15,19 +15,25 @@ import base64
 import html
 import io
 import json
+import math
+import os
 import sys
+import warnings
 from pathlib import Path
+from urllib.parse import quote
 
 from PIL import Image, ImageDraw, ImageFont
 
 import codec
 from codec import files
+from codec.images import prepare
 
 from .codecs import make_codecs
 from .equal_size import KNOBS, Comparison, compare, pick_crops
 
 DEFAULT_CODECS = "lic,jpeg,webp,avif"
 CROP_SIDE, CROPS, ZOOM = 128, 4, 2
+WEBP_MAX_SIDE = 16383  # the page shows every image as lossless WebP, which holds no more a side
 PAGE_QUALITY = 50.0  # lic's quality on lic bench's pages: a middle rate, where the codecs differ visibly
 SCRIPT = """
 const files = JSON.parse(document.getElementById('files').textContent);
@@ -115,18 +121,18 @@ def sheet(cmp: Comparison, crops: list[tuple[int, int, int, int]]) -> Image.Imag
     heads = [("original", "", "")] + [(o.name, f"{len(o.data):,} B {o.bpp(pixels):.3f} bpp", f"{o.psnr:.2f} dB")
                                       for o in cmp.coded]
     images = [cmp.original] + [o.image for o in cmp.coded]
-    side = max(w for _, _, w, _ in crops)
+    side, tall = max(w for _, _, w, _ in crops), max(h for _, _, _, h in crops)
     font = ImageFont.load_default(size=12)
     pad, line = 4, 14
     head = 3 * line + pad
-    out = Image.new("RGB", (len(images) * (side + pad) + pad, head + len(crops) * (side + pad) + pad), "white")
+    out = Image.new("RGB", (len(images) * (side + pad) + pad, head + len(crops) * (tall + pad) + pad), "white")
     draw = ImageDraw.Draw(out)
     for i, lines in enumerate(heads):
         for k, text in enumerate(lines):
             draw.text((pad + i * (side + pad), 2 + k * line), text, fill="black" if k == 0 else "#444", font=font)
     for r, (x, y, w, h) in enumerate(crops):
         for i, im in enumerate(images):
-            out.paste(im.crop((x, y, x + w, y + h)), (pad + i * (side + pad), head + r * (side + pad)))
+            out.paste(im.crop((x, y, x + w, y + h)), (pad + i * (side + pad), head + r * (tall + pad)))
     return out
 
 
@@ -141,27 +147,44 @@ def make_page(image_path, out: Path, *, quality=None, size=None, names=DEFAULT_C
               crops=(), sheet_path: Path | None = None, force: bool = False, lic=None) -> Comparison:
     """Code ``image_path`` with every codec at lic's size and write the page (and sheet)."""
     refuse_existing([out, sheet_path], force)
-    try:
-        img = Image.open(image_path).convert("RGB")
-    except (OSError, ValueError) as exc:
-        raise codec.CodecError(f"{image_path}: cannot read the image ({exc})") from None
+    if sheet_path is not None and Path(sheet_path).resolve() == Path(out).resolve():
+        raise codec.CodecError(f"the page and the sheet would both be {out}")
+    img = bare_pixels(image_path)
+    for x, y, w, h in crops:  # before minutes of coding, not after
+        if x + w > img.width or y + h > img.height:
+            raise codec.CodecError(f"crop {x},{y},{w},{h} is not inside the {img.width}x{img.height} image")
     others, skipped = make_codecs([n for n in names if n != "lic"])
-    cmp = compare(img, lic or codec.Codec(), others, quality=quality, size=size)
+    with warnings.catch_warnings():  # a size lic cannot reach is this command's one error line, below
+        warnings.simplefilter("ignore")
+        cmp = compare(img, lic or codec.Codec(), others, quality=quality, size=size)
     cmp.left_out.update(skipped)
     if len(cmp.coded) == 1 and names != ["lic"]:
         raise codec.CodecError(f"no other codec reaches {cmp.budget} bytes: " +
                                "; ".join(f"{n}: {why}" for n, why in cmp.left_out.items()))
-    for x, y, w, h in crops:
-        if x + w > img.width or y + h > img.height:
-            raise codec.CodecError(f"crop {x},{y},{w},{h} is not inside the {img.width}x{img.height} image")
     chosen = list(crops) + pick_crops(cmp, CROP_SIDE, max(0, CROPS - len(crops)))
-    title = f"{Path(image_path).name}: lic, {', '.join(o.name for o in cmp.coded[1:])} at {cmp.budget:,} bytes"
-    html_bytes, buf = page(cmp, chosen, title).encode(), io.BytesIO()
+    name = os.fsencode(Path(image_path).name).decode("utf-8", "replace")  # a name that is not UTF-8 still titles
+    title = f"{name}: lic, {', '.join(o.name for o in cmp.coded[1:])} at {cmp.budget:,} bytes"
+    html_bytes = page(cmp, chosen, title).encode()
+    files.write_atomically(out, html_bytes, overwrite=force)  # the page first: a failed one leaves no stray sheet
     if sheet_path is not None:
+        buf = io.BytesIO()
         sheet(cmp, chosen).save(buf, "PNG", optimize=True)
-        files.write_atomically(sheet_path, buf.getvalue())
-    files.write_atomically(out, html_bytes)
+        files.write_atomically(sheet_path, buf.getvalue(), overwrite=force)
     return cmp
+
+
+def bare_pixels(image_path) -> Image.Image:
+    """The image every codec codes: 8-bit RGB as lic reads it (16-bit scaled, not clipped; the first
+    frame), no metadata (an EXIF thumbnail in lic's file would be bytes the others never pay),
+    no larger than lossless WebP, which shows it, can hold."""
+    try:
+        rgb = prepare(image_path, strip=True).rgb
+    except codec.CodecError as exc:
+        raise codec.CodecError(f"{image_path}: cannot read the image ({exc})") from None
+    if max(rgb.shape[:2]) > WEBP_MAX_SIDE:
+        raise codec.CodecError(f"{image_path}: {rgb.shape[1]}x{rgb.shape[0]} is larger than a page can show "
+                               f"({WEBP_MAX_SIDE} px a side); crop it first")
+    return Image.fromarray(rgb)
 
 
 def bench_pages(images: list[Path], out_dir: Path, names: list[str], weights=None, log=print) -> str:
@@ -172,10 +195,16 @@ def bench_pages(images: list[Path], out_dir: Path, names: list[str], weights=Non
     out_dir.mkdir(parents=True, exist_ok=True)
     links = []
     for path in images:
-        page_path = out_dir / f"{path.stem}.html"
-        cmp = make_page(path, page_path, quality=PAGE_QUALITY, names=names, force=True, lic=lic)
+        page_path = out_dir / f"{path.name}.html"  # a.png and a.jpg are two pages
+        label = path.name.replace("[", "\\[").replace("]", "\\]")
+        try:
+            cmp = make_page(path, page_path, quality=PAGE_QUALITY, names=names, force=True, lic=lic)
+        except codec.CodecError as exc:  # one image's failure is its line, not the section's end
+            log(f"page {page_path}: left out: {exc}")
+            links.append(f"- {label}: no page ({exc})")
+            continue
         log(f"page {page_path}: {', '.join(f'{o.name} {len(o.data)} B' for o in cmp.coded)}")
-        links.append(f"- [{path.name}]({out_dir.name}/{page_path.name}): {cmp.budget:,} bytes, "
+        links.append(f"- [{label}]({quote(out_dir.name)}/{quote(page_path.name)}): {cmp.budget:,} bytes, "
                      + ", ".join(f"{o.name} {o.psnr:.2f} dB" for o in cmp.coded))
     return (f"\n## Side by side at equal size\n\nlic at quality {PAGE_QUALITY:g}, every other codec at the "
             "largest setting whose file is no larger (`lic compare`):\n\n" + "\n".join(links) + "\n")
@@ -212,8 +241,8 @@ def main(argv=None) -> int:
                 f"(known: lic, {', '.join(KNOBS)})")
     if args.quality is not None and not 0 <= args.quality <= 100:
         p.error("--quality must be within 0..100")
-    if (args.size is not None and args.size < 1) or (args.bpp is not None and args.bpp <= 0):
-        p.error("--size and --bpp must be positive")
+    if (args.size is not None and args.size < 1) or (args.bpp is not None and not 0 < args.bpp < math.inf):
+        p.error("--size and --bpp must be positive (and finite)")
     try:
         size = args.size
         if args.bpp is not None:
@@ -225,6 +254,13 @@ def main(argv=None) -> int:
     except (codec.CodecError, OSError) as exc:
         why = f"{exc.filename}: {exc.strerror}" if isinstance(exc, OSError) and exc.strerror else str(exc)
         print(f"lic compare: error: {why}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("lic compare: error: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # a bug, not bad input: still one line, never a traceback
+        print(f"lic compare: error: internal error: {type(exc).__name__}: "
+              f"{(str(exc).strip().splitlines() or [''])[0]}", file=sys.stderr)
         return 1
     for name, why in cmp.left_out.items():
         print(f"lic compare: {name} left out: {why}", file=sys.stderr)

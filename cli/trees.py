@@ -64,8 +64,8 @@ def run_tree(args, kind: str, options: dict) -> int:
     jobs = batch.plan(args.inputs, args.output, kind, ".lic" if kind == "encode" else ".png", args.force)
     limit = codec.MAX_PIXELS if args.max_pixels is None else (args.max_pixels or None)
     codec_args = {"weights": args.weights, "device": args.device, "max_pixels": limit, "backend": args.backend}
-    if args.ray is not None:  # one clear line here, not an actor's traceback (a local pool reports its own)
-        codec.Codec(**{**codec_args, "device": "cpu"})  # the weights and runtime; the GPUs are the nodes' own
+    if args.ray is not None or args.backend is not None or args.device != "cpu":  # one line, before OUT_DIR
+        codec.Codec(**{**codec_args, "device": "cpu" if args.ray is not None else args.device})  # Ray: GPUs are the nodes'
     os.makedirs(args.output, exist_ok=True)
     progress = TreeProgress(args.quiet, args.verbose)
     t0 = time.monotonic()

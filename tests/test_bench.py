@@ -183,6 +183,6 @@ def test_bench_pages_are_linked_from_the_summary(image_dir, tmp_path, capsys):
     assert lic_main(["bench", str(image_dir), "--out", str(out), "--codecs", "lic,jpeg", "--qualities", "20,80",
                      "--limit", "1", "--pages", "1"]) == 0
     summary = (out / "summary.md").read_text()
-    assert "[a.png](pages/a.html)" in summary and summary == capsys.readouterr().out.strip() + "\n"
-    page = (out / "pages" / "a.html").read_text()
+    assert "[a.png](pages/a.png.html)" in summary and summary == capsys.readouterr().out.strip() + "\n"
+    page = (out / "pages" / "a.png.html").read_text()
     assert page.count('<td><img class="crop"') >= 3 and '<option value="jpeg">' in page  # original, lic, jpeg

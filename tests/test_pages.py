@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 import shutil
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -124,9 +125,60 @@ def test_bad_input_is_one_line_with_the_cli_s_exit_codes(made, tmp_path, capsys)
     ]
     for argv, code, words in cases:
         argv[0] = str(tmp_path / argv[0])
-        assert main(argv) == code, argv
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # a warning would be a second stderr line outside pytest
+            assert main(argv) == code, argv
         err = capsys.readouterr().err.strip()
         assert len(err.splitlines()) == 1 and words in err, err
+    for bad in ("nan", "inf"):
+        with pytest.raises(SystemExit) as exc:
+            main([str(src), "-o", str(tmp_path / "b.html"), "--bpp", bad])
+        assert exc.value.code == 2 and "finite" in capsys.readouterr().err
     with pytest.raises(SystemExit) as exc:
         main([str(src), "-o", str(tmp_path / "b.html"), "--codecs", "lic,gif"])
     assert exc.value.code == 2 and "unknown gif" in capsys.readouterr().err
+
+
+def test_every_codec_codes_the_same_bare_8_bit_pixels(tmp_path):
+    """EXIF is not part of lic's budget (JPEG and WebP would never pay it), and 16 bits are scaled."""
+    from benchmarks.pages import bare_pixels
+
+    photo = Image.open(ROOT / "samples" / "boothbay.png").convert("RGB").crop((0, 0, 96, 64))
+    exif = Image.Exif()
+    exif[0x010E] = "x" * 20000  # ImageDescription: a 20 kB EXIF, as a camera's thumbnail makes
+    photo.save(tmp_path / "exif.jpg", quality=95, exif=exif)
+    cmp = make_page(tmp_path / "exif.jpg", tmp_path / "exif.html", quality=40, names=["lic", "jpeg"])
+    assert cmp.budget < 5000 and not cmp.original.info  # pixels only
+    ramp = (np.arange(64 * 64, dtype=np.uint16).reshape(64, 64) * 16)  # 0 … 65520
+    Image.fromarray(ramp).save(tmp_path / "deep.png")
+    pixels = np.asarray(bare_pixels(tmp_path / "deep.png"))
+    assert pixels.shape == (64, 64, 3) and pixels.min() == 0 and pixels.max() >= 250  # 65520 of 65535
+    assert np.mean(pixels == 255) < 0.05  # scaled down, not clipped to white
+
+
+def test_the_largest_setting_that_fits_is_found_where_sizes_dip():
+    from benchmarks.codecs import BenchCodec
+    from benchmarks.equal_size import setting_at_size
+
+    sizes = {q: 100 + 10 * q for q in range(101)}
+    sizes[43], sizes[44] = 480, 520  # WebP-like: 43 is smaller than 42 (520)
+    fake = BenchCodec("webp", "", (), lambda img, q: b"x" * sizes[q], lambda data: None)
+    assert setting_at_size(fake, None, 515) == 43  # bisection alone lands on 41 (510)
+    assert setting_at_size(fake, None, 99) is None and setting_at_size(fake, None, 10**6) == 100
+
+
+def test_tall_crops_fit_their_sheet_rows_and_bench_pages_keep_going(made, tmp_path):
+    from benchmarks.pages import bench_pages, sheet
+
+    cmp, _, _ = made
+    tall = sheet(cmp, [(0, 0, 20, 150)])
+    assert tall.height >= 150 + 4 and tall.getpixel((4, tall.height - 10)) != (255, 255, 255)
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    cmp.original.crop((0, 0, 96, 64)).save(folder / "a b.png")
+    cmp.original.crop((0, 0, 96, 64)).save(folder / "a b.jpg", quality=95)
+    (folder / "flat.png").write_bytes(b"not an image")
+    section = bench_pages(sorted(folder.iterdir()), tmp_path / "pages", ["jpeg"], log=lambda *_: None)
+    assert "(pages/a%20b.png.html)" in section and "(pages/a%20b.jpg.html)" in section  # two pages, linkable
+    assert "- flat.png: no page (" in section  # one image's failure, said, and the others kept
+    assert {p.name for p in (tmp_path / "pages").iterdir()} == {"a b.png.html", "a b.jpg.html"}
