@@ -176,7 +176,8 @@ def _on_stop_signal(signum: int, frame) -> None:
 def _pool_start(*init) -> None:
     """A pool worker: its Codec (a failure kept for the parent to report once, not a traceback per
     worker) and its signals (Ctrl-C reaches the whole process group: each worker stops cleanly)."""
-    signal.signal(signal.SIGINT, _on_stop_signal)
+    if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:  # run in the background, Ctrl-C stays ignored
+        signal.signal(signal.SIGINT, _on_stop_signal)
     signal.signal(signal.SIGTERM, _on_stop_signal)
     try:
         start_worker(*init)

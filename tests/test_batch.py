@@ -264,7 +264,9 @@ def test_ctrl_c_stops_a_pool_at_once(tree, tmp_path, whom):
 
     from .conftest import ROOT
 
-    script = (f"import sys; from codec import batch; from tests.test_batch import SlowOutput\n"
+    script = (f"import signal, sys; from codec import batch; from tests.test_batch import SlowOutput\n"
+              f"signal.signal(signal.SIGINT, signal.default_int_handler)\n"  # as at a terminal, even where
+              # this test runs in a background job (which starts with SIGINT ignored)
               f"jobs = [batch.Job(j.source, SlowOutput(j.output)) for j in batch.plan([{str(tree)!r}], "
               f"{str(tmp_path / 'out')!r}, 'encode') if j.refused is None]\n"
               f"try:\n    batch.run(jobs, 'encode', {{'quality': 40}}, workers=2)\n"
