@@ -251,8 +251,8 @@ def run_in_pool(jobs: list[Job], todo: list[int], workers: int, init: tuple, rec
                     suspects.append(i)
             dead_starts = 0 if coded or not _broken(pool, flight) else dead_starts + 1
             if dead_starts >= MAX_DEAD_STARTS:
-                raise CodecError(f"worker processes died as they started, {dead_starts} pools in a row "
-                                 "(out of memory? try fewer jobs)")
+                raise CodecError(f"worker processes died in {dead_starts} fresh pools in a row before coding "
+                                 "any file (out of memory? try fewer jobs, -j)")
             pool.shutdown()
         except BaseException:  # Ctrl-C, or a run-wide error: stop every worker now
             workers_now = list((getattr(pool, "_processes", None) or {}).values())  # before shutdown clears it
