@@ -26,6 +26,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 import codec
 from codec import files
+from codec.errors import first_line
 from codec.images import prepare
 
 from .codecs import make_codecs
@@ -259,8 +260,7 @@ def main(argv=None) -> int:
         print("lic compare: error: interrupted", file=sys.stderr)
         return 130
     except Exception as exc:  # a bug, not bad input: still one line, never a traceback
-        print(f"lic compare: error: internal error: {type(exc).__name__}: "
-              f"{(str(exc).strip().splitlines() or [''])[0]}", file=sys.stderr)
+        print(f"lic compare: error: internal error: {type(exc).__name__}: {first_line(exc)}", file=sys.stderr)
         return 1
     for name, why in cmp.left_out.items():
         print(f"lic compare: {name} left out: {why}", file=sys.stderr)

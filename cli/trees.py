@@ -27,12 +27,10 @@ class TreeProgress(Progress):
     def __init__(self, quiet: bool, verbose: bool = False):
         super().__init__(2, enabled=not quiet)  # live on a terminal, whatever the file count
         self.quiet, self.verbose = quiet, verbose
-        self.start, self.bytes, self.coded, self.passed = time.monotonic(), 0, 0, 0
+        self.start, self.bytes, self.coded = time.monotonic(), 0, 0  # coded: files that took work
 
     def __call__(self, row, done: int, total: int) -> None:
-        if row.status in ("skipped", "ignored"):  # no work: not in the rate, nor in the ETA
-            self.passed += 1
-        else:
+        if row.status not in ("skipped", "ignored"):  # no work there: not in the rate, nor in the ETA
             self.coded, self.bytes = self.coded + 1, self.bytes + row.bytes_in
         if row.status == "failed":
             self.message(f"lic: error: {row.source}: {row.error}")

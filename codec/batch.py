@@ -63,8 +63,9 @@ def _tree_files(root: Path, suffixes: frozenset[str], prune: Path) -> tuple[list
         unreadable.append(Job(where, where, f"cannot read directory: {exc.strerror or exc}"))
 
     for folder, dirs, names in os.walk(root, onerror=cannot_read):
-        other += [Path(folder, d) for d in dirs if Path(folder, d).is_symlink()]  # listed, not entered
-        dirs[:] = sorted(d for d in dirs if not Path(folder, d).is_symlink() and Path(folder, d).resolve() != prune)
+        links = [d for d in dirs if Path(folder, d).is_symlink()]
+        other += [Path(folder, d) for d in links]  # listed, not entered
+        dirs[:] = sorted(d for d in dirs if d not in links and Path(folder, d).resolve() != prune)
         for name in names:
             path = Path(folder, name)  # a FIFO, socket or device is never read (a FIFO would block)
             (picked if path.suffix.lower() in suffixes and os.path.isfile(path) else other).append(path)

@@ -21,7 +21,7 @@ import os
 from dataclasses import asdict
 from pathlib import Path
 
-from .workers import Job, Row, code_file, refused_row, start_worker
+from .workers import Job, Row, code_file, failed_row, refused_row, start_worker
 from .errors import CodecError, first_line
 
 
@@ -71,8 +71,7 @@ def run_on_ray(jobs: list[Job], kind: str, options: dict | None = None, *, addre
         if j.refused is not None:
             rows[i] = refused_row(j)
         elif not _utf8(j):  # Arrow's strings are UTF-8: such a name cannot go into the dataset
-            rows[i] = Row(str(j.source), str(j.output), "failed", error="a file name that is not UTF-8 "
-                          "cannot go through Ray (code it without --ray)")
+            rows[i] = failed_row(j, "a file name that is not UTF-8 cannot go through Ray (code it without --ray)")
     # absolute paths: an actor runs in its raylet's directory, not in the caller's
     todo = [{"index": i, "source": os.path.abspath(j.source), "output": os.path.abspath(j.output)}
             for i, j in enumerate(jobs) if i not in rows]

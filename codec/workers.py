@@ -239,14 +239,14 @@ def run_in_pool(jobs: list[Job], todo: list[int], workers: int, init: tuple, rec
                         if isinstance(error, CodecError):  # no worker could start: once, for the run
                             raise CodecError(str(error))
                         i, coded = flight.pop(done), True
-                        record(i, done.result() if error is None else _failed(jobs[i], error))
+                        record(i, done.result() if error is None else failed_row(jobs[i], error))
             wait(flight)  # a broken pool fails every file in flight
             for done, i in flight.items():
                 if done.exception() is None or not isinstance(done.exception(), BrokenProcessPool):
                     coded = True
-                    record(i, done.result() if done.exception() is None else _failed(jobs[i], done.exception()))
+                    record(i, done.result() if done.exception() is None else failed_row(jobs[i], done.exception()))
                 elif lone:
-                    record(i, _failed(jobs[i], "its worker process died (out of memory?)"))
+                    record(i, failed_row(jobs[i], "its worker process died (out of memory?)"))
                 else:
                     suspects.append(i)
             dead_starts = 0 if coded or not _broken(pool, flight) else dead_starts + 1
@@ -266,8 +266,9 @@ def run_in_pool(jobs: list[Job], todo: list[int], workers: int, init: tuple, rec
             raise
 
 
-def _failed(job: Job, error: BaseException | str) -> Row:
-    """The row of a file its worker could not return a row for."""
+def failed_row(job: Job, error: BaseException | str) -> Row:
+    """A failed row for ``job`` that no worker's code_file returned (its worker died, a name Ray
+    cannot carry): ``error`` the text, or an exception named by its type and first line."""
     text = error if isinstance(error, str) else f"{type(error).__name__}: {first_line(error)}"
     return Row(str(job.source), str(job.output), "failed", error=text)
 
