@@ -8,10 +8,11 @@ import numpy as np
 import pytest
 import torch
 
+from codec.images import find_images
 from codec.training.export import export, main as export_main
 from codec.training.optim import LevelRates
 from codec.training.tablefit import FitOptions
-from codec.training.patches import PatchSampler, build_cache
+from codec.training.patches import PatchSampler, build_cache, cut_crops
 from codec.training.checkpoint import load_checkpoint
 from codec.training.train import main as train_main
 
@@ -26,6 +27,24 @@ def test_patch_cache_and_sampler(tmp_path):
     assert data.shape == (5, 80, 80, 3) and data.dtype == np.uint8
     batch = PatchSampler(cache, 64, np.random.default_rng(0)).batch(3)
     assert batch.shape == (3, 64, 64, 3)
+
+
+def test_cache_rows_are_the_crops_cut_crops_names(tmp_path):
+    """benchmarks.cache_fit finds a cache row's image again through cut_crops: the rows must be
+    those crops, in that order, with images too small for a crop left out."""
+    from PIL import Image
+
+    (tmp_path / "data").mkdir()
+    shutil.copy(SAMPLE, tmp_path / "data" / "a.png")
+    Image.new("RGB", (40, 30), "red").save(tmp_path / "data" / "b.png")  # too small: no rows
+    with Image.open(SAMPLE) as im:
+        im.convert("RGB").save(tmp_path / "data" / "c.jpg", quality=95)
+    data = np.load(build_cache(tmp_path / "data", tmp_path / "c.npy", size=72, crops_per_image=4))
+    rows = [arr[y:y + 72, x:x + 72] for _, arr, corners in
+            cut_crops(find_images(tmp_path / "data"), 72, 4) for y, x in corners]
+    assert len(rows) == len(data) == 8
+    assert all(np.array_equal(a, b) for a, b in zip(rows, data))
+    assert not np.array_equal(data[0], data[4])  # two images, not one repeated
 
 
 def test_train_resume_export_and_code(tmp_path):

@@ -36,10 +36,23 @@ def open_training_image(path: Path, rng: np.random.Generator, min_side: int) -> 
     return im
 
 
+def cut_crops(paths: list[Path], size: int, crops_per_image: int, seed: int = 0):
+    """Per image big enough, in order: (path, its pixels, the top-left corners of its
+    ``crops_per_image`` random ``size``² crops).  The draws :func:`build_cache` cuts, so a
+    cache row's image can be found again (``benchmarks.cache_fit``)."""
+    rng = np.random.default_rng(seed)
+    for path in paths:
+        arr = np.asarray(open_training_image(path, rng, size))
+        h, w = arr.shape[:2]
+        if h < size or w < size:
+            continue
+        yield path, arr, [(int(rng.integers(0, h - size + 1)), int(rng.integers(0, w - size + 1)))
+                          for _ in range(crops_per_image)]
+
+
 def build_cache(root: str | os.PathLike, out: str | os.PathLike, size: int = 264,
                 crops_per_image: int = 12, seed: int = 0) -> Path:
     """Cut ``crops_per_image`` random ``size``² crops from every image under ``root``."""
-    rng = np.random.default_rng(seed)
     paths = find_images(root)
     if not paths:
         raise FileNotFoundError(f"no training images under {root}")
@@ -49,14 +62,8 @@ def build_cache(root: str | os.PathLike, out: str | os.PathLike, size: int = 264
     cache = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8,
                                       shape=(len(paths) * crops_per_image, size, size, 3))
     n = 0
-    for path in paths:
-        arr = np.asarray(open_training_image(path, rng, size))
-        h, w = arr.shape[:2]
-        if h < size or w < size:
-            continue
-        for _ in range(crops_per_image):
-            y0 = rng.integers(0, h - size + 1)
-            x0 = rng.integers(0, w - size + 1)
+    for _, arr, corners in cut_crops(paths, size, crops_per_image, seed):
+        for y0, x0 in corners:
             cache[n] = arr[y0:y0 + size, x0:x0 + size]
             n += 1
     cache.flush()
