@@ -90,6 +90,34 @@ def test_train_resume_export_and_code(tmp_path):
     assert not nowhere.exists()
 
 
+def test_soup_averages_tail_ends_into_an_exportable_checkpoint(tmp_path):
+    """codec.training.soup: every float tensor the mean of the EMAs, integer buffers the last's; export
+    reads the result; checkpoints of another model are refused in one line."""
+    from codec.training.soup import main as soup_main
+
+    (tmp_path / "data").mkdir()
+    shutil.copy(SAMPLE, tmp_path / "data" / "a.png")
+    assert train_main(_args(tmp_path, 3)) == 0
+    shutil.copy(tmp_path / "ckpt.pt", tmp_path / "a.pt")
+    assert train_main(_args(tmp_path, 6)) == 0
+    assert soup_main([str(tmp_path / "a.pt"), str(tmp_path / "ckpt.pt"), "--out", str(tmp_path / "soup.pt")]) == 0
+    a, b, soup = (load_checkpoint(tmp_path / n) for n in ("a.pt", "ckpt.pt", "soup.pt"))
+    floats = [k for k, v in b["ema"].items() if v.is_floating_point()]
+    assert any(not torch.equal(a["ema"][k], b["ema"][k]) for k in floats)
+    for k, v in soup["ema"].items():
+        expected = (a["ema"][k] + b["ema"][k]) / 2 if k in floats else b["ema"][k]
+        assert torch.allclose(v, expected), k
+    assert soup["soup_of_steps"] == [3, 6] and "opt" not in soup
+    export(tmp_path / "soup.pt", tmp_path / "soup.safetensors", name="tiny")
+    assert (tmp_path / "soup.safetensors").stat().st_size > 0
+
+    other = load_checkpoint(tmp_path / "a.pt")
+    other["config"] = {**other["config"], "N": 16}
+    torch.save(other, tmp_path / "other.pt")
+    assert soup_main([str(tmp_path / "other.pt"), str(tmp_path / "ckpt.pt"), "--out", str(tmp_path / "x.pt")]) == 1
+    assert not (tmp_path / "x.pt").exists()
+
+
 def test_distributed_data_parallel_with_gloo_on_two_cpu_processes(tmp_path):
     """torchrun, 2 ranks on the CPU: parameters stay identical, rank 0 alone checkpoints."""
     import re

@@ -6,12 +6,14 @@ library and ``examples/train.py``, and Cool-Chic's ``training/``::
 
     patches ─▶ train (loop: model, optim, checkpoint) ─▶ checkpoints/train.pt
     checkpoints/train.pt ─▶ export (freeze, tablefit) ─▶ codec/weights/*.safetensors
+    tail ends (the checkpoint's history) ─▶ soup (their EMAs averaged) ─▶ export
     surgery/: one-off rewrites of a checkpoint (widen, grow) that keep its function
 
 Commands::
 
     python -m codec.training.train [...]     # = lic train
     python -m codec.training.export [...]
+    python -m codec.training.soup A.pt B.pt [...] --out soup.pt
     python -m codec.training.surgery.widen | grow [...]
 """
 from __future__ import annotations
