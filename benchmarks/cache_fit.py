@@ -28,12 +28,12 @@ from codec.training.model import LicModel
 from codec.training.patches import cut_crops
 from codec.transforms import ModelConfig
 
-CACHE_SIZE, CROPS_PER_IMAGE, PATCH = 264, 12, 256  # the training defaults: crops of --patch + 8
+CROPS_PER_IMAGE, PATCH = 12, 256  # the training defaults (--crops-per-image, --patch)
 
 
 def rd_loss(model: LicModel, crops: np.ndarray, t: torch.Tensor) -> np.ndarray:
-    """Per-crop bits per pixel + λ(t)·255²·MSE of the central PATCH² of (n, 264, 264, 3) uint8."""
-    m = (CACHE_SIZE - PATCH) // 2
+    """Per-crop bits per pixel + λ(t)·255²·MSE of the central PATCH² of (n, size, size, 3) uint8."""
+    m = (crops.shape[1] - PATCH) // 2
     x = torch.from_numpy(np.ascontiguousarray(crops[:, m:m + PATCH, m:m + PATCH])).permute(0, 3, 1, 2).float() / 255
     with torch.no_grad():
         out = model(x, t)
@@ -57,19 +57,19 @@ def main() -> None:
     model.load_state_dict(ckpt["ema"])
     model.eval()
     cache = np.load(args.cache, mmap_mode="r")
+    size = cache.shape[1]  # the crops' side, --patch + 8 when training built it
     paths = find_images(training_dir(args.data))
     rng = np.random.default_rng(args.seed)
-    chosen = set(rng.choice(len(paths), min(args.images, len(paths)), replace=False).tolist())
-    chosen_paths = {paths[i] for i in chosen}
+    chosen = {paths[i] for i in rng.choice(len(paths), min(args.images, len(paths)), replace=False)}
     results, row = [], 0
-    for path, arr, corners in cut_crops(paths, CACHE_SIZE, CROPS_PER_IMAGE):
+    for path, arr, corners in cut_crops(paths, size, CROPS_PER_IMAGE):
         rows, row = slice(row, row + len(corners)), row + len(corners)
-        if path not in chosen_paths:
+        if path not in chosen:
             continue
         h, w = arr.shape[:2]
-        fresh = np.stack([arr[y:y + CACHE_SIZE, x:x + CACHE_SIZE] for y, x in
-                          zip(rng.integers(0, h - CACHE_SIZE + 1, len(corners)),
-                              rng.integers(0, w - CACHE_SIZE + 1, len(corners)))])
+        fresh = np.stack([arr[y:y + size, x:x + size] for y, x in
+                          zip(rng.integers(0, h - size + 1, len(corners)),
+                              rng.integers(0, w - size + 1, len(corners)))])
         t = torch.from_numpy(rng.uniform(0, model.config.levels - 1, len(corners))).float()
         cached, new = rd_loss(model, cache[rows], t).mean(), rd_loss(model, fresh, t).mean()
         results.append((path.parent.name, cached, new))
