@@ -67,7 +67,7 @@ def test_to_legacy_moves_a_decode_only_file_with_its_graphs_and_both_manifests(m
     package, legacy = tmp_path / "weights", tmp_path / "legacy"
     package.mkdir(), legacy.mkdir()
     (legacy / "MANIFEST.json").write_text("{}\n")
-    name = "lic-ctx-n64r2m192-954k"  # a decode-only former default in the package
+    name = "lic-ctx-n64r2m192-1052k"  # a decode-only former default in the package
     source = shipped.WEIGHTS_DIR
     for path in [source / f"{name}.safetensors", *source.glob(f"{name}.*.onnx"), source / "lic-default.safetensors"]:
         shutil.copy(path, package / path.name)

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from codec.images import find_images
+from codec.shipped import read_metadata
 from codec.training.export import export, main as export_main
 from codec.training.optim import LevelRates
 from codec.training.tablefit import FitOptions
@@ -109,7 +110,8 @@ def test_soup_averages_tail_ends_into_an_exportable_checkpoint(tmp_path):
         assert torch.allclose(v, expected), k
     assert soup["soup_of_steps"] == [3, 6] and "opt" not in soup
     export(tmp_path / "soup.pt", tmp_path / "soup.safetensors", name="tiny")
-    assert (tmp_path / "soup.safetensors").stat().st_size > 0
+    extra = json.loads(read_metadata(tmp_path / "soup.safetensors")["extra"])
+    assert extra["soup_of_steps"] == [3, 6] and extra["step"] == 6  # the weights file says what went in
 
     other = load_checkpoint(tmp_path / "a.pt")
     other["config"] = {**other["config"], "N": 16}

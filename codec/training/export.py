@@ -44,6 +44,8 @@ def export(checkpoint: str | Path, out: str | Path = DEFAULT_WEIGHTS, name: str 
     blocks = f"r{config.res_blocks}" if config.res_blocks else ""
     name = name or f"lic-ms-n{config.N}{deep}{blocks}m{config.M}"
     info = {"step": ckpt["step"], "train_hours": round(ckpt["elapsed_seconds"] / 3600, 3)}
+    if "soup_of_steps" in ckpt:  # codec.training.soup's average: say which tail ends went in
+        info["soup_of_steps"] = ckpt["soup_of_steps"]
     frozen = freeze(model, name)
     if fit is not None:
         frozen.y_tables, z_tables = fit_entropy_tables(frozen, fit)

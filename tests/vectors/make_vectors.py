@@ -23,7 +23,8 @@ context model's coding steps; one tile and tiles, RGBA) made with the weights th
 it (``lic-ctx-n64r2m192-799k``, 115d2fc5f855, in lic-legacy since 2026-12-05), plus one RGB file of each later
 default (``-846k-``: 86c8184400fd; ``-895k-``: b4d4218a3c5a, the first with the latent residual
 predictor, also tiled; ``-954k-``: 395780aee60f, also tiled; ``-1052k-``: de8e7bb9e105, the first with
-z tables per rate level, one file at a low and one at a high level, tiled); all from crops of ``samples/boothbay.png``.
+z tables per rate level, one file at a low and one at a high level, tiled; ``-1139k-``: 00d009091e3e, the
+mean of the ninth to eleventh tails' ends, also tiled); all from crops of ``samples/boothbay.png``.
 Since 395780aee60f the former context-model defaults ship decode-only, so their vectors stand as stored.  The header layout of each version comes from
 :func:`codec.container.pack`, which writes any minor up to its own.
 """
@@ -66,6 +67,8 @@ VECTORS = {
     "v1.3-context-954k-tiled": ((1, 3), "int", (60, 150, 252, 278), "RGB", 25.0, 64, {}),
     "v1.3-context-1052k-rgb": ((1, 3), "int", (240, 100, 368, 196), "RGB", 15.0, None, {}),
     "v1.3-context-1052k-tiled": ((1, 3), "int", (20, 10, 212, 138), "RGB", 85.0, 64, {}),
+    "v1.3-context-1139k-rgb": ((1, 3), "int", (200, 120, 328, 216), "RGB", 50.0, None, {}),
+    "v1.3-context-1139k-tiled": ((1, 3), "int", (150, 40, 342, 168), "RGB", 95.0, 64, {}),
 }
 HYPERPRIOR = codec.shipped.WEIGHTS_DIR / "lic-ms-n64r2m192.safetensors"  # what wrote 1.0–1.2 (50c52d9893ff)
 # found by their digests, whatever the file is named once a later default takes lic-default's name
@@ -75,6 +78,7 @@ LATER_DEFAULTS = {  # a later default's vector is named by its training step: ta
     "-895k-": "b4d4218a3c5af9e4",  # default from 2026-12-05: the first with a latent residual predictor
     "-954k-": "395780aee60fa746",  # default from 2026-12-05 (later): the fifth tail; older defaults decode-only
     "-1052k-": "de8e7bb9e105ea40",  # default from 2026-12-05 (evening): z tables per level (lic-weights-3)
+    "-1139k-": "00d009091e3e69aa",  # default from 2026-12-06: the mean of three tail ends (codec.training.soup)
 }
 
 
