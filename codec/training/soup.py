@@ -2,11 +2,12 @@
 
 Why: each cosine tail ends at a different point of the same basin (the flat 1e-4 phase between
 tails moves the weights ~10 % of their norm), and three tails of one recipe ended at the same
-BD-rate (−0.72 ± 0.04 % against the shipped weights).  Their uniform average — a "model soup"
+BD-rate (−0.72 ± 0.04 % against the then shipped ``de8e7bb9e105``).  Their uniform average — a "model soup"
 (Wortsman et al., ICML 2022) or stochastic weight averaging over tail ends (Izmailov et al.,
 UAI 2018) — lands nearer the basin's centre than any one of them: measured 2026-12-06, the
-ninth to eleventh tails' ends averaged, −1.10 % against the shipped weights where the best
-single end reached −0.72 % (docs/MODEL_CARD.md, "Tail soups")::
+ninth to eleventh tails' ends averaged, −1.10 % against it where the best single end reached
+−0.72 % (shipped since as ``00d009091e3e``; docs/MODEL_CARD.md, "Tail soups").  It does not stack:
+the next tail's end alone matched that soup, and soups with it moved by ±0.12 % at most::
 
     tail ends (EMA)  ─ mean of every float tensor ─▶  weights-only checkpoint ─▶ export
 
