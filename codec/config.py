@@ -16,6 +16,7 @@ class ModelConfig:
     M: int = 128  # channels of the latent y
     deep: int = 0  # channels of the 1/8-scale hidden layer of g_a and g_s; 0: N (format 1.0 weights)
     res_blocks: int = 0  # residual blocks in g_a and g_s, at the deepest hidden scales first (0–3)
+    analysis_blocks: int = 0  # g_a's residual blocks where it has more than g_s (0: res_blocks, as g_s)
     lambdas: tuple[float, ...] = (
         0.00045, 0.0009, 0.0018, 0.0035, 0.0067, 0.013, 0.025, 0.0483, 0.0932, 0.18, 0.36)
     groups: tuple[int, ...] = ()  # channels per context group of y (codec.context); () none
@@ -24,6 +25,9 @@ class ModelConfig:
     def __post_init__(self):
         if self.groups and (sum(self.groups) != self.M or min(self.groups) < 1):
             raise ValueError(f"context groups {self.groups} must be positive and sum to M = {self.M}")
+        if self.analysis_blocks and not self.res_blocks < self.analysis_blocks <= len(_BLOCK_SCALES):
+            raise ValueError(f"analysis_blocks must exceed res_blocks = {self.res_blocks} and be at most "
+                             f"{len(_BLOCK_SCALES)} (or 0: as g_s), got {self.analysis_blocks}")
         if self.residual < 0:
             raise ValueError(f"the residual predictor's width must be positive (or 0: none), got {self.residual}")
 
@@ -37,6 +41,12 @@ class ModelConfig:
         return self.deep or self.N
 
     @property
+    def encoder_blocks(self) -> int:
+        """Residual blocks in g_a.  More there than in g_s (``analysis_blocks``) is capacity that only
+        the encoder pays for: decoding, and the files, stay as they are."""
+        return self.analysis_blocks or self.res_blocks
+
+    @property
     def levels(self) -> int:
         return len(self.lambdas)
 
@@ -45,16 +55,18 @@ class ModelConfig:
         """(analysis halo in pixels, synthesis halo in latents) that tiles need to show no seams.
 
         Four 5×5 stride-2 layers: a latent sees ±30 px, a pixel ±2 latents.  A residual
-        block (two 3×3 convolutions) at scale 1/s adds ±2·s px to both reaches; the latent
-        residual predictor (two 3×3 convolutions on the latent) adds ±2 latents to the synthesis's.
+        block (two 3×3 convolutions) at scale 1/s adds ±2·s px to the reach of its transform
+        (g_a's blocks to the analysis halo, g_s's to the synthesis's); the latent residual
+        predictor (two 3×3 convolutions on the latent) adds ±2 latents to the synthesis's.
         """
-        extra = sum(2 * s for s in _BLOCK_SCALES[: self.res_blocks])
-        analysis_halo = -(-(30 + extra) // 16) * 16  # whole latents keep the stride phase
-        return analysis_halo, 2 + -(-extra // 16) + (2 if self.residual else 0)
+        extra_a = sum(2 * s for s in _BLOCK_SCALES[: self.encoder_blocks])
+        extra_s = sum(2 * s for s in _BLOCK_SCALES[: self.res_blocks])
+        analysis_halo = -(-(30 + extra_a) // 16) * 16  # whole latents keep the stride phase
+        return analysis_halo, 2 + -(-extra_s // 16) + (2 if self.residual else 0)
 
     def to_dict(self) -> dict:
         d = asdict(self)
-        for key in ("deep", "res_blocks", "groups", "residual"):  # files written before these fields stay byte-identical
+        for key in ("deep", "res_blocks", "analysis_blocks", "groups", "residual"):  # files written before these fields stay byte-identical
             if not d[key]:
                 del d[key]
         return d
@@ -62,7 +74,8 @@ class ModelConfig:
     @classmethod
     def from_dict(cls, d: dict) -> "ModelConfig":
         return cls(N=int(d["N"]), M=int(d["M"]), deep=int(d.get("deep", 0)),
-                   res_blocks=int(d.get("res_blocks", 0)), lambdas=tuple(float(v) for v in d["lambdas"]),
+                   res_blocks=int(d.get("res_blocks", 0)), analysis_blocks=int(d.get("analysis_blocks", 0)),
+                   lambdas=tuple(float(v) for v in d["lambdas"]),
                    groups=tuple(int(g) for g in d.get("groups", ())), residual=int(d.get("residual", 0)))
 
 

@@ -43,8 +43,8 @@ class FrozenModel(nn.Module):
         self.config, self.name = config, name
         N, M = config.N, config.M
         D = config.deep_channels  # no compressai at run time: FrozenGDN
-        R = config.res_blocks
-        self.g_a, self.g_s = analysis(N, M, FrozenGDN, D, R), synthesis(N, M, FrozenGDN, D, R)
+        self.g_a = analysis(N, M, FrozenGDN, D, config.encoder_blocks)
+        self.g_s = synthesis(N, M, FrozenGDN, D, config.res_blocks)
         self.h_a, self.h_s = hyper_analysis(N, M), hyper_synthesis(N, M)
         self.gains = GainUnits(M, config.lambdas)
         self.context = ChannelContext(config.groups) if config.groups else None  # format 1.3's steps

@@ -80,6 +80,49 @@ def test_a_new_model_trains_with_blocks(tmp_path):
     assert "g_s.r3.conv1.weight" not in ckpt["ema"]
 
 
+def test_analysis_blocks_deepen_the_encoder_alone(tmp_path):
+    """``grow --analysis-blocks`` adds g_a's blocks only: the same function, g_s and the decoder's
+    halo unchanged, and a trained, exported model whose files decode like any other."""
+    (tmp_path / "data").mkdir()
+    shutil.copy(SAMPLE, tmp_path / "data" / "a.png")
+    assert train_main(_train_args(tmp_path, 3)) == 0
+    assert grow_main(["--checkpoint", str(tmp_path / "ckpt.pt"), "--res-blocks", "2"]) == 0
+    before = load_checkpoint(tmp_path / "ckpt.pt")
+    assert grow_main(["--checkpoint", str(tmp_path / "ckpt.pt"), "--analysis-blocks", "3"]) == 0
+    after = load_checkpoint(tmp_path / "ckpt.pt")
+    assert after["config"]["res_blocks"] == 2 and after["config"]["analysis_blocks"] == 3
+    assert "g_a.r1.conv1.weight" in after["ema"] and "g_s.r5.conv1.weight" not in after["ema"]
+    assert sorted(k for k in after["ema"] if k.startswith("g_s.")) == sorted(k for k in before["ema"] if k.startswith("g_s."))
+    old_cfg, new_cfg = ModelConfig.from_dict(before["config"]), ModelConfig.from_dict(after["config"])
+    assert new_cfg.halos[1] == old_cfg.halos[1] and new_cfg.halos[0] >= old_cfg.halos[0]
+    for a, b in outputs_before_and_after(before, after):
+        for k in ("x_hat", "bits_y", "bits_z"):
+            torch.testing.assert_close(b[k], a[k], atol=1e-5, rtol=1e-5)
+
+    assert train_main(_train_args(tmp_path, 5)) == 0  # trains on, and exports into a working codec
+    weights = tmp_path / "enc.safetensors"
+    export(tmp_path / "ckpt.pt", weights)
+    lic = Codec(weights)
+    assert (lic.weights.config.res_blocks, lic.weights.config.encoder_blocks) == (2, 3)
+    img = np.random.default_rng(1).integers(0, 256, (40, 70, 3), dtype=np.uint8)
+    assert lic.decode(lic.encode(img, 60)).size == (70, 40)
+
+    with pytest.raises(ValueError, match="cannot lose"):
+        grow_checkpoint(tmp_path / "ckpt.pt", analysis_blocks=2)
+    grow_checkpoint(tmp_path / "ckpt.pt", res_blocks=3)  # g_s catches up: one count again
+    config = load_checkpoint(tmp_path / "ckpt.pt")["config"]
+    assert config["res_blocks"] == 3 and "analysis_blocks" not in config
+
+
+def test_analysis_blocks_must_exceed_the_shared_ones():
+    with pytest.raises(ValueError, match="analysis_blocks"):
+        ModelConfig(N=8, M=12, res_blocks=2, analysis_blocks=2)
+    with pytest.raises(ValueError, match="analysis_blocks"):
+        ModelConfig(N=8, M=12, analysis_blocks=4)
+    cfg = ModelConfig(N=8, M=12, res_blocks=1, analysis_blocks=2)
+    assert ModelConfig.from_dict(cfg.to_dict()) == cfg
+
+
 def test_configs_without_blocks_keep_the_old_layout():
     old = ModelConfig.from_dict({"N": 8, "M": 12, "lambdas": [0.001, 0.01]})
     assert old.res_blocks == 0 and "res_blocks" not in old.to_dict() and old.halos == (32, 2)
@@ -88,11 +131,12 @@ def test_configs_without_blocks_keep_the_old_layout():
         LicModel(ModelConfig(N=8, M=12, res_blocks=4))
 
 
-@pytest.mark.parametrize("blocks", [1, 2, 3])
-def test_tiles_with_residual_blocks_match_the_whole_image(blocks):
-    """The halos of ``ModelConfig.halos`` cover the blocks' reach: tiled transforms are exact."""
+@pytest.mark.parametrize("blocks,analysis_blocks", [(1, 0), (2, 0), (3, 0), (0, 3), (2, 3)])
+def test_tiles_with_residual_blocks_match_the_whole_image(blocks, analysis_blocks):
+    """The halos of ``ModelConfig.halos`` cover the blocks' reach, each transform's own: tiled
+    transforms are exact, and one latent less of either halo would show."""
     torch.manual_seed(blocks)
-    model = LicModel(ModelConfig(N=8, M=12, res_blocks=blocks))
+    model = LicModel(ModelConfig(N=8, M=12, res_blocks=blocks, analysis_blocks=analysis_blocks))
     for module in model.modules():  # trained blocks are not zero: make them reach
         if isinstance(module, ResidualBlock):
             torch.nn.init.normal_(module.conv2.weight, std=0.3)

@@ -41,7 +41,8 @@ def export(checkpoint: str | Path, out: str | Path = DEFAULT_WEIGHTS, name: str 
     model.load_state_dict(ckpt["ema" if use_ema else "model"])
     model.eval()
     deep = f"d{config.deep}" if config.deep else ""
-    blocks = f"r{config.res_blocks}" if config.res_blocks else ""
+    blocks = (f"r{config.res_blocks}" if config.res_blocks else "") + (
+        f"a{config.analysis_blocks}" if config.analysis_blocks else "")
     name = name or f"lic-ms-n{config.N}{deep}{blocks}m{config.M}"
     info = {"step": ckpt["step"], "train_hours": round(ckpt["elapsed_seconds"] / 3600, 3)}
     if "soup_of_steps" in ckpt:  # codec.training.soup's average: say which tail ends went in

@@ -58,7 +58,7 @@ class LicModel(nn.Module):
         super().__init__()
         self.config = config
         N, M = config.N, config.M
-        self.g_a = analysis(N, M, GDN, deep=config.deep_channels, res_blocks=config.res_blocks)
+        self.g_a = analysis(N, M, GDN, deep=config.deep_channels, res_blocks=config.encoder_blocks)
         self.g_s = synthesis(N, M, GDN, deep=config.deep_channels, res_blocks=config.res_blocks)
         self.h_a = hyper_analysis(N, M)
         self.h_s = hyper_synthesis(N, M)
