@@ -59,8 +59,7 @@ class ModelConfig:
         (g_a's blocks to the analysis halo, g_s's to the synthesis's); the latent residual
         predictor (two 3×3 convolutions on the latent) adds ±2 latents to the synthesis's.
         """
-        extra_a = sum(2 * s for s in _BLOCK_SCALES[: self.encoder_blocks])
-        extra_s = sum(2 * s for s in _BLOCK_SCALES[: self.res_blocks])
+        extra_a, extra_s = _block_reach(self.encoder_blocks), _block_reach(self.res_blocks)
         analysis_halo = -(-(30 + extra_a) // 16) * 16  # whole latents keep the stride phase
         return analysis_halo, 2 + -(-extra_s // 16) + (2 if self.residual else 0)
 
@@ -80,3 +79,8 @@ class ModelConfig:
 
 
 _BLOCK_SCALES = (8, 4, 2)  # where residual blocks go, deepest first (1/8, 1/4, 1/2 of the image side)
+
+
+def _block_reach(blocks: int) -> int:
+    """Pixels that the first ``blocks`` residual blocks add to a transform's reach (±2·s at scale 1/s)."""
+    return sum(2 * s for s in _BLOCK_SCALES[:blocks])
